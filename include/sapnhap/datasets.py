@@ -1,0 +1,153 @@
+"""Canonical target schemas of the datasets the platform consolidates.
+
+Every legacy source maps its own column names onto these (see ``include/sources/*.yaml``).
+Each dataset also carries the lineage columns of :data:`LINEAGE_COLUMNS` once transformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ColumnType = Literal["text", "date", "timestamp", "int", "code2", "code3", "code5", "citizen_id"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its type, whether it must be present, whether it is personal data."""
+
+    name: str
+    type: ColumnType
+    required: bool = False
+    pii: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A canonical dataset: natural key, the date that places a record in time, its columns."""
+
+    name: str
+    title_vi: str
+    natural_key: tuple[str, ...]
+    record_date: str
+    columns: tuple[Column, ...]
+    has_unit: bool = True
+    parent: str | None = None
+    statuses: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def pii_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.pii]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+DOSSIER_STATUSES = ("received", "processing", "completed", "returned", "cancelled")
+
+DOSSIERS = Dataset(
+    name="dossiers",
+    title_vi="Hồ sơ thủ tục hành chính",
+    natural_key=("dossier_code",),
+    record_date="received_date",
+    statuses=DOSSIER_STATUSES,
+    columns=(
+        Column("dossier_code", "text", required=True, description="Mã hồ sơ"),
+        Column("procedure_code", "text", description="Mã thủ tục hành chính"),
+        Column("procedure_name", "text", description="Tên thủ tục"),
+        Column("applicant_name", "text", pii=True, description="Người nộp"),
+        Column("applicant_citizen_id", "citizen_id", pii=True, description="Số CCCD người nộp"),
+        Column("old_commune_code", "code5", description="Mã xã cũ nơi tiếp nhận"),
+        Column("address_detail", "text", description="Thôn/xóm/tổ dân phố, đường phố"),
+        Column("received_date", "date", required=True, description="Ngày tiếp nhận"),
+        Column("due_date", "date", description="Ngày hẹn trả"),
+        Column("completed_date", "date", description="Ngày trả kết quả"),
+        Column("status", "text", required=True, description="Trạng thái"),
+        Column("updated_at", "timestamp", description="Cập nhật lần cuối ở hệ thống cũ"),
+    ),
+)
+
+DOSSIER_STEPS = Dataset(
+    name="dossier_steps",
+    title_vi="Quá trình xử lý hồ sơ",
+    natural_key=("dossier_code", "step_no"),
+    record_date="started_at",
+    has_unit=False,
+    parent="dossiers",
+    columns=(
+        Column("dossier_code", "text", required=True),
+        Column("step_no", "int", required=True),
+        Column("step_name", "text", required=True, description="Bước xử lý"),
+        Column("handler", "text", pii=True, description="Cán bộ xử lý"),
+        Column("started_at", "timestamp", required=True),
+        Column("finished_at", "timestamp"),
+        Column("updated_at", "timestamp"),
+    ),
+)
+
+RESIDENTS = Dataset(
+    name="residents",
+    title_vi="Nhân khẩu",
+    natural_key=("citizen_id",),
+    record_date="registered_date",
+    columns=(
+        Column("citizen_id", "citizen_id", required=True, pii=True, description="Số CCCD 12 số"),
+        Column("full_name", "text", required=True, pii=True, description="Họ và tên"),
+        Column("birth_date", "date", required=True, description="Ngày sinh"),
+        Column("gender", "text", required=True, description="Giới tính: nam/nu"),
+        Column("household_code", "text", description="Mã hộ"),
+        Column("relation_to_head", "text", description="Quan hệ với chủ hộ"),
+        Column("old_commune_code", "code5", description="Mã xã cũ nơi thường trú"),
+        Column("address_detail", "text", description="Thôn/xóm/tổ dân phố, đường phố"),
+        Column("registered_date", "date", description="Ngày đăng ký thường trú"),
+        Column("updated_at", "timestamp"),
+    ),
+)
+
+HOUSEHOLDS = Dataset(
+    name="households",
+    title_vi="Hộ gia đình",
+    natural_key=("household_code",),
+    record_date="registered_date",
+    columns=(
+        Column("household_code", "text", required=True, description="Mã hộ"),
+        Column("head_citizen_id", "citizen_id", pii=True, description="CCCD chủ hộ"),
+        Column("old_commune_code", "code5", description="Mã xã cũ"),
+        Column("address_detail", "text", description="Thôn/xóm/tổ dân phố, đường phố"),
+        Column("registered_date", "date"),
+        Column("updated_at", "timestamp"),
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS)}
+
+# Added to every transformed row: where it came from and how its unit was mapped (R3, R10).
+LINEAGE_COLUMNS: tuple[str, ...] = (
+    "source_id",
+    "source_key",
+    "old_province_code",
+    "old_district_code",
+    "new_province_code",
+    "new_commune_code",
+    "mapping_method",
+    "mapping_status",
+    "crosswalk_version",
+    "unit_scheme",
+    "record_hash",
+)
+
+
+def get_dataset(name: str) -> Dataset:
+    """Return the canonical dataset called ``name`` or raise a clear error."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
