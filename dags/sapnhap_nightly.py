@@ -1,0 +1,141 @@
+"""
+### Nightly sync of the legacy district/commune systems into the provincial platform
+
+One task group per legacy system of the source registry (`include/sources/*.yaml`):
+**extract** (incremental, by cursor or new export files) -> **transform** (old codes -> new
+province/commune codes, lineage kept) -> **validate** (GX suite of the dataset, failing rows
+quarantined with a reason) -> **backup** (Parquet + manifest, encrypted, verified) -> **load**
+(one transaction per batch, idempotent). Then **reconcile** checks extracted = loaded +
+quarantined + merged duplicates for every batch, and **report** emails every owner in Vietnamese.
+
+A failing source does not stop the others; it retries, and its owner is told.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
+
+from sapnhap.sources import load_sources
+
+PLATFORM_ASSET = Asset("postgres://sapnhap-platform/core")
+SOURCES = load_sources()  # declarative files only: no connection or database is touched at parse time
+
+default_args = {
+    "owner": "sapnhap-data-team",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+}
+
+
+def _run_ids() -> tuple[str, str]:
+    ctx = get_current_context()
+    run_date = (ctx.get("logical_date") or ctx["dag_run"].run_after).in_timezone("Asia/Ho_Chi_Minh").date().isoformat()
+    return ctx["dag_run"].run_id, run_date
+
+
+@dag(
+    dag_id="sapnhap_nightly",
+    schedule="0 1 * * *",
+    start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
+    catchup=False,
+    max_active_runs=1,  # one night at a time: batches of a source must commit in cursor order
+    default_args=default_args,
+    tags=["sapnhap", "nightly", "sync"],
+    doc_md=__doc__,
+)
+def sapnhap_nightly() -> None:
+    @task
+    def prepare() -> dict:
+        from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.pipeline import prepare_run
+
+        run_id, _ = _run_ids()
+        return prepare_run(services_from_airflow(), run_id)
+
+    @task(trigger_rule="all_done", retries=0)
+    def reconcile() -> list[dict]:
+        from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.pipeline import reconcile_run
+
+        run_id, _ = _run_ids()
+        expected = [(s.id, d) for s in SOURCES for d in s.datasets]
+        return reconcile_run(services_from_airflow(), run_id, expected).to_dict(orient="records")
+
+    @task(trigger_rule="all_done")
+    def report() -> dict:
+        from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.report import send_run_reports
+
+        run_id, _ = _run_ids()
+        return send_run_reports(services_from_airflow(), run_id, SOURCES)
+
+    started = prepare()
+    loads = []
+    for source in SOURCES:
+        with TaskGroup(group_id=source.id, tooltip=source.name):
+
+            @task(pool=source.pool, task_id="extract")
+            def extract(source_id: str = source.id) -> list[dict]:
+                from sapnhap.airflow_support import legacy_connection, services_from_airflow
+                from sapnhap.pipeline import extract_stage
+                from sapnhap.sources import get_source
+
+                src = get_source(source_id)
+                run_id, run_date = _run_ids()
+                services = services_from_airflow()
+                connection = legacy_connection(src.conn_id, src.kind)
+                return [
+                    extract_stage(services, src, d, connection, run_id=run_id, run_date=run_date) for d in src.datasets
+                ]
+
+            @task(task_id="transform")
+            def transform(batches: list[dict], source_id: str = source.id) -> list[dict]:
+                from sapnhap.airflow_support import services_from_airflow
+                from sapnhap.pipeline import transform_stage
+                from sapnhap.sources import get_source
+
+                services = services_from_airflow()
+                return [transform_stage(services, get_source(source_id), b) for b in batches]
+
+            @task(task_id="validate")
+            def validate(batches: list[dict], source_id: str = source.id) -> list[dict]:
+                from sapnhap.airflow_support import services_from_airflow
+                from sapnhap.pipeline import validate_stage
+                from sapnhap.sources import get_source
+
+                services = services_from_airflow()
+                return [validate_stage(services, get_source(source_id), b) for b in batches]
+
+            @task(task_id="backup")
+            def backup(batches: list[dict], source_id: str = source.id) -> list[dict]:
+                from sapnhap.airflow_support import services_from_airflow
+                from sapnhap.pipeline import backup_stage
+                from sapnhap.sources import get_source
+
+                services = services_from_airflow()
+                return [backup_stage(services, get_source(source_id), b) for b in batches]
+
+            @task(task_id="load", outlets=[PLATFORM_ASSET])
+            def load(batches: list[dict], source_id: str = source.id) -> list[dict]:
+                from sapnhap.airflow_support import services_from_airflow
+                from sapnhap.pipeline import load_stage
+                from sapnhap.sources import get_source
+
+                services = services_from_airflow()
+                return [load_stage(services, get_source(source_id), b) for b in batches]
+
+            extracted = extract()
+            started >> extracted
+            loads.append(load(backup(validate(transform(extracted)))))
+
+    # Both are leaves: a failed source or an unreconciled batch fails the run, and the owners
+    # are still told (the report runs whatever happened upstream).
+    loads >> reconcile()
+    loads >> report()
+
+
+sapnhap_nightly()

@@ -1,0 +1,232 @@
+"""The embedded default: real services started from pip packages, no Docker, no running servers.
+
+- PostgreSQL from ``pgserver`` (a real postgres binary, data under ``.sapnhap/pgdata``)
+- an S3 API from ``moto[server]`` (ThreadedMotoServer on 127.0.0.1)
+- an SMTP sink from ``aiosmtpd`` that keeps every message as an ``.eml`` file
+- Airflow with a SQLite metadata database under ``.sapnhap/airflow``
+
+Each is replaced by a real server when its URL is in the environment:
+``SAPNHAP_PLATFORM_URL`` (postgresql://...), ``SAPNHAP_S3_URL`` (s3://key:secret@host:port/bucket),
+``SAPNHAP_SMTP_URL`` (smtp://host:port).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+
+from sapnhap.services import (
+    PLATFORM_CONN_ID,
+    S3_CONN_ID,
+    SMTP_CONN_ID,
+    S3Config,
+    SmtpConfig,
+    libpq_dsn,
+    postgres_dsn_from_url,
+    s3_from_url,
+    smtp_from_url,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_DB = "sapnhap"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailSink:
+    """An aiosmtpd handler that writes every message it receives to a folder, in order."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd hook
+        with self._lock:
+            n = len(list(self.folder.glob("*.eml"))) + 1
+            path = self.folder / f"{n:05d}.eml"
+            path.write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+def read_mail(folder: Path) -> list:
+    """Every message in a mail folder, parsed (``email.message.EmailMessage``)."""
+    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(folder.glob("*.eml"))]
+
+
+@dataclass
+class Stack:
+    """The running services and how to reach them."""
+
+    workdir: Path
+    platform: dict[str, object]
+    s3: S3Config
+    smtp: SmtpConfig
+    mail_dir: Path | None
+    _stoppers: list = field(default_factory=list)
+
+    @property
+    def platform_dsn(self) -> str:
+        p = self.platform
+        return libpq_dsn(p["host"], p.get("port"), p.get("login"), p.get("password"), p["schema"])
+
+    def admin_dsn(self, dbname: str = "postgres") -> str:
+        p = self.platform
+        return libpq_dsn(p["host"], p.get("port"), p.get("login"), p.get("password"), dbname)
+
+    def stop(self) -> None:
+        for stop in reversed(self._stoppers):
+            stop()
+        self._stoppers.clear()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _start_postgres(workdir: Path, stoppers: list) -> dict[str, object]:
+    url = os.environ.get("SAPNHAP_PLATFORM_URL")
+    if url:
+        p = urlparse(postgres_dsn_from_url(url))
+        admin = dict(host=p.hostname, port=p.port or 5432, login=p.username, password=p.password)
+    else:
+        import pgserver
+
+        server = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+        stoppers.append(server.cleanup)
+        p = urlparse(server.get_uri())
+        host = dict(x.split("=", 1) for x in p.query.split("&") if "=" in x).get("host")
+        admin = dict(host=host, port=None, login=p.username or "postgres", password=None)
+    dbname = (urlparse(url).path.lstrip("/") if url else "") or PLATFORM_DB
+    with psycopg.connect(libpq_dsn(admin["host"], admin["port"], admin["login"], admin["password"], "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+    return {**admin, "schema": dbname}
+
+
+def _start_s3(stoppers: list) -> S3Config:
+    url = os.environ.get("SAPNHAP_S3_URL")
+    if url:
+        return s3_from_url(url)
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    stoppers.append(server.stop)
+    return S3Config(endpoint_url=f"http://127.0.0.1:{port}", access_key="embedded", secret_key="embedded")
+
+
+def _start_smtp(workdir: Path, stoppers: list) -> tuple[SmtpConfig, Path | None]:
+    url = os.environ.get("SAPNHAP_SMTP_URL")
+    if url:
+        return smtp_from_url(url), None
+    from aiosmtpd.controller import Controller
+
+    mail_dir = workdir / "mail"
+    for old in mail_dir.glob("*.eml"):
+        old.unlink()
+    port = free_port()
+    controller = Controller(MailSink(mail_dir), hostname="127.0.0.1", port=port)
+    controller.start()
+    stoppers.append(controller.stop)
+    return SmtpConfig(host="127.0.0.1", port=port, from_addr="sapnhap@tuyenquang.gov.vn.example"), mail_dir
+
+
+def start_stack(workdir: Path) -> Stack:
+    """Start (or connect to) PostgreSQL, S3 and SMTP; stop them with :meth:`Stack.stop`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stoppers: list = []
+    try:
+        platform = _start_postgres(workdir, stoppers)
+        s3 = _start_s3(stoppers)
+        smtp, mail_dir = _start_smtp(workdir, stoppers)
+    except BaseException:
+        for stop in reversed(stoppers):
+            stop()
+        raise
+    return Stack(workdir, platform, s3, smtp, mail_dir, stoppers)
+
+
+def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir: Path | None = None) -> dict[str, str]:
+    """Environment for the Airflow CLI: SQLite metadata DB, the project's DAGs, connections."""
+    home = stack.workdir / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    include = str(PROJECT_ROOT / "include")
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Ho_Chi_Minh",
+            "GX_ANALYTICS_ENABLED": "False",
+            "PYTHONPATH": os.pathsep.join(p for p in (include, env.get("PYTHONPATH", "")) if p),
+            "SAPNHAP_RETRY_DELAY_SECONDS": env.get("SAPNHAP_RETRY_DELAY_SECONDS", "2"),
+        }
+    )
+    if sources_dir is not None:
+        env["SAPNHAP_SOURCES_DIR"] = str(sources_dir)
+    p = stack.platform
+    env["AIRFLOW_CONN_" + PLATFORM_CONN_ID.upper()] = json.dumps(
+        {"conn_type": "postgres", "host": p["host"], "port": p.get("port"), "login": p.get("login"),
+         "password": p.get("password"), "schema": p["schema"]}
+    )
+    env["AIRFLOW_CONN_" + S3_CONN_ID.upper()] = json.dumps(
+        {"conn_type": "aws", "login": stack.s3.access_key, "password": stack.s3.secret_key,
+         "extra": {"endpoint_url": stack.s3.endpoint_url, "region_name": stack.s3.region, "bucket": stack.s3.bucket,
+                   "sse": stack.s3.sse or ""}}
+    )
+    env["AIRFLOW_CONN_" + SMTP_CONN_ID.upper()] = json.dumps(
+        {"conn_type": "smtp", "host": stack.smtp.host, "port": stack.smtp.port, "login": stack.smtp.user,
+         "password": stack.smtp.password, "extra": {"from_email": stack.smtp.from_addr, "starttls": stack.smtp.starttls}}
+    )
+    for conn_id, uri in legacy_connections.items():
+        env["AIRFLOW_CONN_" + conn_id.upper()] = uri
+    return env
+
+
+def airflow(env: dict[str, str], *args: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the Airflow CLI of this interpreter's environment."""
+    cmd = [str(Path(sys.executable).with_name("airflow")), *args]
+    out = log.open("w") if log else subprocess.PIPE
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False)
+    finally:
+        if log:
+            out.close()
+    if check and proc.returncode != 0:
+        tail = log.read_text()[-4000:] if log else proc.stdout[-4000:]
+        raise RuntimeError(f"airflow {' '.join(args)} failed ({proc.returncode}):\n{tail}")
+    return proc
+
+
+def prepare_airflow(env: dict[str, str], pools: dict[str, int]) -> None:
+    """Migrate the metadata DB and create the pools that cap connections per legacy server."""
+    airflow(env, "db", "migrate")
+    if pools:
+        pool_file = Path(env["AIRFLOW_HOME"]) / "pools.json"
+        pool_file.write_text(
+            json.dumps({name: {"slots": slots, "description": "legacy server connections", "include_deferred": False}
+                        for name, slots in pools.items()})
+        )
+        airflow(env, "pools", "import", str(pool_file))

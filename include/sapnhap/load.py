@@ -1,0 +1,220 @@
+"""Load: one transaction per batch, from a verified backup into the platform.
+
+Bulk ``COPY`` into a temporary staging table, then one merge into the core table. Identical
+rows change nothing (a rerun is a no-op); changed rows update the core row and the trigger
+keeps the previous version in ``history``. Rows whose natural key another source already
+holds are merged duplicates: listed in ``ops.merged_duplicates``, and the newer record wins.
+The incremental cursor, the consumed files, the quarantine and the reconciliation row are
+written in the same transaction, so a crash leaves nothing half-loaded and nothing skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from sapnhap.datasets import Dataset, get_dataset
+from sapnhap.platform import LINEAGE_DDL
+
+COPY_CHUNK = 100_000
+
+
+class ReconciliationError(RuntimeError):
+    """Extracted rows are not all accounted for; the batch is rolled back."""
+
+
+@dataclass
+class LoadCounts:
+    """How a batch ended up: every extracted row is exactly one of these."""
+
+    extracted: int
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged_in_batch: int = 0
+    merged_cross_source: int = 0
+    quarantined: int = 0
+    blocked: int = 0
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    @property
+    def merged(self) -> int:
+        return self.merged_in_batch + self.merged_cross_source
+
+    def reconciles(self) -> bool:
+        return self.extracted == self.loaded + self.quarantined + self.merged + self.blocked
+
+
+def target_columns(ds: Dataset) -> list[str]:
+    """Columns written to core tables: canonical columns then lineage (without defaults)."""
+    return ds.column_names + [n for n, _ in LINEAGE_DDL if n != "valid_from"]
+
+
+def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
+    """COPY a DataFrame through CSV in chunks (no per-row Python)."""
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    with cur.copy(stmt) as copy:
+        for start in range(0, len(frame), COPY_CHUNK):
+            buf = io.StringIO()
+            frame.iloc[start : start + COPY_CHUNK][columns].to_csv(
+                buf, header=False, index=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S"
+            )
+            copy.write(buf.getvalue())
+
+
+def _prepare(frame: pd.DataFrame, ds: Dataset, batch_id: str) -> pd.DataFrame:
+    out = frame.copy()
+    out["batch_id"] = batch_id
+    for col in target_columns(ds):
+        if col not in out:
+            out[col] = None
+    out["flag_old_code_after_merger"] = out["flag_old_code_after_merger"].fillna(False).astype(bool)
+    for col in ds.columns:
+        if col.type == "int":
+            out[col.name] = out[col.name].astype("Int64")
+    return out
+
+
+def merge_batch(
+    conn: psycopg.Connection,
+    *,
+    dataset: str,
+    batch_id: str,
+    valid: pd.DataFrame,
+) -> LoadCounts:
+    """Merge valid rows into ``core.<dataset>`` inside the caller's transaction; return the counts."""
+    ds = get_dataset(dataset)
+    cols = target_columns(ds)
+    frame = _prepare(valid, ds, batch_id)
+    key = list(ds.natural_key)
+    counts = LoadCounts(extracted=len(frame))
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE stage_rows (LIKE core.{} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                sql.Identifier(ds.name)
+            )
+        )
+        _copy_frame(cur, "stage_rows", frame, cols)
+        key_sql = sql.SQL(", ").join(sql.Identifier(k) for k in key)
+        key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+        key_text = sql.SQL(" || '|' || ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key)
+        # Rows whose key another source already holds: merged duplicates (R5), listed with both sides.
+        cur.execute(
+            sql.SQL(
+                """INSERT INTO ops.merged_duplicates
+                   (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
+                   SELECT %s, {key_text},
+                          CASE WHEN s.updated_at > t.updated_at THEN t.source_id ELSE s.source_id END,
+                          CASE WHEN s.updated_at > t.updated_at THEN t.source_key ELSE s.source_key END,
+                          CASE WHEN s.updated_at > t.updated_at THEN s.source_id ELSE t.source_id END,
+                          CASE WHEN s.updated_at > t.updated_at THEN s.source_key ELSE t.source_key END,
+                          'duplicate_across_sources', %s
+                   FROM stage_rows s JOIN core.{table} t ON {key_join}
+                   WHERE t.source_id <> s.source_id
+                   ON CONFLICT DO NOTHING"""
+            ).format(key_text=key_text, table=sql.Identifier(ds.name), key_join=key_join),
+            (ds.name, batch_id),
+        )
+        # Classify before merging: each staged row is new, changed, identical, or another source's key.
+        cur.execute(
+            sql.SQL(
+                """SELECT count(*) FILTER (WHERE t.source_id IS NULL),
+                          count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash <> s.record_hash),
+                          count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash = s.record_hash),
+                          count(*) FILTER (WHERE t.source_id <> s.source_id)
+                   FROM stage_rows s LEFT JOIN core.{table} t ON {key_join}"""
+            ).format(table=sql.Identifier(ds.name), key_join=key_join)
+        )
+        counts.inserted, counts.updated, counts.unchanged, counts.merged_cross_source = cur.fetchone()
+        non_key = [c for c in cols if c not in key]
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in [*non_key, "valid_from"]
+        )
+        target = sql.Identifier("core", ds.name)
+        # Update only when the content changed, and across sources only when the incoming record is newer.
+        cur.execute(
+            sql.SQL(
+                """INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM stage_rows
+                   ON CONFLICT ({key}) DO UPDATE SET {assignments}
+                   WHERE t.record_hash IS DISTINCT FROM EXCLUDED.record_hash
+                     AND (t.source_id = EXCLUDED.source_id
+                          OR EXCLUDED.updated_at > t.updated_at
+                          OR (t.updated_at IS NULL AND EXCLUDED.updated_at IS NOT NULL))
+"""
+            ).format(
+                target=target,
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+                key=key_sql,
+                assignments=assignments,
+            )
+        )
+    return counts
+
+
+def _payload(frame: pd.DataFrame) -> list[str]:
+    cleaned = frame.astype(object).where(frame.notna(), None)
+    return [json.dumps(rec, ensure_ascii=False, default=str) for rec in cleaned.to_dict(orient="records")]
+
+
+def record_quarantine(
+    conn: psycopg.Connection,
+    *,
+    dataset: str,
+    batch_id: str,
+    quarantine: pd.DataFrame,
+    rows: pd.DataFrame,
+) -> None:
+    """Upsert quarantine rows (one per failing row and expectation), with the row as payload.
+
+    A rerun that sees the same failing record again only updates ``last_batch_id``.
+    """
+    if quarantine.empty:
+        return
+    payload_cols = [c for c in rows.columns if not c.startswith("_")]
+    by_row = rows.set_index("_row_id")
+    q = quarantine.merge(
+        by_row[["record_hash"]].rename(columns={"record_hash": "_hash"}), left_on="_row_id", right_index=True, how="left"
+    )
+    payloads = dict(zip(by_row.index, _payload(by_row[payload_cols]), strict=True))
+    params = [
+        (
+            r.source_id, dataset, r.source_key, r._hash or "", r.expectation, r.column, r.value,
+            r.reason_vi, getattr(r, "fix_vi", None), getattr(r, "severity", "block"), payloads.get(r._row_id),
+            batch_id, batch_id,
+        )
+        for r in q.itertuples(index=False)
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO ops.quarantine
+               (source_id, dataset, source_key, record_hash, expectation, column_name, value_masked,
+                reason_vi, fix_vi, severity, payload, first_batch_id, last_batch_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+               ON CONFLICT (source_id, dataset, source_key, record_hash, expectation, column_name)
+               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now(),
+                             status = CASE WHEN ops.quarantine.status = 'resolved' THEN 'open' ELSE ops.quarantine.status END""",
+            params,
+        )
+
+
+def resolve_quarantine(conn: psycopg.Connection, *, source_id: str, dataset: str, batch_id: str, loaded_keys: list[str]) -> int:
+    """Close open quarantine rows of records that now loaded cleanly; return how many closed."""
+    if not loaded_keys:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE ops.quarantine SET status = 'resolved', resolved_batch_id = %s
+               WHERE status = 'open' AND source_id = %s AND dataset = %s AND source_key = ANY(%s)""",
+            (batch_id, source_id, dataset, loaded_keys),
+        )
+        return cur.rowcount

@@ -1,0 +1,340 @@
+"""The stages of the nightly sync, as plain functions the DAG tasks call.
+
+Stages pass references (batch ids, object keys), never data: every intermediate artifact
+is an object in the backup bucket, so any worker can run any stage and a retry starts from
+what the previous stage stored.
+
+    extract -> transform -> validate -> backup (manifest, verified) -> load (one transaction)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import sapnhap
+from sapnhap import storage
+from sapnhap.datasets import get_dataset
+from sapnhap.extract import extract_to_parquet
+from sapnhap.load import LoadCounts, ReconciliationError, merge_batch, record_quarantine, resolve_quarantine
+from sapnhap.services import Services
+from sapnhap.sources import Source
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def batch_id_for(run_id: str, source_id: str, dataset: str) -> str:
+    return f"{run_id}|{source_id}|{dataset}"
+
+
+def _frame_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _read_parquet(services: Services, obj: dict) -> pd.DataFrame:
+    data = storage.get_bytes(services.s3, str(obj["key"]), str(obj["sha256"]))
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def _put_frame(services: Services, key: str, frame: pd.DataFrame) -> dict:
+    return storage.put_bytes(services.s3, key, _frame_bytes(frame), "application/vnd.apache.parquet").as_dict()
+
+
+def prepare_run(services: Services, run_id: str) -> dict:
+    """Create or update the platform schema, publish the reference data, open the run."""
+    from sapnhap.platform import ensure_platform
+    from sapnhap.reference import load_reference
+    from sapnhap.reference.platform import publish_reference
+
+    ensure_platform(services.platform_dsn)
+    ref = load_reference()
+    publish_reference(services.platform_dsn, ref)
+    storage.ensure_bucket(services.s3)
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(
+            """INSERT INTO ops.runs (run_id, code_version, crosswalk_version) VALUES (%s, %s, %s)
+               ON CONFLICT (run_id) DO NOTHING""",
+            (run_id, sapnhap.__version__, ref.version),
+        )
+    return {"run_id": run_id, "crosswalk_version": ref.version}
+
+
+def _platform_state(services: Services, source: Source, dataset: str) -> tuple[str | None, set[str]]:
+    with psycopg.connect(services.platform_dsn) as conn:
+        row = conn.execute(
+            "SELECT cursor_value FROM ops.cursors WHERE source_id = %s AND dataset = %s", (source.id, dataset)
+        ).fetchone()
+        files = conn.execute(
+            "SELECT sha256 FROM ops.source_files WHERE source_id = %s AND dataset = %s", (source.id, dataset)
+        ).fetchall()
+    return (row[0] if row else None), {f[0] for f in files}
+
+
+def extract_stage(services: Services, source: Source, dataset: str, connection: str, *, run_id: str, run_date: str) -> dict:
+    """Extract new/changed rows of one dataset since the committed cursor; store them raw in the bucket."""
+    cursor_value, seen = _platform_state(services, source, dataset)
+    prefix = storage.batch_prefix(source.id, dataset, run_date, run_id)
+    with tempfile.TemporaryDirectory(prefix="sapnhap-extract-") as tmp:
+        result = extract_to_parquet(
+            source, dataset, connection, Path(tmp) / "raw.parquet", cursor_value=cursor_value, seen_file_sha256=seen
+        )
+        raw = storage.put_file(services.s3, prefix + "raw.parquet", result.path, "application/vnd.apache.parquet")
+    if result.unmapped_columns:
+        # Documented policy: new legacy columns are kept in the raw backup and reported, never dropped.
+        log.warning("%s/%s: legacy columns not mapped (kept in raw backup): %s", source.id, dataset, result.unmapped_columns)
+    batch_id = batch_id_for(run_id, source.id, dataset)
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(
+            """INSERT INTO ops.batches (batch_id, run_id, source_id, dataset, status, extracted, cursor_from, cursor_to, message)
+               VALUES (%s, %s, %s, %s, 'extracted', %s, %s, %s, %s)
+               ON CONFLICT (batch_id) DO UPDATE SET status = 'extracted', extracted = EXCLUDED.extracted,
+                   cursor_from = EXCLUDED.cursor_from, cursor_to = EXCLUDED.cursor_to, message = EXCLUDED.message""",
+            (
+                batch_id, run_id, source.id, dataset, result.rows, result.cursor_from, result.cursor_to,
+                f"unmapped legacy columns: {', '.join(result.unmapped_columns)}" if result.unmapped_columns else None,
+            ),
+        )
+    return {
+        "batch_id": batch_id,
+        "source_id": source.id,
+        "dataset": dataset,
+        "prefix": prefix,
+        "rows": result.rows,
+        "cursor_from": result.cursor_from,
+        "cursor_to": result.cursor_to,
+        "files": result.files,
+        "unmapped_columns": result.unmapped_columns,
+        "objects": {"raw": raw.as_dict()},
+    }
+
+
+def _decisions(services: Services) -> pd.DataFrame | None:
+    from sapnhap.reference.platform import load_decisions
+
+    return load_decisions(services.platform_dsn)
+
+
+def transform_stage(services: Services, source: Source, batch: dict) -> dict:
+    """Map the raw batch to canonical rows under new unit codes; store the result."""
+    from sapnhap.reference import load_reference
+    from sapnhap.reference.convert import load_split_rules
+    from sapnhap.transform import transform_frame
+
+    raw = _read_parquet(services, batch["objects"]["raw"])
+    ref = load_reference()
+    result = transform_frame(
+        raw, source, batch["dataset"], reference=ref, split_rules=load_split_rules(), decisions=_decisions(services)
+    )
+    prefix = batch["prefix"]
+    objects = dict(batch["objects"])
+    objects["transformed"] = _put_frame(services, prefix + "transformed.parquet", result.frame)
+    objects["merged_in_batch"] = _put_frame(services, prefix + "merged_in_batch.parquet", result.merged_duplicates)
+    return {**batch, "objects": objects, "transformed_rows": len(result.frame), "merged_in_batch": len(result.merged_duplicates), "crosswalk_version": ref.version}
+
+
+def validate_stage(services: Services, source: Source, batch: dict) -> dict:
+    """Run the dataset's GX suite; store valid rows, quarantine, warnings and the Data Docs."""
+    from sapnhap.quality import validate_batch
+    from sapnhap.reference import load_reference
+
+    frame = _read_parquet(services, batch["objects"]["transformed"])
+    ref = load_reference()
+    new_codes = set(ref.new_units.loc[ref.new_units["level"] == "commune", "code"])
+    old_codes = set(ref.old_units.loc[ref.old_units["level"] == "commune", "code"])
+    provinces = set(ref.old_units.loc[ref.old_units["level"] == "province", "code"]) | set(
+        ref.new_units.loc[ref.new_units["level"] == "province", "code"]
+    )
+    prefix = batch["prefix"]
+    with tempfile.TemporaryDirectory(prefix="sapnhap-docs-") as tmp:
+        outcome = validate_batch(
+            frame,
+            batch["dataset"],
+            valid_new_codes=new_codes,
+            valid_old_codes=old_codes,
+            valid_province_prefixes={"0" + p for p in provinces},
+            thresholds=source.quality,
+            docs_dir=Path(tmp),
+        )
+        docs = []
+        if outcome.data_docs_path is not None:
+            for path in sorted(Path(outcome.data_docs_path).rglob("*")):
+                if path.is_file():
+                    rel = path.relative_to(outcome.data_docs_path).as_posix()
+                    ctype = "text/html" if path.suffix == ".html" else "application/octet-stream"
+                    docs.append(storage.put_file(services.s3, prefix + "data_docs/" + rel, path, ctype).as_dict())
+    objects = dict(batch["objects"])
+    objects["valid"] = _put_frame(services, prefix + "valid.parquet", outcome.valid)
+    objects["quarantine"] = _put_frame(services, prefix + "quarantine.parquet", outcome.quarantine)
+    objects["warnings"] = _put_frame(services, prefix + "warnings.parquet", outcome.warnings)
+    quarantined_rows = int(outcome.quarantine["_row_id"].nunique()) if len(outcome.quarantine) else 0
+    return {
+        **batch,
+        "objects": objects,
+        "data_docs": docs,
+        "valid_rows": len(outcome.valid),
+        "quarantined_rows": quarantined_rows,
+        "failed_ratio": outcome.failed_ratio,
+        "decision": outcome.decision,
+        "suite_version": outcome.suite_version,
+        "results": outcome.results,
+    }
+
+
+def backup_stage(services: Services, source: Source, batch: dict) -> dict:
+    """Verify every object of the batch and write its manifest; no load happens without it."""
+    ds = get_dataset(batch["dataset"])
+    for obj in [*batch["objects"].values(), *batch.get("data_docs", [])]:
+        storage.verify_object(services.s3, obj)
+    manifest = {
+        "batch_id": batch["batch_id"],
+        "source_id": source.id,
+        "source_kind": source.kind,
+        "dataset": ds.name,
+        "objects": batch["objects"],
+        "data_docs": [d["key"] for d in batch.get("data_docs", [])],
+        "counts": {
+            "extracted": batch["rows"],
+            "transformed": batch["transformed_rows"],
+            "merged_in_batch": batch["merged_in_batch"],
+            "valid": batch["valid_rows"],
+            "quarantined": batch["quarantined_rows"],
+        },
+        "cursor": {"from": batch["cursor_from"], "to": batch["cursor_to"], "column": source.datasets[ds.name].cursor},
+        "files": batch["files"],
+        "schema": {"canonical": ds.column_names, "natural_key": list(ds.natural_key)},
+        "crosswalk_version": batch["crosswalk_version"],
+        "suite_version": batch["suite_version"],
+        "code_version": sapnhap.__version__,
+        "decision": batch["decision"],
+        "failed_ratio": batch["failed_ratio"],
+        "complete": True,
+    }
+    key = batch["prefix"] + MANIFEST
+    stored = storage.put_json(services.s3, key, manifest)
+    storage.verify_object(services.s3, stored.as_dict())
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(
+            "UPDATE ops.batches SET status = 'backed_up', manifest_key = %s WHERE batch_id = %s", (key, batch["batch_id"])
+        )
+    return {**batch, "manifest_key": key}
+
+
+def load_stage(services: Services, source: Source, batch: dict) -> dict:
+    """Load a backed-up batch in one transaction, with quarantine, cursor and reconciliation."""
+    manifest = storage.get_json(services.s3, batch["manifest_key"])
+    if not manifest.get("complete"):
+        raise storage.BackupError(f"{batch['manifest_key']}: backup incomplete; nothing loaded")
+    objects = manifest["objects"]
+    valid = _read_parquet(services, objects["valid"])
+    transformed = _read_parquet(services, objects["transformed"])
+    quarantine = _read_parquet(services, objects["quarantine"])
+    merged_in_batch = _read_parquet(services, objects["merged_in_batch"])
+    dataset = manifest["dataset"]
+    batch_id = manifest["batch_id"]
+    blocked = manifest["decision"] == "block"
+    quarantined_rows = int(quarantine["_row_id"].nunique()) if len(quarantine) else 0
+
+    with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
+        # One batch of a source/dataset at a time: a retry waits for a crashed twin's rollback.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
+        if blocked:
+            counts = LoadCounts(extracted=manifest["counts"]["extracted"], quarantined=quarantined_rows,
+                                merged_in_batch=len(merged_in_batch))
+            counts.blocked = len(valid)
+        else:
+            counts = merge_batch(conn, dataset=dataset, batch_id=batch_id, valid=valid)
+            counts.extracted = manifest["counts"]["extracted"]
+            counts.quarantined = quarantined_rows
+            counts.merged_in_batch = len(merged_in_batch)
+        record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
+        if not merged_in_batch.empty:
+            ds = get_dataset(dataset)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO ops.merged_duplicates
+                       (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    [
+                        (dataset, "|".join(str(getattr(r, k)) for k in ds.natural_key), source.id, r.source_key,
+                         source.id, r.kept_source_key, r.reason, batch_id)
+                        for r in merged_in_batch.itertuples(index=False)
+                    ],
+                )
+        if not counts.reconciles():
+            raise ReconciliationError(
+                f"{batch_id}: extracted {counts.extracted} != loaded {counts.loaded} + quarantined "
+                f"{counts.quarantined} + merged {counts.merged} + blocked {counts.blocked}; rolled back"
+            )
+        if not blocked:
+            resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
+                               loaded_keys=valid["source_key"].tolist())
+            # The cursor moves only here, inside the load's transaction: after a crash it has not moved.
+            if manifest["cursor"]["to"] is not None:
+                conn.execute(
+                    """INSERT INTO ops.cursors (source_id, dataset, cursor_value, batch_id) VALUES (%s, %s, %s, %s)
+                       ON CONFLICT (source_id, dataset) DO UPDATE SET cursor_value = EXCLUDED.cursor_value,
+                       batch_id = EXCLUDED.batch_id, updated_at = now()""",
+                    (source.id, dataset, manifest["cursor"]["to"], batch_id),
+                )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO ops.source_files (source_id, dataset, sha256, file_name, rows, batch_id)
+                       VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    [(source.id, dataset, f["sha256"], f["file_name"], int(f["rows"]), batch_id) for f in manifest["files"]],
+                )
+        conn.execute(
+            """UPDATE ops.batches SET status = %s, merged_in_batch = %s, quarantined = %s, inserted = %s, updated = %s,
+                   unchanged = %s, merged_cross_source = %s, failed_ratio = %s, decision = %s, committed_at = now()
+               WHERE batch_id = %s""",
+            (
+                "blocked" if blocked else "loaded", counts.merged_in_batch, counts.quarantined, counts.inserted,
+                counts.updated, counts.unchanged, counts.merged_cross_source, manifest["failed_ratio"],
+                manifest["decision"], batch_id,
+            ),
+        )
+        conn.execute(
+            """INSERT INTO ops.reconciliation (run_id, batch_id, source_id, dataset, extracted, loaded, quarantined,
+                   merged_duplicates, not_loaded_blocked, ok)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true)
+               ON CONFLICT (run_id, source_id, dataset) DO UPDATE SET batch_id = EXCLUDED.batch_id,
+                   extracted = EXCLUDED.extracted, loaded = EXCLUDED.loaded, quarantined = EXCLUDED.quarantined,
+                   merged_duplicates = EXCLUDED.merged_duplicates, not_loaded_blocked = EXCLUDED.not_loaded_blocked,
+                   ok = true, checked_at = now()""",
+            (batch_id.split("|")[0], batch_id, source.id, dataset, counts.extracted, counts.loaded,
+             counts.quarantined, counts.merged, counts.blocked),
+        )
+    return {"batch_id": batch_id, "dataset": dataset, "status": "blocked" if blocked else "loaded", **asdict(counts)}
+
+
+def reconcile_run(services: Services, run_id: str, expected: list[tuple[str, str]]) -> pd.DataFrame:
+    """Check that every expected (source, dataset) batch of the run was reconciled; raise if not."""
+    with psycopg.connect(services.platform_dsn) as conn:
+        rows = conn.execute(
+            """SELECT source_id, dataset, extracted, loaded, quarantined, merged_duplicates, not_loaded_blocked, ok
+               FROM ops.reconciliation WHERE run_id = %s""",
+            (run_id,),
+        ).fetchall()
+    frame = pd.DataFrame(
+        rows, columns=["source_id", "dataset", "extracted", "loaded", "quarantined", "merged_duplicates", "blocked", "ok"]
+    )
+    seen = set(zip(frame["source_id"], frame["dataset"], strict=True))
+    missing = [f"{s}/{d}" for s, d in expected if (s, d) not in seen]
+    bad = frame[(frame["extracted"] != frame["loaded"] + frame["quarantined"] + frame["merged_duplicates"] + frame["blocked"])]
+    if missing or not bad.empty:
+        raise ReconciliationError(
+            f"run {run_id}: not reconciled: missing batches {missing}; mismatched {bad.to_dict(orient='records')}"
+        )
+    return frame

@@ -1,0 +1,204 @@
+"""Transform: legacy rows -> canonical rows under the new unit codes, with full lineage.
+
+Nothing is dropped here. Values that cannot be parsed stay visible (``<col>__raw``) for the
+quality stage to quarantine with a reason; rows repeated inside one batch are merged and listed.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sapnhap.datasets import Dataset, get_dataset
+from sapnhap.sources import DatasetMapping, Source
+
+MERGER_DATE = pd.Timestamp("2025-07-01")
+ISO_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
+RAW_SUFFIX = "__raw"
+
+
+@dataclass
+class TransformResult:
+    """Canonical rows ready for validation, and the in-batch duplicates merged into them."""
+
+    frame: pd.DataFrame
+    merged_duplicates: pd.DataFrame
+
+
+def normalize_text(series: pd.Series) -> pd.Series:
+    """NFC-normalize and strip text; empty strings become missing.
+
+    Legacy systems store decomposed Unicode (NFD) as often as composed; comparing or indexing
+    them without normalizing splits one name into two.
+    """
+    values = series.astype("object")
+    mask = values.notna()
+    out = values.copy()
+    out[mask] = [unicodedata.normalize("NFC", str(v)).strip() for v in values[mask]]
+    out = out.where(out != "", None)
+    return out
+
+
+def parse_dates(series: pd.Series, fmt: str, *, with_time: bool) -> tuple[pd.Series, pd.Series]:
+    """Parse legacy date text with the source's format, falling back to ISO forms.
+
+    Returns (parsed datetime64 series, raw text where a non-empty value did not parse).
+    """
+    text = series.astype("object").where(series.notna(), None)
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    formats = [f for f in ISO_DATE_FORMATS if f != fmt]
+    if with_time:
+        formats = [fmt.split(" ")[0], *formats]
+    for alt in formats:
+        missing = parsed.isna() & text.notna()
+        if not missing.any():
+            break
+        parsed = parsed.where(~missing, pd.to_datetime(text.where(missing), format=alt, errors="coerce"))
+    bad = parsed.isna() & text.notna()
+    raw = text.where(bad, None)
+    if not with_time:
+        parsed = parsed.dt.normalize()
+    return parsed.astype("datetime64[ms]"), raw
+
+
+def pad_code(series: pd.Series, width: int) -> pd.Series:
+    """Zero-pad numeric codes that lost their leading zeros (spreadsheets do that)."""
+    text = series.astype("object").where(series.notna(), None)
+    text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+    digits = text.str.fullmatch(r"\d+").fillna(False).astype(bool)
+    short = digits & (text.str.len() < width)
+    return text.where(~short, text.str.zfill(width)).where(text != "", None)
+
+
+def row_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A stable 64-bit content hash per row (hex), over the canonical columns only."""
+    as_text = frame[columns].astype("object").where(frame[columns].notna(), None).astype("string")
+    hashed = pd.util.hash_pandas_object(as_text, index=False, categorize=False)
+    return pd.Series(np.char.mod("%016x", hashed.to_numpy()), index=frame.index, dtype="object")
+
+
+def _canonical(raw: pd.DataFrame, ds: Dataset, mapping: DatasetMapping) -> pd.DataFrame:
+    out = pd.DataFrame(index=raw.index)
+    for col in ds.columns:
+        legacy = mapping.columns.get(col.name)
+        out[col.name] = raw[legacy] if legacy is not None else None
+    for col in ds.columns:
+        series = out[col.name]
+        if col.type in ("date", "timestamp"):
+            fmt = mapping.date_format if col.type == "date" else mapping.timestamp_format
+            out[col.name], raw_text = parse_dates(normalize_text(series), fmt, with_time=col.type == "timestamp")
+            if raw_text.notna().any():
+                out[col.name + RAW_SUFFIX] = raw_text
+        elif col.type == "int":
+            text = normalize_text(series)
+            number = pd.to_numeric(text, errors="coerce")
+            out[col.name] = number.astype("Int64")
+            bad = number.isna() & text.notna()
+            if bad.any():
+                out[col.name + RAW_SUFFIX] = text.where(bad, None)
+        elif col.type in ("code2", "code3", "code5"):
+            out[col.name] = pad_code(normalize_text(series), int(col.type[-1]))
+        elif col.type == "citizen_id":
+            out[col.name] = normalize_text(series).str.replace(r"[\s.\-]", "", regex=True)
+        else:
+            out[col.name] = normalize_text(series)
+        if col.name in mapping.values:
+            values = {unicodedata.normalize("NFC", k): v for k, v in mapping.values[col.name].items()}
+            mapped = out[col.name].map(values)
+            out[col.name] = mapped.where(mapped.notna(), out[col.name])
+    return out
+
+
+def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge rows repeating a natural key inside the batch: the latest ``updated_at`` wins."""
+    key = list(ds.natural_key)
+    keyed = frame[key].notna().all(axis=1)
+    order = frame.assign(_has_key=keyed).sort_values(
+        ["updated_at", "source_key"] if "updated_at" in frame else ["source_key"], kind="stable", na_position="first"
+    )
+    dup = order[keyed.loc[order.index]].duplicated(subset=key, keep="last")
+    dup_index = dup[dup].index
+    survivors = frame.drop(index=dup_index)
+    kept = order[keyed.loc[order.index]].drop_duplicates(subset=key, keep="last").set_index(key)["source_key"]
+    merged = frame.loc[dup_index, ["source_key", *key]].copy()
+    merged["kept_source_key"] = kept.reindex(pd.MultiIndex.from_frame(merged[key]) if len(key) > 1 else merged[key[0]]).to_numpy()
+    merged["reason"] = "duplicate_in_batch"
+    return survivors, merged.reset_index(drop=True)
+
+
+def transform_frame(
+    raw: pd.DataFrame,
+    source: Source,
+    dataset: str,
+    *,
+    reference=None,  # noqa: ANN001 - sapnhap.reference.Reference, imported lazily
+    split_rules: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+) -> TransformResult:
+    """Map one raw extract onto the canonical dataset and the new unit codes.
+
+    Adds lineage (source_id, source_key, old codes, new codes, mapping method/status,
+    crosswalk version, unit scheme, record era, record hash) to every row.
+    """
+    ds = get_dataset(dataset)
+    mapping = source.datasets[dataset]
+    missing = [c for c in mapping.primary_key if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{source.id}/{dataset}: primary key columns missing from extract: {missing}")
+    frame = _canonical(raw, ds, mapping)
+    key_text = raw[mapping.primary_key].astype("object").where(raw[mapping.primary_key].notna(), "")
+    source_key = key_text.astype(str).agg("|".join, axis=1)
+    frame.insert(0, "source_key", source_key.to_numpy())
+    frame.insert(0, "source_id", source.id)
+    frame["record_hash"] = row_hash(frame, ds.column_names)
+    frame, merged = _dedupe(frame, ds)
+
+    if ds.has_unit:
+        frame = _map_units(frame, ds, reference, split_rules, decisions)
+    else:
+        for col in ("old_province_code", "old_district_code", "new_province_code", "new_commune_code",
+                    "mapping_method", "mapping_status", "mapping_candidates"):
+            frame[col] = None
+        frame["crosswalk_version"] = reference.version if reference is not None else None
+        frame["flag_old_code_after_merger"] = False
+    record_date = frame[ds.record_date]
+    frame["record_era"] = np.where(record_date.isna(), None, np.where(record_date < MERGER_DATE, "before_merger", "after_merger"))
+    # Every legacy system keys its records by pre-2025 units: the rows are old-scheme data.
+    frame["unit_scheme"] = "old"
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "_row_id", np.arange(len(frame), dtype="int64"))
+    return TransformResult(frame, merged)
+
+
+def _map_units(
+    frame: pd.DataFrame,
+    ds: Dataset,
+    reference,  # noqa: ANN001
+    split_rules: pd.DataFrame | None,
+    decisions: pd.DataFrame | None,
+) -> pd.DataFrame:
+    from sapnhap.reference import convert
+
+    frame = frame.copy()
+    frame["record_key"] = frame["source_id"] + ":" + frame["source_key"]
+    converted = convert.convert_codes(
+        frame,
+        reference,
+        old_commune_col="old_commune_code",
+        address_detail_col="address_detail",
+        record_date_col=ds.record_date,
+        rules=split_rules,
+        decisions=decisions,
+        record_key_col="record_key",
+    )
+    communes = reference.old_units[reference.old_units["level"] == "commune"][["code", "parent_code", "province_code"]]
+    parents = communes.rename(
+        columns={"code": "old_commune_code", "parent_code": "old_district_code", "province_code": "old_province_code"}
+    ).drop_duplicates("old_commune_code")
+    converted = converted.drop(columns=[c for c in ("old_district_code", "old_province_code") if c in converted])
+    converted = converted.merge(parents, on="old_commune_code", how="left")
+    converted.index = frame.index
+    return converted.drop(columns=["record_key"])
