@@ -140,48 +140,57 @@ def _normalize_code_text(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def encode_codes(values: pd.Series, width: int) -> np.ndarray:
-    """Return each row's code as an int64 (-2 missing, -1 not a code), without per-row Python.
+def _encode(values: pd.Series, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (row_index, distinct): each row's position in `distinct`, the int codes of the
+    distinct raw values (-2 missing, -1 not a code). No per-row Python.
 
     Strings are dictionary-encoded (pyarrow, or the categories of a categorical) so only
     distinct values are inspected; integer columns (codes that lost their leading zeros)
-    are used as they are.
+    index a table of all possible codes.
     """
     if isinstance(values.dtype, pd.CategoricalDtype):
         distinct = _normalize_code_text(values.cat.categories.to_numpy(dtype=object), width)
+        distinct = np.append(distinct, _MISSING_SLOT)
         codes = values.cat.codes.to_numpy()
-        return np.where(codes < 0, _MISSING_SLOT, distinct[codes])
+        return np.where(codes < 0, len(distinct) - 1, codes), distinct
+    every_code = np.append(np.arange(10**width, dtype=np.int64), [_NO_SLOT, _MISSING_SLOT])
     if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         numbers = values.to_numpy(dtype=np.int64, na_value=-10)
-        result = np.where((numbers >= 0) & (numbers < 10**width), numbers, _NO_SLOT)
-        return np.where(numbers == -10, _MISSING_SLOT, result)
+        index = np.where((numbers >= 0) & (numbers < 10**width), numbers, 10**width)
+        return np.where(numbers == -10, 10**width + 1, index), every_code
     try:
         array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed object columns (text and numbers): inspect distinct values only.
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        distinct = _normalize_code_text(np.asarray(uniques, dtype=object), width)
-        return np.where(codes < 0, _MISSING_SLOT, distinct[np.maximum(codes, 0)])
+        distinct = np.append(_normalize_code_text(np.asarray(uniques, dtype=object), width), _MISSING_SLOT)
+        return np.where(codes < 0, len(distinct) - 1, codes), distinct
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_floating(array.type):
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         ok = np.isfinite(numbers) & (numbers >= 0) & (numbers < 10**width) & (numbers == np.floor(numbers))
-        result = np.where(ok, np.nan_to_num(numbers).astype(np.int64), _NO_SLOT)
-        return np.where(np.isnan(numbers), _MISSING_SLOT, result)
+        index = np.where(ok, np.nan_to_num(numbers).astype(np.int64), 10**width)
+        return np.where(np.isnan(numbers), 10**width + 1, index), every_code
     if pa.types.is_integer(array.type):
-        return encode_codes(pd.Series(array.to_pandas(), dtype="Int64"), width)
+        return _encode(pd.Series(array.to_pandas(), dtype="Int64"), width)
     if pa.types.is_null(array.type):
-        return np.full(len(values), _MISSING_SLOT, dtype=np.int64)
+        return np.zeros(len(values), dtype=np.intp), np.array([_MISSING_SLOT], dtype=np.int64)
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         array = pc.cast(array, pa.string())
     encoded = pc.dictionary_encode(array)
     distinct = _normalize_code_text(np.asarray(encoded.dictionary.to_pylist(), dtype=object), width)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    if encoded.indices.null_count:
-        valid = ~np.asarray(encoded.indices.is_null())
-        return np.where(valid, distinct[np.where(valid, indices, 0).astype(np.int64)], _MISSING_SLOT)
-    return distinct[indices]
+    distinct = np.append(distinct, _MISSING_SLOT)
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, len(distinct) - 1)
+    return indices.to_numpy(zero_copy_only=False), distinct
+
+
+def encode_codes(values: pd.Series, width: int) -> np.ndarray:
+    """Return each row's code as an int64 (-2 missing, -1 not a code), without per-row Python."""
+    index, distinct = _encode(values, width)
+    return distinct[index]
 
 
 def _rule_regex(pattern: str) -> str:
@@ -318,18 +327,25 @@ def convert_codes(
     lookup = _lookup(ref)
     n = len(df)
     if old_commune_col is None:
-        codes = np.full(n, _MISSING_SLOT, dtype=np.int64)
+        row_index, distinct = np.zeros(n, dtype=np.intp), np.array([_MISSING_SLOT], dtype=np.int64)
     else:
-        codes = encode_codes(df[old_commune_col], 5)
-    slots = np.where(codes >= 0, lookup.commune_slot[np.clip(codes, 0, 99_999)], np.where(codes == _MISSING_SLOT, _MISSING_SLOT, _NO_SLOT))
-    known = slots >= 0
-    safe = np.maximum(slots, 0)
+        row_index, distinct = _encode(df[old_commune_col], 5)
 
-    status = np.where(known, lookup.slot_status[safe], np.where(slots == _MISSING_SLOT, _MISSING, _UNKNOWN)).astype(np.int8)
-    new_commune = np.where(known, lookup.slot_new_commune[safe], -1).astype(np.int64)
-    new_province = np.where(known, lookup.slot_new_province[safe], -1).astype(np.int64)
-    candidates = np.where(known & (status == _REVIEW), lookup.slot_candidates[safe], -1).astype(np.int64)
-    method = np.where(status == _MAPPED, _DIRECT, np.where(new_province >= 0, _PROVINCE_ONLY, -1)).astype(np.int8)
+    # Everything is decided once per distinct code, then taken row by row with numpy.
+    d_slot = np.where(distinct >= 0, lookup.commune_slot[np.clip(distinct, 0, 99_999)], distinct)
+    d_known = d_slot >= 0
+    d_safe = np.maximum(d_slot, 0)
+    d_status = np.where(d_known, lookup.slot_status[d_safe], np.where(d_slot == _MISSING_SLOT, _MISSING, _UNKNOWN))
+    d_new_commune = np.where(d_known, lookup.slot_new_commune[d_safe], -1)
+    d_new_province = np.where(d_known, lookup.slot_new_province[d_safe], -1)
+    d_candidates = np.where(d_known & (d_status == _REVIEW), lookup.slot_candidates[d_safe], -1)
+    d_method = np.where(d_status == _MAPPED, _DIRECT, np.where(d_new_province >= 0, _PROVINCE_ONLY, -1))
+
+    status = d_status.astype(np.int8)[row_index]
+    new_commune = d_new_commune.astype(np.int32)[row_index]
+    new_province = d_new_province.astype(np.int16)[row_index]
+    candidates = d_candidates.astype(np.int32)[row_index]
+    method = d_method.astype(np.int8)[row_index]
 
     # Without a usable commune code the old district or province still gives the new province.
     if old_district_col is not None:
@@ -337,20 +353,21 @@ def convert_codes(
         dsafe = np.clip(districts, 0, 999)
         has_district = districts >= 0
         island = has_district & (lookup.district_special_zone[dsafe] >= 0) & (status == _MISSING)
-        new_commune = np.where(island, lookup.district_special_zone[dsafe], new_commune)
-        status = np.where(island, _MAPPED, status).astype(np.int8)
-        method = np.where(island, _DIRECT, method).astype(np.int8)
+        new_commune[island] = lookup.district_special_zone[dsafe][island]
+        status[island] = _MAPPED
+        method[island] = _DIRECT
         fill = (new_province < 0) & has_district
-        new_province = np.where(fill, lookup.district_new_province[dsafe], new_province)
+        new_province[fill] = lookup.district_new_province[dsafe][fill]
     if old_province_col is not None:
         provinces = encode_codes(df[old_province_col], 2)
         fill = (new_province < 0) & (provinces >= 0)
-        new_province = np.where(fill, lookup.province_new_province[np.clip(provinces, 0, 99)], new_province)
-    method = np.where((method < 0) & (new_province >= 0), _PROVINCE_ONLY, method).astype(np.int8)
+        new_province[fill] = lookup.province_new_province[np.clip(provinces, 0, 99)][fill]
+    if old_district_col is not None or old_province_col is not None:
+        method[(method < 0) & (new_province >= 0)] = _PROVINCE_ONLY
 
     review = np.flatnonzero(status == _REVIEW)
     if len(review):
-        review_codes = lookup.slot_code[slots[review]]
+        review_codes = lookup.slot_code[d_slot[row_index[review]]]
         if rules is not None and address_detail_col is not None:
             assigned = _apply_rules(review_codes, df[address_detail_col].iloc[review], rules, lookup)
             hit = assigned >= 0
@@ -372,7 +389,7 @@ def convert_codes(
     if record_date_col is not None:
         dates = _record_dates(df[record_date_col])
         after = dates >= np.datetime64(MERGER_DATE.to_datetime64())
-        flag = after & (codes != _MISSING_SLOT)
+        flag = after & (distinct != _MISSING_SLOT)[row_index]
     else:
         flag = np.zeros(n, dtype=bool)
 
