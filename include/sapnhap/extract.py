@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,8 @@ def _read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
             raise SourceSchemaError(
                 f"{path.name}: not readable as {mapping.encoding}: {exc}. Set encoding: in the source file."
             ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    # Headers written by tools that emit decomposed Unicode must still match the source file's names.
+    frame.columns = [unicodedata.normalize("NFC", str(c)).strip() for c in frame.columns]
     return frame
 
 

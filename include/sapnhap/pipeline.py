@@ -129,8 +129,7 @@ def _decisions(services: Services) -> pd.DataFrame | None:
 
 def transform_stage(services: Services, source: Source, batch: dict) -> dict:
     """Map the raw batch to canonical rows under new unit codes; store the result."""
-    from sapnhap.reference import load_reference
-    from sapnhap.reference.convert import load_split_rules
+    from sapnhap.reference import load_reference, load_split_rules
     from sapnhap.transform import transform_frame
 
     raw = _read_parquet(services, batch["objects"]["raw"])

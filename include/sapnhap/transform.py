@@ -38,8 +38,7 @@ def normalize_text(series: pd.Series) -> pd.Series:
     mask = values.notna()
     out = values.copy()
     out[mask] = [unicodedata.normalize("NFC", str(v)).strip() for v in values[mask]]
-    out = out.where(out != "", None)
-    return out
+    return out.where(mask & (out != ""), None)
 
 
 def parse_dates(series: pd.Series, fmt: str, *, with_time: bool) -> tuple[pd.Series, pd.Series]:

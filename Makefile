@@ -1,0 +1,35 @@
+# The commands the README tells the data team to run. Everything installs into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONPATH := $(CURDIR)/include
+export GX_ANALYTICS_ENABLED := False
+
+.PHONY: demo test lint bench airflow-ui install clean
+
+$(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or: make PYTHON=python3 ...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv with everything
+
+demo: install  ## the nightly sync end to end on embedded services
+	$(BIN)/python -m sapnhap demo $(ARGS)
+
+test: install  ## the whole test suite (unit, DAG integrity, integration on real services)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install  ## province-scale benchmark (not part of the tests)
+	$(BIN)/python bench/bench_pipeline.py $(ARGS)
+
+airflow-ui: install  ## the Airflow UI on the embedded default (services stay up until Ctrl-C)
+	$(BIN)/python -m sapnhap ui $(ARGS)
+
+clean:
+	rm -rf .sapnhap

@@ -1,0 +1,119 @@
+"""Shared fixtures: real services for integration tests.
+
+PostgreSQL: ``SAPNHAP_TEST_PG_URL`` or the machine's server at 127.0.0.1:5432, else an embedded
+``pgserver``; S3: a moto server on 127.0.0.1; SMTP: an aiosmtpd sink keeping every message.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def _server_dsn() -> str:
+    url = os.environ.get("SAPNHAP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return url
+    except psycopg.OperationalError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin DSN of a real PostgreSQL server (the machine's, or an embedded pgserver)."""
+    url = _server_dsn()
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _with_db(admin_dsn: str, dbname: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(admin_dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture
+def scratch_db(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards."""
+    name = f"sapnhap_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(pg_admin_dsn, name)
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def platform_dsn(scratch_db: str) -> str:
+    """A scratch database with the platform schema applied."""
+    from sapnhap.platform import ensure_platform
+
+    ensure_platform(scratch_db)
+    return scratch_db
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 API (moto server) on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    from sapnhap.embedded import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_config(s3_server: str):
+    """An S3Config on the moto server with a bucket of its own."""
+    from sapnhap.services import S3Config
+    from sapnhap.storage import ensure_bucket
+
+    cfg = S3Config(bucket=f"t-{uuid.uuid4().hex[:12]}", endpoint_url=s3_server, access_key="test", secret_key="test")
+    ensure_bucket(cfg)
+    return cfg
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[tuple]:
+    """A real SMTP server (aiosmtpd) writing every message to a folder; yields (SmtpConfig, folder)."""
+    from aiosmtpd.controller import Controller
+
+    from sapnhap.embedded import MailSink, free_port
+    from sapnhap.services import SmtpConfig
+
+    folder = tmp_path / "mail"
+    port = free_port()
+    controller = Controller(MailSink(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpConfig(host="127.0.0.1", port=port, from_addr="sapnhap@test.example"), folder
+    finally:
+        controller.stop()

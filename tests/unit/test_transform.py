@@ -1,0 +1,114 @@
+"""Transform: legacy rows -> canonical rows under new codes, nothing dropped, lineage kept."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pandas as pd
+import pytest
+
+from sapnhap.reference import load_reference, load_split_rules
+from sapnhap.sources import get_source
+from sapnhap.transform import normalize_text, pad_code, parse_dates, row_hash, transform_frame
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return load_reference()
+
+
+def _raw(**overrides: list) -> pd.DataFrame:
+    n = len(next(iter(overrides.values()))) if overrides else 1
+    base = {
+        "id": [str(i) for i in range(1, n + 1)],
+        "ma_ho_so": [f"HS{i}" for i in range(1, n + 1)],
+        "ma_thu_tuc": ["1.001"] * n,
+        "ten_thu_tuc": ["Đăng ký khai sinh"] * n,
+        "nguoi_nop": ["Nguyễn Văn An"] * n,
+        "so_cccd": ["002090012345"] * n,
+        "ma_xa": ["00703"] * n,
+        "dia_chi_chi_tiet": ["Thôn Bản Mán"] * n,
+        "ngay_nhan": ["01/02/2024"] * n,
+        "ngay_hen_tra": ["05/02/2024"] * n,
+        "ngay_tra": [None] * n,
+        "trang_thai": ["Đã tiếp nhận"] * n,
+        "ngay_cap_nhat": [f"2024-02-0{i} 10:00:00" for i in range(1, n + 1)],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_dates_parse_with_source_format_and_keep_unparseable_text() -> None:
+    parsed, raw = parse_dates(pd.Series(["01/02/2024", "31/02/2024", "2024-03-05", None, "abc"]), "%d/%m/%Y", with_time=False)
+    assert parsed.iloc[0] == pd.Timestamp("2024-02-01")
+    assert parsed.iloc[2] == pd.Timestamp("2024-03-05")
+    assert pd.isna(parsed.iloc[1]) and raw.iloc[1] == "31/02/2024"
+    assert raw.iloc[4] == "abc"
+    assert raw.iloc[3] is None and raw.iloc[0] is None
+
+
+def test_codes_regain_leading_zeros_and_text_is_composed() -> None:
+    assert pad_code(pd.Series(["703", "00703", "abc", None]), 5).tolist()[:3] == ["00703", "00703", "abc"]
+    decomposed = unicodedata.normalize("NFD", "Nguyễn Thị Hằng")
+    assert normalize_text(pd.Series([decomposed, "  ", None])).tolist() == ["Nguyễn Thị Hằng", None, None]
+
+
+def test_row_hash_depends_on_content_only() -> None:
+    a = pd.DataFrame({"x": ["1", "2"], "y": ["a", "b"]})
+    b = pd.DataFrame({"x": ["1", "3"], "y": ["a", "b"]}, index=[7, 8])
+    assert row_hash(a, ["x", "y"]).iloc[0] == row_hash(b, ["x", "y"]).iloc[0]
+    assert row_hash(a, ["x", "y"]).iloc[1] != row_hash(b, ["x", "y"]).iloc[1]
+
+
+def test_rows_get_new_codes_and_lineage(ref) -> None:
+    source = get_source("hg_vixuyen_motcua")
+    result = transform_frame(_raw(ma_xa=["00703", "703"]), source, "dossiers", reference=ref, split_rules=load_split_rules())
+    frame = result.frame
+    assert frame["old_commune_code"].tolist() == ["00703", "00703"]
+    assert frame["new_province_code"].tolist() == ["08", "08"]
+    assert frame["mapping_status"].tolist() == ["mapped", "mapped"]
+    assert (frame["source_id"] == "hg_vixuyen_motcua").all()
+    assert frame["source_key"].tolist() == ["1", "2"]
+    assert frame["old_province_code"].tolist() == ["02", "02"]
+    assert frame["crosswalk_version"].eq(ref.version).all()
+    assert frame["unit_scheme"].eq("old").all()
+    assert frame["status"].tolist() == ["received", "received"]
+
+
+def test_nothing_is_dropped_bad_rows_stay_for_quarantine(ref) -> None:
+    source = get_source("hg_vixuyen_motcua")
+    raw = _raw(ma_xa=["99999", None, "00703"], ngay_nhan=["31/02/2024", "01/01/2024", "xx"])
+    result = transform_frame(raw, source, "dossiers", reference=ref)
+    frame = result.frame
+    assert len(frame) == 3 and result.merged_duplicates.empty
+    assert frame["mapping_status"].tolist() == ["unknown_code", "missing_code", "mapped"]
+    assert frame["received_date__raw"].tolist() == ["31/02/2024", None, "xx"]
+
+
+def test_repeated_natural_key_in_batch_is_merged_latest_wins(ref) -> None:
+    source = get_source("hg_vixuyen_motcua")
+    raw = _raw(ma_ho_so=["HS1", "HS1", "HS2"], ngay_cap_nhat=["2024-02-03 10:00:00", "2024-02-01 10:00:00", "2024-02-02 10:00:00"])
+    result = transform_frame(raw, source, "dossiers", reference=ref)
+    assert sorted(result.frame["source_key"]) == ["1", "3"]
+    merged = result.merged_duplicates
+    assert merged[["source_key", "kept_source_key", "reason"]].values.tolist() == [["2", "1", "duplicate_in_batch"]]
+    assert len(result.frame) + len(merged) == len(raw)
+
+
+def test_records_after_the_merger_with_old_codes_are_flagged(ref) -> None:
+    source = get_source("hg_vixuyen_motcua")
+    result = transform_frame(_raw(ngay_nhan=["30/06/2025", "02/07/2025"]), source, "dossiers", reference=ref)
+    assert result.frame["flag_old_code_after_merger"].tolist() == [False, True]
+    assert result.frame["record_era"].tolist() == ["before_merger", "after_merger"]
+
+
+def test_split_commune_is_never_guessed(ref) -> None:
+    split = ref.crosswalk[ref.crosswalk["is_split"]]
+    split = split[split["old_province_code"].isin(["02", "08"])]
+    code = split["old_commune_code"].iloc[0]
+    source = get_source("hg_vixuyen_motcua")
+    result = transform_frame(_raw(ma_xa=[code], dia_chi_chi_tiet=["Không rõ thôn"]), source, "dossiers", reference=ref)
+    row = result.frame.iloc[0]
+    assert row["mapping_status"] == "review"
+    assert pd.isna(row["new_commune_code"])
+    assert set(row["mapping_candidates"].split("|")) == set(split.loc[split["old_commune_code"] == code, "new_commune_code"])
