@@ -220,13 +220,10 @@ def airflow(env: dict[str, str], *args: str, log: Path | None = None, check: boo
     return proc
 
 
-def prepare_airflow(env: dict[str, str], pools: dict[str, int]) -> None:
+def prepare_airflow(env: dict[str, str], pools: dict[str, dict]) -> None:
     """Migrate the metadata DB and create the pools that cap connections per legacy server."""
     airflow(env, "db", "migrate")
     if pools:
         pool_file = Path(env["AIRFLOW_HOME"]) / "pools.json"
-        pool_file.write_text(
-            json.dumps({name: {"slots": slots, "description": "legacy server connections", "include_deferred": False}
-                        for name, slots in pools.items()})
-        )
+        pool_file.write_text(json.dumps(pools))
         airflow(env, "pools", "import", str(pool_file))

@@ -8,6 +8,7 @@ reconcile the platform against what the generator wrote, and print where to look
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int) -> int:
         world = generate_world(workdir / "world", seed=seed, size=size, pg_dsn=stack.admin_dsn(), db_prefix="legacy")
         env = airflow_env(stack, world.connections)
         print("[sapnhap] preparing Airflow (SQLite metadata DB, pools)")
-        prepare_airflow(env, {s.pool: s.pool_slots for s in sources})
+        prepare_airflow(env, pools_of(sources))
         for n in range(1, runs + 1):
             log = workdir / f"nightly-run-{n}.log"
             print(f"[sapnhap] running the nightly DAG ({n}/{runs}); log: {log}")
@@ -138,10 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--size", type=int, default=200, help="rows per legacy dataset, roughly")
     demo.add_argument("--seed", type=int, default=20250701)
     demo.add_argument("--runs", type=int, default=2, help="nightly runs in a row (the second must change nothing)")
+    sub.add_parser("pools", help="print the Airflow pools of the source registry (for `airflow pools import`)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs)
+    if args.command == "pools":
+        print(json.dumps(pools_of(load_sources()), indent=2))
+        return 0
     return 2
+
+
+def pools_of(sources: list) -> dict[str, dict]:
+    """One pool per legacy server connection, sized by the sources' ``pool_slots``."""
+    pools: dict[str, dict] = {}
+    for s in sources:
+        slots = max(s.pool_slots, pools.get(s.pool, {}).get("slots", 0))
+        pools[s.pool] = {"slots": slots, "description": f"connections to {s.conn_id}", "include_deferred": False}
+    return pools
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ class Source(BaseModel):
     system_owner_vi: str = ""
     daily_confirmation: bool = False
     pool_slots: int = Field(1, ge=1, description="legacy-server connections this source may use")
+    server_pool: str | None = Field(None, description="Airflow pool shared by sources on one legacy server")
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
     datasets: dict[str, DatasetMapping]
     path: str | None = None
@@ -133,7 +134,7 @@ class Source(BaseModel):
     @property
     def pool(self) -> str:
         """Airflow pool limiting concurrent connections to this legacy server."""
-        return f"legacy_{self.conn_id}"
+        return self.server_pool or f"pool_{self.conn_id}"
 
 
 def sources_dir() -> Path:
