@@ -1,0 +1,167 @@
+"""Profiling of a raw legacy extract for the assessment run before the first load (R13).
+
+The profile is a plain dict (JSON-serializable) that holds no personal data: counts, rates,
+masked examples only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from sapnhap.datasets import get_dataset
+from sapnhap.quality.masking import mask_citizen_id, mask_name
+
+# UTF-8 bytes read as Windows-1252/Latin-1: 'Ã¡' (á), 'Æ°' (ư), 'Ä‘' (đ), 'áº'/'á»' (ạ, ộ...).
+_UTF8_AS_LATIN1 = r"Ã[\u0080-\u00ff]|Æ°|Æ¡|Ä[\u0080-\u00ff‘’]|á[º»]|Â[\u00a0-\u00bf]"
+# Latin-1 characters that never occur in Vietnamese Unicode text but fill TCVN3 (ABC) and VNI
+# text shown as Windows-1252 ('Hµ Néi', 'Nguyeãn' uses ã after e, caught by the second part).
+_LEGACY_8BIT = r"[µ¶·¸¹º»¼½¾¿¦§¨©ª«¬®¯°±²³´ÆÇËÎÏÑÖ×ØÜÞßæçëîïñö÷øüþåäÅÄ]|[eE][ãâ]"
+_REPLACEMENT = "\ufffd"
+_SAMPLE = 5
+
+
+def _text_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])]
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    s = series.astype("object")
+    s = s.where(s.map(lambda v: isinstance(v, str)), None)
+    return s.astype("string")
+
+
+def text_anomalies(series: pd.Series) -> dict[str, Any]:
+    """Shares of non-empty text values that are decomposed Unicode or look mis-encoded."""
+    text = _as_text(series).dropna()
+    n = len(text)
+    if n == 0:
+        return {"values": 0, "decomposed_share": 0.0, "utf8_as_latin1_share": 0.0,
+                "legacy_8bit_share": 0.0, "replacement_char_share": 0.0}
+    decomposed = text != text.str.normalize("NFC")
+    mojibake = text.str.contains(_UTF8_AS_LATIN1, regex=True)
+    legacy = text.str.contains(_LEGACY_8BIT, regex=True) & ~mojibake
+    replacement = text.str.contains(_REPLACEMENT, regex=False)
+    return {
+        "values": int(n),
+        "decomposed_share": float(decomposed.mean()),
+        "utf8_as_latin1_share": float(mojibake.mean()),
+        "legacy_8bit_share": float(legacy.mean()),
+        "replacement_char_share": float(replacement.mean()),
+    }
+
+
+def profile_frame(
+    df: pd.DataFrame,
+    *,
+    dataset: str,
+    code_column: str | None = "old_commune_code",
+    known_old_codes: set[str] | None = None,
+) -> dict[str, Any]:
+    """Profile a raw extract (canonical or legacy column names) of ``dataset``.
+
+    Returns a dict with: dataset, row_count, columns (name and dtype), null_rates (missing or
+    blank), distinct_counts, duplicate_keys (natural-key columns found, rows sharing a key,
+    distinct keys repeated, masked examples), code_coverage (share of non-empty codes known in
+    the old registry, unknown codes), text_anomalies (per text column and overall), and
+    findings (short Vietnamese sentences for the assessment report).
+    """
+    ds = get_dataset(dataset)
+    n = len(df)
+    blank = df.apply(lambda s: _as_text(s).str.strip().eq("").fillna(False).astype(bool) if s.dtype == object or pd.api.types.is_string_dtype(s) else pd.Series(False, index=s.index))
+    missing = df.isna() | blank if n else df.isna()
+    profile: dict[str, Any] = {
+        "dataset": dataset,
+        "row_count": int(n),
+        "columns": [{"name": str(c), "dtype": str(df[c].dtype)} for c in df.columns],
+        "null_rates": {str(c): (float(missing[c].mean()) if n else 0.0) for c in df.columns},
+        "distinct_counts": {str(c): int(df[c].nunique(dropna=True)) for c in df.columns},
+    }
+    missing_canonical = [c.name for c in ds.columns if c.required and c.name not in df.columns]
+    profile["missing_required_columns"] = missing_canonical
+
+    key = [c for c in ds.natural_key if c in df.columns]
+    dup_info: dict[str, Any] = {"key": list(ds.natural_key), "key_present": key == list(ds.natural_key)}
+    if key and n:
+        keys = df[key].astype("object").where(df[key].notna(), None)
+        if len(key) == 1:
+            norm = _as_text(keys[key[0]]).str.strip()
+            frame = norm.to_frame(key[0])
+        else:
+            frame = pd.DataFrame({k: _as_text(keys[k]).str.strip() for k in key})
+        complete = frame.notna().all(axis=1)
+        dup_mask = frame[complete].duplicated(keep=False)
+        dup_rows = frame[complete][dup_mask]
+        examples = dup_rows.drop_duplicates().head(_SAMPLE)
+        for k in key:
+            col = ds.column(k)
+            if col.pii:
+                examples[k] = (mask_citizen_id if col.type == "citizen_id" else mask_name)(examples[k]).to_numpy()
+        dup_info.update(
+            rows_with_missing_key=int((~complete).sum()),
+            duplicate_rows=int(dup_mask.sum()),
+            duplicate_keys=int(len(dup_rows.drop_duplicates())),
+            examples=examples.astype("object").to_dict("records"),
+        )
+    else:
+        dup_info.update(rows_with_missing_key=int(n) if not key else 0, duplicate_rows=0, duplicate_keys=0, examples=[])
+    profile["duplicate_keys"] = dup_info
+
+    coverage: dict[str, Any] = {"column": code_column, "checked": False}
+    if code_column and code_column in df.columns:
+        codes = _as_text(df[code_column].astype("object").map(lambda v: None if v is None or v != v else str(v))).str.strip()
+        # Spreadsheets drop leading zeros; the transform pads them back, so count them as it will.
+        digits = codes.str.fullmatch(r"\d{1,5}").fillna(False).astype(bool)
+        codes = codes.where(~digits, codes.str.zfill(5)).replace("", pd.NA)
+        present = codes.dropna()
+        coverage.update(non_empty=int(len(present)), missing=int(n - len(present)), distinct=int(present.nunique()))
+        if known_old_codes is not None:
+            known = present.isin(set(known_old_codes))
+            unknown = present[~known]
+            coverage.update(
+                checked=True,
+                known_share=float(known.mean()) if len(present) else 1.0,
+                unknown_rows=int((~known).sum()),
+                unknown_codes=sorted(unknown.unique().tolist())[:50],
+            )
+    profile["code_coverage"] = coverage
+
+    per_column = {str(c): text_anomalies(df[c]) for c in _text_columns(df)}
+    per_column = {c: v for c, v in per_column.items() if v["values"]}
+    total = sum(v["values"] for v in per_column.values())
+
+    def overall(name: str) -> float:
+        return float(sum(v[name] * v["values"] for v in per_column.values()) / total) if total else 0.0
+
+    profile["text_anomalies"] = {
+        "columns": per_column,
+        "decomposed_share": overall("decomposed_share"),
+        "utf8_as_latin1_share": overall("utf8_as_latin1_share"),
+        "legacy_8bit_share": overall("legacy_8bit_share"),
+        "replacement_char_share": overall("replacement_char_share"),
+    }
+    profile["findings"] = _findings(profile)
+    return profile
+
+
+def _findings(p: dict[str, Any]) -> list[str]:
+    out = []
+    if p["missing_required_columns"]:
+        out.append(f"Thiếu cột bắt buộc: {', '.join(p['missing_required_columns'])}.")
+    d = p["duplicate_keys"]
+    if d.get("duplicate_rows"):
+        out.append(f"{d['duplicate_rows']} bản ghi trùng khoá ({d['duplicate_keys']} khoá).")
+    cov = p["code_coverage"]
+    if cov.get("checked") and cov.get("unknown_rows"):
+        out.append(f"{cov['unknown_rows']} bản ghi có mã xã cũ không có trong danh mục ({1 - cov['known_share']:.1%}).")
+    t = p["text_anomalies"]
+    if t["decomposed_share"] > 0:
+        out.append(f"{t['decomposed_share']:.1%} giá trị văn bản ở dạng Unicode tổ hợp (NFD).")
+    if t["utf8_as_latin1_share"] > 0:
+        out.append(f"{t['utf8_as_latin1_share']:.1%} giá trị văn bản nghi lỗi mã hoá (UTF-8 đọc nhầm).")
+    if t["legacy_8bit_share"] > 0:
+        out.append(f"{t['legacy_8bit_share']:.1%} giá trị văn bản nghi mã cũ TCVN3/VNI.")
+    if t["replacement_char_share"] > 0:
+        out.append(f"{t['replacement_char_share']:.1%} giá trị văn bản chứa ký tự lỗi (\ufffd).")
+    return out

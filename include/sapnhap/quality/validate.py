@@ -1,0 +1,391 @@
+"""Validate one batch with its GX suite: split it into loadable rows and quarantine (R9).
+
+One Great Expectations run per batch (ephemeral context, pandas data source, whole-frame
+batch definition, the suite read from ``expectations/<dataset>.<stage>.json``, a Checkpoint
+whose actions mask personal data and build Data Docs). Failing rows are identified by
+``_row_id`` through GX's COMPLETE result format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from sapnhap.datasets import Dataset, get_dataset
+from sapnhap.quality.helpers import Registry, add_helper_columns, referenced_columns, registry_from
+from sapnhap.quality.masking import mask_citizen_id, mask_name
+from sapnhap.quality.suites import load_suite
+
+log = logging.getLogger(__name__)
+
+ROW_ID = "_row_id"
+QUARANTINE_COLUMNS = [
+    "_row_id", "source_id", "source_key", "expectation", "column", "value",
+    "reason_vi", "fix_vi", "severity", "check",
+]
+Decision = Literal["ok", "warn", "block"]
+
+
+class QualityGateError(RuntimeError):
+    """Raised by :meth:`ValidationOutcome.raise_if_blocked` when a batch must not be loaded."""
+
+
+@dataclass
+class ValidationOutcome:
+    """The result of validating one batch.
+
+    valid: rows with no blocking failure (helper columns removed), ready to load.
+    quarantine: one row per (failing row, blocking expectation), values of PII columns masked.
+    warnings: same shape, for 'warn' expectations (rows are still loaded).
+    results: one dict per expectation: expectation, check, column, success, unexpected_count,
+        unexpected_percent, severity, notes (and ``skipped`` with a reason when not run).
+    failed_ratio: rows with a blocking failure / rows (0.0 for an empty batch).
+    decision: 'ok' | 'warn' | 'block' from the source's quality thresholds.
+    """
+
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    warnings: pd.DataFrame
+    results: list[dict]
+    failed_ratio: float
+    decision: Decision
+    suite_version: str
+    data_docs_path: Path | None = None
+    suite_name: str = ""
+    row_count: int = 0
+    blocked_rows: int = 0
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def raise_if_blocked(self) -> None:
+        """Raise :class:`QualityGateError` if the decision is 'block'."""
+        if self.decision == "block":
+            raise QualityGateError(
+                f"{self.suite_name}: {self.blocked_rows}/{self.row_count} rows fail blocking checks "
+                f"({self.failed_ratio:.1%}); load blocked"
+            )
+
+
+def decide(failed_ratio: float, thresholds: Any = None) -> Decision:
+    """'block' when failed_ratio > block_ratio, 'warn' when > warn_ratio, else 'ok'."""
+    if thresholds is None:
+        from sapnhap.sources import QualityThresholds
+
+        thresholds = QualityThresholds()
+    warn_ratio = _threshold(thresholds, "warn_ratio")
+    block_ratio = _threshold(thresholds, "block_ratio")
+    if failed_ratio > block_ratio:
+        return "block"
+    if failed_ratio > warn_ratio:
+        return "warn"
+    return "ok"
+
+
+def _threshold(thresholds: Any, name: str) -> float:
+    return float(thresholds[name] if isinstance(thresholds, dict) else getattr(thresholds, name))
+
+
+def _masker(ds: Dataset, column: str):
+    """The masking function for a canonical column, or None when it holds no personal data."""
+    if column not in ds.column_names or not ds.column(column).pii:
+        return None
+    return mask_citizen_id if ds.column(column).type == "citizen_id" else mask_name
+
+
+def _gx_context(docs_dir: Path | None):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    sites: dict = {}
+    if docs_dir is not None:
+        sites = {
+            "sapnhap_quality": {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites=sites,
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def mask_result(ds: Dataset, kwargs: dict, result: dict) -> int:
+    """Mask personal data in one expectation result in place; return how many lists changed."""
+    cols = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs] + list(kwargs.get("column_list") or [])
+    maskers = {c: _masker(ds, c) for c in cols if _masker(ds, c) is not None}
+    if not maskers or not result:
+        return 0
+    only = next(iter(maskers.values())) if len(cols) == 1 else None
+    changed = 0
+    for key in ("partial_unexpected_list", "unexpected_list"):
+        values = result.get(key)
+        if values and only is not None and all(not isinstance(v, dict) for v in values):
+            result[key] = list(only(pd.Series(values, dtype="object")))
+            changed += 1
+        elif values:
+            result[key] = ["***"] * len(values)
+            changed += 1
+    counts = result.get("partial_unexpected_counts")
+    if counts:
+        for item in counts:
+            v = item.get("value")
+            item["value"] = only(pd.Series([v], dtype="object")).iloc[0] if only is not None and not isinstance(v, (dict, tuple)) else "***"
+        changed += 1
+    for key in ("unexpected_index_list", "partial_unexpected_index_list"):
+        rows = result.get(key)
+        if rows and isinstance(rows[0], dict):
+            for col, fn in maskers.items():
+                if col in rows[0]:
+                    masked = fn(pd.Series([r.get(col) for r in rows], dtype="object"))
+                    for r, m in zip(rows, masked, strict=True):
+                        r[col] = m
+            changed += 1
+    result.pop("unexpected_index_query", None)
+    return changed
+
+
+def _select(suite: dict, frame_columns: set[str], registry: Registry) -> tuple[list[dict], list[dict]]:
+    """Split the suite into expectations to run and result entries for those skipped."""
+    run, skipped = [], []
+    for exp in suite["expectations"]:
+        meta = exp["meta"]
+        missing_inputs = [r for r in meta.get("requires", []) if r not in registry.available]
+        missing_cols = sorted(referenced_columns(exp) - frame_columns)
+        if exp["type"] != "expect_column_to_exist" and (missing_inputs or missing_cols):
+            why = (
+                f"registry input not given: {', '.join(missing_inputs)}"
+                if missing_inputs
+                else f"column missing: {', '.join(missing_cols)}"
+            )
+            skipped.append(_result_entry(exp, success=None, unexpected_count=None, unexpected_percent=None, skipped=why))
+        else:
+            run.append(exp)
+    return run, skipped
+
+
+def _result_entry(exp: dict, **values: Any) -> dict:
+    meta = exp["meta"]
+    return {
+        "expectation": exp["type"],
+        "check": meta["check"],
+        "column": meta["column"],
+        "severity": meta["severity"],
+        "notes": exp.get("notes"),
+        **values,
+    }
+
+
+def _failures(frame: pd.DataFrame, exp: dict, row_ids: pd.Index, ds: Dataset) -> pd.DataFrame:
+    """Quarantine-shaped rows for the given failing ``_row_id``s of one expectation."""
+    meta = exp["meta"]
+    positions = pd.Index(frame[ROW_ID]).get_indexer(row_ids)
+    picked = frame.iloc[positions]
+    value_col = meta.get("value_column") or meta["column"]
+    if value_col in frame.columns:
+        values = picked[value_col]
+        fn = _masker(ds, value_col)
+        if fn is not None:
+            values = fn(values)
+        else:
+            values = values.astype("object").where(values.notna(), None).map(_as_report_text)
+    else:
+        values = pd.Series(None, index=picked.index, dtype="object")
+    return pd.DataFrame(
+        {
+            "_row_id": picked[ROW_ID].to_numpy(),
+            "source_id": picked["source_id"].to_numpy() if "source_id" in picked else None,
+            "source_key": picked["source_key"].to_numpy() if "source_key" in picked else None,
+            "expectation": exp["type"],
+            "column": meta["column"],
+            "value": values.to_numpy(dtype=object),
+            "reason_vi": meta["reason_vi"],
+            "fix_vi": meta["fix_vi"],
+            "severity": meta["severity"],
+            "check": meta["check"],
+        }
+    )
+
+
+def _as_report_text(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat(sep=" ") if (v.hour or v.minute or v.second) else v.date().isoformat()
+    return str(v)
+
+
+def _empty_report() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == ROW_ID else "object") for c in QUARANTINE_COLUMNS})
+
+
+def validate_batch(
+    df: pd.DataFrame,
+    dataset: str,
+    *,
+    valid_new_codes: set[str] | None = None,
+    valid_old_codes: set[str] | None = None,
+    valid_province_prefixes: set[str] | None = None,
+    thresholds: Any = None,
+    docs_dir: Path | None = None,
+    suite_dir: Path | None = None,
+    stage: str = "transformed",
+    reference: Any = None,
+) -> ValidationOutcome:
+    """Validate one batch of ``dataset`` and split it into loadable rows and quarantine.
+
+    Registry checks use the explicit code sets, else ``reference`` (a
+    ``sapnhap.reference.Reference``: new codes then checked as of the record date), else they
+    are skipped and listed as skipped in ``results``. Province prefixes of citizen IDs default
+    to '0' + the 63 pre-2025 province codes. ``thresholds`` is a
+    ``sources.QualityThresholds`` (or a dict with warn_ratio/block_ratio); None = defaults.
+    ``docs_dir``: build a GX Data Docs site there (personal data masked).
+    ``stage``: 'transformed' (default) or 'raw' (the assessment suite; everything warns).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    ds = get_dataset(dataset)
+    suite = load_suite(dataset, stage, suite_dir)
+    suite_version = str(suite.get("meta", {}).get("suite_version", ""))
+    frame = df
+    if ROW_ID not in frame.columns:
+        if stage != "raw":
+            raise ValueError(f"{dataset}: the transformed batch has no {ROW_ID} column")
+        frame = frame.assign(**{ROW_ID: range(len(frame))})
+    if not frame[ROW_ID].is_unique:
+        raise ValueError(f"{dataset}: {ROW_ID} is not unique in the batch")
+    input_columns = list(frame.columns)
+
+    registry = registry_from(
+        valid_new_codes=valid_new_codes,
+        valid_old_codes=valid_old_codes,
+        valid_province_prefixes=valid_province_prefixes,
+        reference=reference,
+    )
+    work, helpers = add_helper_columns(frame, ds, suite, registry)
+    to_run, results = _select(suite, set(work.columns), registry)
+
+    gx_results = _run_gx(work, ds, suite, to_run, docs_dir)
+    docs_path = gx_results.pop("_docs_path", None)
+
+    n = len(work)
+    all_ids = pd.Index(work[ROW_ID])
+    block_parts, warn_parts = [], []
+    by_id = dict(enumerate(to_run))
+    for index, r in gx_results.items():
+        exp = by_id[index]
+        meta = exp["meta"]
+        res = r["result"]
+        if r["raised"]:
+            log.error("%s: expectation %s raised: %s", suite["name"], meta["check"], r["exception"])
+        if exp["type"] == "expect_column_to_exist":
+            failing = all_ids if not r["success"] else all_ids[:0]
+        else:
+            failing = pd.Index([row[ROW_ID] for row in res.get("unexpected_index_list") or []])
+        count = res.get("unexpected_count")
+        if count is None:
+            count = len(failing) if not r["success"] else 0
+        percent = res.get("unexpected_percent")
+        if percent is None:
+            percent = (100.0 * count / n) if n else 0.0
+        results.append(_result_entry(
+            exp, success=bool(r["success"]), unexpected_count=int(count), unexpected_percent=float(percent),
+            **({"exception": r["exception"]} if r["raised"] else {}),
+        ))
+        if len(failing):
+            part = _failures(work, exp, failing, ds)
+            (block_parts if meta["severity"] == "block" else warn_parts).append(part)
+        elif r["raised"] and meta["severity"] == "block":
+            # An expectation that could not run cannot vouch for any row.
+            block_parts.append(_failures(work, exp, all_ids, ds))
+
+    quarantine = pd.concat(block_parts, ignore_index=True) if block_parts else _empty_report()
+    warnings = pd.concat(warn_parts, ignore_index=True) if warn_parts else _empty_report()
+    blocked = pd.Index(quarantine[ROW_ID].unique())
+    valid = frame.loc[~frame[ROW_ID].isin(blocked), input_columns]
+    failed_ratio = (len(blocked) / n) if n else 0.0
+    order = {e["meta"]["check"]: i for i, e in enumerate(suite["expectations"])}
+    results.sort(key=lambda e: order.get(e["check"], 0))
+    return ValidationOutcome(
+        valid=valid,
+        quarantine=quarantine,
+        warnings=warnings,
+        results=results,
+        failed_ratio=failed_ratio,
+        decision=decide(failed_ratio, thresholds),
+        suite_version=suite_version,
+        data_docs_path=docs_path,
+        suite_name=suite["name"],
+        row_count=n,
+        blocked_rows=len(blocked),
+        extra={"helper_columns": helpers},
+    )
+
+
+def _run_gx(work: pd.DataFrame, ds: Dataset, suite: dict, to_run: list[dict], docs_dir: Path | None) -> dict:
+    """Run the selected expectations once; return {expectation index: result dict}."""
+    import great_expectations as gx
+
+    from sapnhap.quality.gx_actions import MaskedDataDocsAction
+
+    context = _gx_context(Path(docs_dir) if docs_dir is not None else None)
+    source = context.data_sources.add_pandas("sapnhap_batch")
+    asset = source.add_dataframe_asset(ds.name)
+    batch_definition = asset.add_batch_definition_whole_dataframe("whole_batch")
+    expectations = []
+    for i, exp in enumerate(to_run):
+        expectations.append({**exp, "meta": {**exp["meta"], "sapnhap_index": i}})
+    gx_suite = context.suites.add(
+        gx.ExpectationSuite(name=suite["name"], expectations=expectations, meta=suite.get("meta"), notes=suite.get("notes"))
+    )
+    if len(gx_suite.expectations) != len(expectations):
+        raise ValueError(f"{suite['name']}: GX rejected {len(expectations) - len(gx_suite.expectations)} expectations")
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite['name']}.batch", data=batch_definition, suite=gx_suite)
+    )
+    actions = []
+    if docs_dir is not None:
+        actions = [
+            MaskedDataDocsAction(name="data_docs", dataset=ds.name, site_names=["sapnhap_quality"]),
+        ]
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{suite['name']}.checkpoint",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [ROW_ID],
+                "return_unexpected_index_query": False,
+                "partial_unexpected_count": 20,
+            },
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": work})
+    out: dict[Any, dict] = {}
+    for suite_result in run.run_results.values():
+        for r in suite_result.results:
+            idx = r.expectation_config.meta.get("sapnhap_index")
+            info = r.exception_info or {}
+            raised = bool(info.get("raised_exception"))
+            out[idx] = {
+                "success": bool(r.success),
+                "result": r.result or {},
+                "raised": raised,
+                "exception": info.get("exception_message") if raised else None,
+            }
+    if docs_dir is not None:
+        index = Path(docs_dir) / "index.html"
+        out["_docs_path"] = index if index.exists() else None
+    return out
