@@ -1,0 +1,406 @@
+"""What one owner's nightly report says, assembled from ops rows as plain values.
+
+Everything here is pure: the rows come in as dicts (as :mod:`sapnhap.reports.queries` reads
+them from ``ops``), the reports come out as dataclasses the email templates render. Every
+text that reaches a report passes through :func:`scrub_text`, so no full citizen ID or name
+can reach an email even when an upstream stage forgot to mask it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sapnhap.datasets import DATASETS
+from sapnhap.sources import Source
+
+State = Literal["ok", "warn", "block", "failed"]
+
+# Worst first: the state of a source is the worst state of its datasets.
+STATE_ORDER: tuple[State, ...] = ("failed", "block", "warn", "ok")
+STATE_LABEL_VI: dict[str, str] = {
+    "ok": "Đạt",
+    "warn": "Có cảnh báo",
+    "block": "Bị chặn – KHÔNG nạp đêm nay",
+    "failed": "Không đồng bộ được đêm nay",
+}
+BATCH_STATUS_VI: dict[str, str] = {
+    "extracted": "mới trích xuất xong, chưa kiểm tra và nạp",
+    "backed_up": "đã kiểm tra và sao lưu, chưa nạp",
+    "loaded": "đã nạp",
+    "blocked": "bị chặn, không nạp",
+}
+EXAMPLES_PER_CHECK = 3
+MAX_MESSAGE_CHARS = 400
+
+# 9 (old ID card) to 12 (citizen ID) digits standing alone: masked wherever they appear in text.
+_ID_DIGITS = re.compile(r"(?<!\d)\d{9,12}(?!\d)")
+_MIN_PII_LENGTH = 4
+
+
+def _mask_one(kind: Literal["citizen_id", "name"], value: str) -> str:
+    from sapnhap.quality.masking import mask_citizen_id, mask_name
+
+    fn = mask_citizen_id if kind == "citizen_id" else mask_name
+    return fn([value])[0]
+
+
+def scrub_text(text: object, pii_values: Iterable[object] = ()) -> str | None:
+    """Text safe for an email: known personal values and ID-like digit runs masked.
+
+    ``pii_values`` are the record's own personal values (name, citizen ID): wherever one
+    occurs in ``text`` it is replaced by its masked form. Any run of 9-12 digits is masked
+    as a citizen ID. ``None`` stays ``None``.
+    """
+    if text is None:
+        return None
+    out = str(text)
+    values = sorted({str(v).strip() for v in pii_values if v is not None and len(str(v).strip()) >= _MIN_PII_LENGTH},
+                    key=len, reverse=True)
+    for v in values:
+        if v in out:
+            out = out.replace(v, _mask_one("citizen_id" if v.isdigit() else "name", v))
+    return _ID_DIGITS.sub(lambda m: _mask_one("citizen_id", m.group()), out)
+
+
+def mask_value(dataset: str, column: str | None, value: object) -> str | None:
+    """The reported value of a failing cell, masked again if the column holds personal data.
+
+    Quarantine values are masked when recorded; masking is idempotent, so doing it again
+    here costs nothing and protects against a check that forgot.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    ds = DATASETS.get(dataset)
+    if ds is not None and column and column in ds.pii_columns:
+        kind = "citizen_id" if ds.column(column).type == "citizen_id" else "name"
+        text = _mask_one(kind, text)
+    return text
+
+
+def mask_email(address: str) -> str:
+    """``cntt.sonduong@x.vn`` -> ``c***@x.vn``: for logs."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def run_of(batch_id: str | None) -> str | None:
+    """The run id of a batch id ``<run_id>|<source_id>|<dataset>``."""
+    return batch_id.split("|", 1)[0] if batch_id else None
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    """One failing (record, check) of ``ops.quarantine``, masked for the owner."""
+
+    quarantine_id: int
+    source_id: str
+    dataset: str
+    source_key: str
+    expectation: str
+    column: str | None
+    value: str | None
+    reason_vi: str
+    fix_vi: str | None
+    severity: str
+    status: str
+    first_batch_id: str
+    last_batch_id: str
+    resolved_batch_id: str | None = None
+
+    @classmethod
+    def from_ops(cls, row: dict[str, Any]) -> QuarantineRow:
+        """Build from an ``ops.quarantine`` row; ``pii_values`` (optional) are the record's personal values."""
+        pii = [v for v in (row.get("pii_values") or []) if v]
+        column = row.get("column_name", row.get("column"))
+        value = row.get("value_masked", row.get("value"))
+        return cls(
+            quarantine_id=int(row["quarantine_id"]),
+            source_id=row["source_id"],
+            dataset=row["dataset"],
+            source_key=scrub_text(row["source_key"], pii) or "",
+            expectation=row["expectation"],
+            column=column,
+            value=scrub_text(mask_value(row["dataset"], column, value), pii),
+            reason_vi=scrub_text(row.get("reason_vi"), pii) or "",
+            fix_vi=scrub_text(row.get("fix_vi"), pii),
+            severity=row.get("severity") or "block",
+            status=row.get("status") or "open",
+            first_batch_id=row["first_batch_id"],
+            last_batch_id=row["last_batch_id"],
+            resolved_batch_id=row.get("resolved_batch_id"),
+        )
+
+
+@dataclass
+class CheckSummary:
+    """One failed check of one dataset in this run: how many records, and a few examples."""
+
+    source_id: str
+    dataset: str
+    expectation: str
+    column: str | None
+    severity: str
+    reason_vi: str
+    fix_vi: str | None
+    count: int = 0
+    new: int = 0
+    examples: list[QuarantineRow] = field(default_factory=list)
+
+
+@dataclass
+class DatasetResult:
+    """How one dataset of one source fared in this run."""
+
+    source_id: str
+    dataset: str
+    title_vi: str
+    state: State
+    extracted: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    warned: int = 0
+    merged: int = 0
+    blocked: int = 0
+    failed_ratio: float | None = None
+    decision: str | None = None
+    batch_status: str | None = None
+    message: str | None = None
+    reconciled: bool | None = None
+    cursor_value: str | None = None
+    cursor_updated_at: datetime | None = None
+
+    @property
+    def reconciliation_vi(self) -> str:
+        if self.reconciled is None:
+            return "Chưa đối soát"
+        return "Khớp" if self.reconciled else "Lệch"
+
+    @property
+    def failure_vi(self) -> str:
+        """Why this dataset did not sync, for a ``failed`` dataset."""
+        if self.batch_status is None:
+            reason = "Không có lô dữ liệu nào được ghi nhận đêm nay (thường do không kết nối được hệ thống cũ)."
+        else:
+            reason = f"Lô dữ liệu dừng ở trạng thái: {BATCH_STATUS_VI.get(self.batch_status, self.batch_status)}."
+        if self.message:
+            reason += f" Thông báo của hệ thống: {self.message}"
+        return reason
+
+
+@dataclass
+class SourceResult:
+    """One source of the owner in this run."""
+
+    source: Source
+    datasets: list[DatasetResult]
+    checks: list[CheckSummary]
+    resolved: int = 0
+
+    @property
+    def state(self) -> State:
+        states = {d.state for d in self.datasets} or {"failed"}
+        return next(s for s in STATE_ORDER if s in states)
+
+    @property
+    def state_vi(self) -> str:
+        return STATE_LABEL_VI[self.state]
+
+    @property
+    def block_ratio(self) -> float:
+        return self.source.quality.block_ratio
+
+    @property
+    def warn_ratio(self) -> float:
+        return self.source.quality.warn_ratio
+
+
+@dataclass
+class OwnerReport:
+    """Everything one owner's email says about one run."""
+
+    owner: str
+    run_id: str
+    run_started_at: datetime | None
+    sources: list[SourceResult]
+    open_rows: list[QuarantineRow]
+    history: list[dict[str, Any]]
+    quarantine_changes: int = 0
+
+    @property
+    def source_ids(self) -> list[str]:
+        return [s.source.id for s in self.sources]
+
+    @property
+    def extracted(self) -> int:
+        return sum(d.extracted for s in self.sources for d in s.datasets)
+
+    @property
+    def state(self) -> State:
+        states = {s.state for s in self.sources} or {"ok"}
+        return next(s for s in STATE_ORDER if s in states)
+
+    def count_in_state(self, state: State) -> int:
+        return sum(1 for s in self.sources if s.state == state)
+
+
+def _int(row: dict[str, Any] | None, key: str) -> int:
+    return int((row or {}).get(key) or 0)
+
+
+def dataset_result(
+    source: Source,
+    dataset: str,
+    batch: dict[str, Any] | None,
+    reconciliation: dict[str, Any] | None = None,
+    cursor: dict[str, Any] | None = None,
+) -> DatasetResult:
+    """The result of one dataset from its ``ops.batches`` row (``None``: no batch this run)."""
+    ds = DATASETS.get(dataset)
+    status = batch.get("status") if batch else None
+    decision = batch.get("decision") if batch else None
+    if status not in ("loaded", "blocked"):
+        state: State = "failed"
+    elif status == "blocked" or decision == "block":
+        state = "block"
+    elif decision == "warn":
+        state = "warn"
+    else:
+        state = "ok"
+    extracted = _int(batch, "extracted")
+    quarantined = _int(batch, "quarantined")
+    merged = _int(batch, "merged_in_batch") + _int(batch, "merged_cross_source")
+    if reconciliation is not None:
+        blocked = _int(reconciliation, "not_loaded_blocked")
+    elif state == "block":
+        blocked = max(extracted - quarantined - merged, 0)
+    else:
+        blocked = 0
+    ratio = batch.get("failed_ratio") if batch else None
+    return DatasetResult(
+        source_id=source.id,
+        dataset=dataset,
+        title_vi=ds.title_vi if ds else dataset,
+        state=state,
+        extracted=extracted,
+        inserted=_int(batch, "inserted"),
+        updated=_int(batch, "updated"),
+        unchanged=_int(batch, "unchanged"),
+        quarantined=quarantined,
+        warned=_int(batch, "warned"),
+        merged=merged,
+        blocked=blocked,
+        failed_ratio=float(ratio) if ratio is not None else None,
+        decision=decision,
+        batch_status=status,
+        message=scrub_text((batch.get("message") or "")[:MAX_MESSAGE_CHARS] or None) if batch else None,
+        reconciled=bool(reconciliation["ok"]) if reconciliation is not None and reconciliation.get("ok") is not None else None,
+        cursor_value=scrub_text(cursor.get("cursor_value")) if cursor else None,
+        cursor_updated_at=cursor.get("updated_at") if cursor else None,
+    )
+
+
+def summarize_checks(rows: Sequence[QuarantineRow], run_id: str, examples: int = EXAMPLES_PER_CHECK) -> list[CheckSummary]:
+    """Group the open rows seen in this run by (source, dataset, check, column), with a few examples."""
+    groups: dict[tuple, CheckSummary] = {}
+    for r in rows:
+        if r.status != "open" or run_of(r.last_batch_id) != run_id:
+            continue
+        key = (r.source_id, r.dataset, r.expectation, r.column or "", r.severity)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = CheckSummary(r.source_id, r.dataset, r.expectation, r.column, r.severity, r.reason_vi, r.fix_vi)
+        g.count += 1
+        g.new += int(run_of(r.first_batch_id) == run_id)
+        if len(g.examples) < examples:
+            g.examples.append(r)
+    return sorted(groups.values(), key=lambda g: (g.source_id, g.dataset, g.severity != "block", -g.count, g.expectation))
+
+
+def _owners(sources: Sequence[Source]) -> dict[str, list[Source]]:
+    by_owner: dict[str, list[Source]] = {}
+    for s in sorted(sources, key=lambda s: s.id):
+        for owner in dict.fromkeys(o.strip().lower() for o in s.owners):
+            by_owner.setdefault(owner, []).append(s)
+    return by_owner
+
+
+def assemble_owner_reports(
+    run_id: str,
+    sources: Sequence[Source],
+    *,
+    batches: Sequence[dict[str, Any]],
+    reconciliation: Sequence[dict[str, Any]] = (),
+    quarantine: Sequence[dict[str, Any]] = (),
+    history: Sequence[dict[str, Any]] = (),
+    cursors: Sequence[dict[str, Any]] = (),
+    run_started_at: datetime | None = None,
+) -> list[OwnerReport]:
+    """One report per owner (owners compared case-insensitively), covering all that owner's sources.
+
+    ``batches``/``reconciliation``: this run's ``ops.batches``/``ops.reconciliation`` rows;
+    ``quarantine``: ``ops.quarantine`` rows of these sources that are open or were touched in
+    this run; ``history``: per run, source and dataset, ``extracted`` and ``quarantined`` of
+    the recent runs (for the chart); ``cursors``: ``ops.cursors`` rows.
+    """
+    batch_by = {(b["source_id"], b["dataset"]): b for b in batches if b.get("run_id", run_id) == run_id}
+    recon_by = {(r["source_id"], r["dataset"]): r for r in reconciliation if r.get("run_id", run_id) == run_id}
+    cursor_by = {(c["source_id"], c["dataset"]): c for c in cursors}
+    q_rows = [QuarantineRow.from_ops(q) for q in quarantine]
+
+    results: dict[str, SourceResult] = {}
+    for s in sources:
+        # Declared datasets first, then any dataset a batch exists for (a mapping removed since).
+        names = list(dict.fromkeys([*s.datasets, *(d for (sid, d) in batch_by if sid == s.id)]))
+        datasets = [
+            dataset_result(s, d, batch_by.get((s.id, d)), recon_by.get((s.id, d)), cursor_by.get((s.id, d)))
+            for d in names
+        ]
+        mine = [r for r in q_rows if r.source_id == s.id]
+        resolved = sum(1 for r in mine if r.status == "resolved" and run_of(r.resolved_batch_id) == run_id)
+        results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine, run_id), resolved=resolved)
+
+    reports = []
+    for owner, owned in _owners(sources).items():
+        ids = {s.id for s in owned}
+        rows = [r for r in q_rows if r.source_id in ids]
+        changes = sum(
+            1 for r in rows
+            if run_id in (run_of(r.first_batch_id), run_of(r.last_batch_id), run_of(r.resolved_batch_id))
+        )
+        reports.append(
+            OwnerReport(
+                owner=owner,
+                run_id=run_id,
+                run_started_at=run_started_at,
+                sources=[results[s.id] for s in owned],
+                open_rows=[r for r in rows if r.status == "open"],
+                history=[h for h in history if h["source_id"] in ids],
+                quarantine_changes=changes,
+            )
+        )
+    return reports
+
+
+def should_send(report: OwnerReport) -> tuple[bool, str]:
+    """Whether the owner gets an email tonight, and why (in English, for the run summary).
+
+    Nothing new (no row extracted, no failure or block, no quarantine row opened, seen again
+    or resolved) means no email, unless one of the owner's sources asks for a daily
+    confirmation.
+    """
+    if report.state in ("failed", "block"):
+        return True, f"a source is {report.state}"
+    if report.extracted:
+        return True, f"{report.extracted} rows extracted"
+    if report.quarantine_changes:
+        return True, f"{report.quarantine_changes} quarantine rows changed"
+    if any(s.source.daily_confirmation for s in report.sources):
+        return True, "daily confirmation requested"
+    return False, "nothing new: no rows extracted, no failure, no quarantine change"

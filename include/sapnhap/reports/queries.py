@@ -1,0 +1,91 @@
+"""Read what the reports need from the ``ops`` schema, as plain dicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from sapnhap.datasets import DATASETS
+
+HISTORY_RUNS = 30
+
+# Personal values of the failing record, read from the payload only to mask them in texts.
+_PII_COLUMNS = sorted({c for ds in DATASETS.values() for c in ds.pii_columns})
+
+
+@dataclass
+class RunData:
+    """This run's ops rows for a set of sources."""
+
+    run_id: str
+    run_started_at: datetime | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    reconciliation: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    cursors: list[dict[str, Any]] = field(default_factory=list)
+
+
+_QUARANTINE = sql.SQL(
+    """SELECT quarantine_id, source_id, dataset, source_key, expectation, column_name, value_masked,
+              reason_vi, fix_vi, severity, status, first_batch_id, last_batch_id, resolved_batch_id,
+              ARRAY[{pii}] AS pii_values
+       FROM ops.quarantine
+       WHERE source_id = ANY(%(sources)s)
+         AND (status = 'open'
+              OR split_part(first_batch_id, '|', 1) = %(run)s
+              OR split_part(last_batch_id, '|', 1) = %(run)s
+              OR split_part(coalesce(resolved_batch_id, ''), '|', 1) = %(run)s)
+       ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, quarantine_id"""
+).format(pii=sql.SQL(", ").join(sql.SQL("payload->>{}").format(sql.Literal(c)) for c in _PII_COLUMNS))
+
+# The last HISTORY_RUNS runs of these sources up to this one (ordered by their first batch).
+_HISTORY = """
+WITH runs AS (
+    SELECT run_id, min(created_at) AS started FROM ops.batches
+    WHERE source_id = ANY(%(sources)s) GROUP BY run_id
+), this_run AS (
+    SELECT coalesce((SELECT started FROM runs WHERE run_id = %(run)s), 'infinity'::timestamptz) AS started
+), recent AS (
+    SELECT runs.run_id, runs.started FROM runs, this_run
+    WHERE runs.started <= this_run.started ORDER BY runs.started DESC LIMIT %(limit)s
+)
+SELECT b.run_id, recent.started, b.source_id, b.dataset, b.status, b.extracted, b.quarantined
+FROM ops.batches b JOIN recent USING (run_id)
+WHERE b.source_id = ANY(%(sources)s)
+ORDER BY recent.started, b.source_id, b.dataset
+"""
+
+
+def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str]) -> RunData:
+    """Everything the owner reports of ``run_id`` need, for these sources."""
+    params = {"run": run_id, "sources": source_ids, "limit": HISTORY_RUNS}
+    with conn.cursor(row_factory=dict_row) as cur:
+        run = cur.execute("SELECT started_at FROM ops.runs WHERE run_id = %(run)s", params).fetchone()
+        batches = cur.execute(
+            """SELECT batch_id, run_id, source_id, dataset, status, extracted, merged_in_batch, quarantined, warned,
+                      inserted, updated, unchanged, merged_cross_source, failed_ratio, decision, message, created_at
+               FROM ops.batches WHERE run_id = %(run)s AND source_id = ANY(%(sources)s)""",
+            params,
+        ).fetchall()
+        recon = cur.execute(
+            """SELECT run_id, source_id, dataset, extracted, loaded, quarantined, merged_duplicates,
+                      not_loaded_blocked, ok
+               FROM ops.reconciliation WHERE run_id = %(run)s AND source_id = ANY(%(sources)s)""",
+            params,
+        ).fetchall()
+        quarantine = cur.execute(_QUARANTINE, params).fetchall()
+        history = cur.execute(_HISTORY, params).fetchall()
+        cursors = cur.execute(
+            "SELECT source_id, dataset, cursor_value, updated_at FROM ops.cursors WHERE source_id = ANY(%(sources)s)",
+            params,
+        ).fetchall()
+    started = run["started_at"] if run else None
+    if started is None and batches:
+        started = min(b["created_at"] for b in batches)
+    return RunData(run_id, started, batches, recon, quarantine, history, cursors)
