@@ -51,7 +51,8 @@ LINEAGE_UNIT = (
     "crosswalk_version",
     "flag_old_code_after_merger",
 )
-LINEAGE_NOT_NULL = ("_row_id", "source_id", "source_key", "record_hash")
+# _row_id is checked before GX runs (validate_batch raises): failing rows are named by it.
+LINEAGE_NOT_NULL = ("source_id", "source_key", "record_hash")
 
 # Helper columns derived by sapnhap.quality.helpers.
 H_NEW_IN_FORCE = "_q_new_commune_code_in_force"

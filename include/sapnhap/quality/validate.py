@@ -263,8 +263,8 @@ def validate_batch(
         if stage != "raw":
             raise ValueError(f"{dataset}: the transformed batch has no {ROW_ID} column")
         frame = frame.assign(**{ROW_ID: range(len(frame))})
-    if not frame[ROW_ID].is_unique:
-        raise ValueError(f"{dataset}: {ROW_ID} is not unique in the batch")
+    if frame[ROW_ID].isna().any() or not frame[ROW_ID].is_unique:
+        raise ValueError(f"{dataset}: {ROW_ID} must be present and unique in the batch")
     input_columns = list(frame.columns)
 
     registry = registry_from(
