@@ -10,7 +10,7 @@ from email.message import EmailMessage
 
 import psycopg
 
-from sapnhap.reports.mail import build_owner_email
+from sapnhap.reports.mail import build_owner_email, wire_bytes
 from sapnhap.reports.model import assemble_owner_reports, mask_email, should_send
 from sapnhap.reports.queries import fetch_run_data
 from sapnhap.services import Services, SmtpConfig
@@ -33,7 +33,7 @@ def _send_all(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
             if smtp.user:
                 server.login(smtp.user, smtp.password or "")
             for msg in messages:
-                server.send_message(msg)
+                server.sendmail(smtp.from_addr, [str(msg["To"])], wire_bytes(msg))
                 sent += 1
     except (OSError, smtplib.SMTPException) as exc:
         raise ReportDeliveryError(
