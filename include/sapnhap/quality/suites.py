@@ -507,7 +507,7 @@ def raw_suite(dataset: str) -> dict:
         if col.type in ("date", "timestamp"):
             exps.append(_exp(
                 "expect_column_values_to_match_regex",
-                {"column": col.name, "regex": r"^\s*(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}|\d{4}-\d{2}-\d{2})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"},
+                {"column": col.name, "regex": r"^\s*(?:\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}|\d{4}-\d{2}-\d{2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"},
                 check=f"raw_format.{col.name}",
                 severity="warn",
                 notes="Legacy dates are expected as dd/mm/yyyy (or ISO); other text will not parse.",
@@ -518,7 +518,7 @@ def raw_suite(dataset: str) -> dict:
         elif col.type == "citizen_id":
             exps.append(_exp(
                 "expect_column_values_to_match_regex",
-                {"column": col.name, "regex": r"^[\s.\-]*(\d[\s.\-]*){12}$"},
+                {"column": col.name, "regex": r"^[\s.\-]*(?:\d[\s.\-]*){12}$"},
                 check=f"raw_format.{col.name}",
                 severity="warn",
                 notes="After removing spaces, dots and dashes a citizen ID must have 12 digits.",

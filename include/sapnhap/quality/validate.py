@@ -46,6 +46,7 @@ class ValidationOutcome:
         unexpected_percent, severity, notes (and ``skipped`` with a reason when not run).
     failed_ratio: rows with a blocking failure / rows (0.0 for an empty batch).
     decision: 'ok' | 'warn' | 'block' from the source's quality thresholds.
+    data_docs_path: the directory of the GX Data Docs site built for this run (docs_dir), or None.
     """
 
     valid: pd.DataFrame
@@ -60,6 +61,11 @@ class ValidationOutcome:
     row_count: int = 0
     blocked_rows: int = 0
     extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def data_docs_index(self) -> Path | None:
+        """The Data Docs site's entry page (``index.html``), when a site was built."""
+        return self.data_docs_path / "index.html" if self.data_docs_path is not None else None
 
     def raise_if_blocked(self) -> None:
         """Raise :class:`QualityGateError` if the decision is 'block'."""
@@ -386,6 +392,5 @@ def _run_gx(work: pd.DataFrame, ds: Dataset, suite: dict, to_run: list[dict], do
                 "exception": info.get("exception_message") if raised else None,
             }
     if docs_dir is not None:
-        index = Path(docs_dir) / "index.html"
-        out["_docs_path"] = index if index.exists() else None
+        out["_docs_path"] = Path(docs_dir) if (Path(docs_dir) / "index.html").exists() else None
     return out
