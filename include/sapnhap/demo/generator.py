@@ -247,7 +247,8 @@ class _Cids:
             serial = pd.Series(rng.integers(0, 1_000_000, len(todo)).astype(str), dtype=object).str.zfill(6)
             cand = head[todo] + serial.to_numpy(dtype=object)
             first = ~pd.Series(cand).duplicated().to_numpy()
-            fresh = first & ~pd.Series(cand).isin(self.used).to_numpy()
+            used = self.used
+            fresh = first & np.fromiter((c not in used for c in cand), dtype=bool, count=len(cand))
             out[todo[fresh]] = cand[fresh]
             self.used.update(cand[fresh].tolist())
             todo = todo[~fresh]
@@ -360,7 +361,11 @@ def _communes(ctx: _Ctx, tags: np.ndarray) -> dict[str, np.ndarray]:
     detail = np.full(n, None, dtype=object)
     rules = _units().rules
     split = ctx.split_codes
-    for i in np.flatnonzero(pd.Series(tags).isin(_COMMUNE_DEFECTS).to_numpy()):
+    mine = rules[rules["old_commune_code"].isin(split)]
+    rule_codes, rule_targets, rule_patterns = (mine[c].to_numpy(dtype=object) for c in ("old_commune_code", "new_commune_code", "pattern"))
+    patterns_of = {c: mine.loc[mine["old_commune_code"] == c, "pattern"].tolist() for c in split}
+    name_of = dict(zip(ctx.communes["code"], ctx.communes["name"], strict=True))
+    for i in np.flatnonzero(pd.Series(tags, dtype=object).isin(_COMMUNE_DEFECTS).to_numpy()):
         tag = tags[i]
         if tag == "missing_code":
             code[i], expected[i] = (None if i % 2 else ""), None
@@ -369,17 +374,16 @@ def _communes(ctx: _Ctx, tags: np.ndarray) -> dict[str, np.ndarray]:
             code[i], expected[i] = UNKNOWN_COMMUNE_CODES[i % len(UNKNOWN_COMMUNE_CODES)], None
             detail[i] = code[i]
         elif tag == "split_with_rule":
-            mine = rules[rules["old_commune_code"].isin(split)]
-            rule = mine.iloc[int(rng.integers(0, len(mine)))]
-            pattern = rule["pattern"]
-            variant = i % 3
+            r = int(rng.integers(0, len(rule_codes)))
+            pattern = rule_patterns[r]
+            commune = name_of[rule_codes[r]].replace("Xã ", "xã ", 1)
             # Same place, written three ways: as listed, inside a longer address, in capitals.
-            address[i] = (pattern, f"Nhà số {int(rng.integers(1, 90))}, {pattern}, xã", pattern.upper())[variant]
-            code[i], expected[i], detail[i] = rule["old_commune_code"], rule["new_commune_code"], pattern
+            address[i] = (pattern, f"Nhà số {int(rng.integers(1, 90))}, {pattern}, {commune}", pattern.upper())[i % 3]
+            code[i], expected[i], detail[i] = rule_codes[r], rule_targets[r], pattern
         elif tag == "split_no_rule":
             code[i] = split[int(rng.integers(0, len(split)))]
             expected[i] = None
-            patterns = rules.loc[rules["old_commune_code"] == code[i], "pattern"].tolist()
+            patterns = patterns_of[code[i]]
             variant = i % 3
             if variant == 0:
                 address[i], detail[i] = None, "no_address"
@@ -486,7 +490,8 @@ def _apply_row_defects(ctx: _Ctx, frame: pd.DataFrame, mapping: DatasetMapping, 
         frame.loc[wrong, "_detail"] = details
 
 
-def _steps(ctx: _Ctx, dossiers: pd.DataFrame, cap: datetime = CLOCK_START, out_of_order: bool = True) -> pd.DataFrame:
+def _steps(ctx: _Ctx, dossiers: pd.DataFrame, cap: datetime = CLOCK_START, out_of_order: bool = True,
+           max_gap_hours: int = 30) -> pd.DataFrame:
     """Processing steps of dossiers (one dossier code once): started_at increasing unless a defect."""
     rng = ctx.rng
     dossiers = dossiers.drop_duplicates("dossier_code")
@@ -494,7 +499,7 @@ def _steps(ctx: _Ctx, dossiers: pd.DataFrame, cap: datetime = CLOCK_START, out_o
     n_steps = n_steps.fillna(2).to_numpy(dtype=int)
     rows = np.repeat(np.arange(len(dossiers)), n_steps)
     step_no = np.arange(len(rows)) - np.repeat(np.cumsum(n_steps) - n_steps, n_steps) + 1
-    gaps = rng.integers(1, 30 * 3600, len(rows)).astype("timedelta64[s]")
+    gaps = rng.integers(1, max_gap_hours * 3600, len(rows)).astype("timedelta64[s]")
     gaps[step_no == 1] = np.timedelta64(0, "s")
     begin = dossiers["received_date"].to_numpy().astype("datetime64[s]") + np.timedelta64(8 * 3600, "s")
     cum = np.cumsum(gaps.astype(np.int64))
@@ -664,6 +669,16 @@ def _surrogate(mapping: DatasetMapping) -> str | None:
     return extra[0] if extra else None
 
 
+def _surrogates(layout: _Layout, seq: pd.Series) -> np.ndarray:
+    """Surrogate keys as the legacy system writes them ("{}" -> '17', "NK{:07d}" -> 'NK0000017')."""
+    fmt = layout.surrogate_format
+    if fmt == "{}":
+        return seq.astype(str).to_numpy(dtype=object)
+    prefix, _, spec = fmt.partition("{:")
+    width = int(spec.rstrip("d}").lstrip("0") or 0)
+    return (prefix + seq.astype(str).str.zfill(width)).to_numpy(dtype=object)
+
+
 def _source_keys(source_id: str, dataset: str, frame: pd.DataFrame) -> np.ndarray:
     mapping = _source(source_id).datasets[dataset]
     layout = _LAYOUTS[(source_id, dataset)]
@@ -673,7 +688,7 @@ def _source_keys(source_id: str, dataset: str, frame: pd.DataFrame) -> np.ndarra
         if col in legacy_to_canonical:
             parts.append(frame[legacy_to_canonical[col]].astype(str).to_numpy(dtype=object))
         else:
-            parts.append(np.array([layout.surrogate_format.format(s) for s in frame["_seq"]], dtype=object))
+            parts.append(_surrogates(layout, frame["_seq"]))
     keys = parts[0]
     for p in parts[1:]:
         keys = keys + "|" + p
@@ -686,20 +701,22 @@ def _render(source_id: str, dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
     ds = get_dataset(dataset)
     layout = _LAYOUTS[(source_id, dataset)]
     typed = dict(layout.typed)
-    out: dict[str, object] = {}
+    out: dict[str, pd.Series] = {}
     surrogate = _surrogate(mapping)
     if surrogate:
-        fmt = layout.surrogate_format
-        out[surrogate] = frame["_seq"].to_numpy() if fmt == "{}" else np.array([fmt.format(s) for s in frame["_seq"]], dtype=object)
+        keys = frame["_seq"].to_numpy() if layout.surrogate_format == "{}" else _surrogates(layout, frame["_seq"])
+        out[surrogate] = pd.Series(keys, dtype=np.int64 if layout.surrogate_format == "{}" else object)
     for canonical, legacy in mapping.columns.items():
         values = frame[canonical]
         kind = ds.column(canonical).type
+        # Typed columns stay numpy-typed (only PostgreSQL has them); the rest is text or None.
         if typed.get(canonical) == "timestamp":
-            col = pd.to_datetime(values).astype("datetime64[s]").astype(object)
-            col = np.where(pd.isna(col), None, col)
-        elif typed.get(canonical) == "int":
-            col = values.to_numpy()
-        elif kind in ("date", "timestamp"):
+            out[legacy] = pd.Series(pd.to_datetime(values).to_numpy().astype("datetime64[s]"))
+            continue
+        if typed.get(canonical) == "int":
+            out[legacy] = pd.Series(values.to_numpy(dtype=np.int64))
+            continue
+        if kind in ("date", "timestamp"):
             fmt = mapping.date_format if kind == "date" else mapping.timestamp_format
             text = pd.to_datetime(values).dt.strftime(fmt)
             col = text.astype(object).where(text.notna(), None).to_numpy(dtype=object)
@@ -715,9 +732,10 @@ def _render(source_id: str, dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
             override = frame[raw].to_numpy(dtype=object)
             has = pd.notna(override)
             col = np.where(has, override, col)
-        out[legacy] = col
-    legacy_frame = pd.DataFrame(out)
-    return legacy_frame.astype(object).where(legacy_frame.notna(), None)
+        col = np.array(col, dtype=object)
+        col[pd.isna(col)] = None
+        out[legacy] = pd.Series(col, dtype=object)
+    return pd.DataFrame(out)
 
 
 def _ledger_rows(source_id: str, dataset: str, frame: pd.DataFrame, location: np.ndarray | str) -> pd.DataFrame:
@@ -778,10 +796,22 @@ def _create_pg_table(conn, source_id: str, dataset: str) -> None:  # noqa: ANN00
 
 
 def _copy_pg(conn, table: str, legacy: pd.DataFrame) -> None:  # noqa: ANN001 - psycopg connection
-    buf = io.StringIO()
-    legacy.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    arrays = {}
+    for name in legacy.columns:
+        column = legacy[name]
+        if column.dtype == object:
+            arrays[name] = pa.array(column.tolist(), pa.string())
+        else:
+            arrays[name] = pa.array(column, from_pandas=True)
+    buf = io.BytesIO()
+    # Every value quoted, NULLs left as unquoted empty fields: COPY keeps '' and NULL apart.
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    pacsv.write_csv(pa.table(arrays), buf, write_options=options)
     cols = ", ".join(f'"{c}"' for c in legacy.columns)
-    with conn.cursor() as cur, cur.copy(f"COPY \"{table}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+    with conn.cursor() as cur, cur.copy(f'COPY "{table}" ({cols}) FROM STDIN WITH (FORMAT csv)') as copy:
         copy.write(buf.getvalue())
 
 
@@ -805,44 +835,100 @@ def _sqlite_write(path: Path, source_id: str, dataset: str, legacy: pd.DataFrame
 
 def _to_cp1258(text: str) -> bytes:
     """Encode Vietnamese text in Windows-1258: base letters precomposed, tone marks combining."""
-    out = bytearray()
-    for ch in unicodedata.normalize("NFC", text):
+    text = unicodedata.normalize("NFC", text)
+    table: dict[str, bytes] = {}
+    for ch in set(text):
         try:
-            out += ch.encode("cp1258")
-            continue
+            table[ch] = ch.encode("cp1258")
         except UnicodeEncodeError:
-            pass
-        decomposed = unicodedata.normalize("NFD", ch)
-        base, marks = decomposed[0], decomposed[1:]
-        tones = [m for m in marks if m in "\u0300\u0301\u0303\u0309\u0323"]
-        shape = [m for m in marks if m not in tones]
-        out += unicodedata.normalize("NFC", base + "".join(shape)).encode("cp1258")
-        out += "".join(tones).encode("cp1258")
-    return bytes(out)
+            decomposed = unicodedata.normalize("NFD", ch)
+            base, marks = decomposed[0], decomposed[1:]
+            tones = "".join(m for m in marks if m in "\u0300\u0301\u0303\u0309\u0323")
+            shape = "".join(m for m in marks if m not in tones)
+            table[ch] = (unicodedata.normalize("NFC", base + shape) + tones).encode("cp1258")
+    return b"".join(table[ch] for ch in text)
 
 
 def _write_csv(path: Path, legacy: pd.DataFrame, *, encoding: str, nfd: bool = False, bom: bool = False) -> None:
     buf = io.StringIO()
-    legacy.insert(0, "STT", np.arange(1, len(legacy) + 1))
-    legacy.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["STT", *legacy.columns])
+    writer.writerows((i, *row) for i, row in enumerate(legacy.itertuples(index=False, name=None), start=1))
     text = buf.getvalue()
     if nfd:
-        text = unicodedata.normalize("NFD", text)
+        # The values were typed into a tool that stores decomposed Unicode; its header is fixed text.
+        header, _, body = text.partition("\r\n")
+        text = header + "\r\n" + unicodedata.normalize("NFD", body)
     if encoding == "cp1258":
         path.write_bytes(_to_cp1258(text))
     else:
         path.write_bytes(("\ufeff" if bom else "").encode("utf-8") + text.encode("utf-8"))
 
 
-def _write_xlsx(path: Path, sheet: str, legacy: pd.DataFrame) -> None:
-    from openpyxl import Workbook
+_XLSX_PARTS = {
+    "[Content_Types].xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        "</Types>"
+    ),
+    "_rels/.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" '
+        'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+        'Target="xl/workbook.xml"/></Relationships>'
+    ),
+    "xl/_rels/workbook.xml.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" '
+        'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+        'Target="worksheets/sheet1.xml"/></Relationships>'
+    ),
+}
 
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet)
-    ws.append(list(legacy.columns))
-    for row in legacy.itertuples(index=False, name=None):
-        ws.append(list(row))
-    wb.save(path)
+
+def _xml_text(value: object) -> str:
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _write_xlsx(path: Path, sheet: str, legacy: pd.DataFrame) -> None:
+    """A minimal one-sheet XLSX with inline strings (openpyxl is too slow for 10^5 rows)."""
+    import zipfile
+
+    letters = [chr(65 + i) for i in range(len(legacy.columns))]  # fewer than 26 columns
+    rows = [list(legacy.columns), *legacy.itertuples(index=False, name=None)]
+    body = []
+    for r, row in enumerate(rows, start=1):
+        cells = "".join(
+            f'<c r="{letters[c]}{r}" t="inlineStr"><is><t xml:space="preserve">{_xml_text(v)}</t></is></c>'
+            for c, v in enumerate(row)
+            if v is not None and v != ""
+        )
+        body.append(f'<row r="{r}">{cells}</row>')
+    sheet_xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        + "".join(body)
+        + "</sheetData></worksheet>"
+    )
+    workbook = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+        'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        f'<sheets><sheet name="{_xml_text(sheet)}" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in _XLSX_PARTS.items():
+            zf.writestr(name, text)
+        zf.writestr("xl/workbook.xml", workbook)
+        zf.writestr("xl/worksheets/sheet1.xml", sheet_xml)
 
 
 def _export_files(world: World, dataset: str, frame: pd.DataFrame, stamp: str, tag: str | None = None) -> np.ndarray:
@@ -1158,7 +1244,7 @@ def mutate_world(world: World, *, fraction: float, seed: int) -> pd.DataFrame:
             }))
         if source_id == "hg_vixuyen_motcua" and dataset == "dossiers":
             steps = _steps(_context(source_id, seed, _Cids(world._cids, _units().old_province_codes), "steps"), inserts,
-                           cap=cap, out_of_order=False)
+                           cap=cap, out_of_order=False, max_gap_hours=2)
             old_steps = world.tables[(source_id, "dossier_steps")]
             steps["_seq"] = np.arange(1, len(steps) + 1) + int(old_steps["_seq"].max())
             loc = _write_table(world, source_id, "dossier_steps", steps, create=False, stamp=stamp)
