@@ -230,6 +230,14 @@ class _Cids:
     def __init__(self, used: set[str], provinces: Sequence[str]) -> None:
         self.used = used
         self.provinces = np.array(provinces, dtype=object)
+        self._turns: dict[str, int] = {}
+
+    def turn(self, what: str, n: int) -> int:
+        """Where the next n variants of `what` start, so that across the world every variant
+        of a defect appears once there are as many defective rows as variants."""
+        start = self._turns.get(what, 0)
+        self._turns[what] = start + n
+        return start
 
     def make(self, rng: np.random.Generator, home: str, gender: np.ndarray, birth: np.ndarray) -> np.ndarray:
         n = len(gender)
@@ -255,12 +263,12 @@ class _Cids:
         return out
 
 
-def _break_cids(rng: np.random.Generator, cids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _break_cids(rng: np.random.Generator, cids: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Invalid variants of valid CCCDs, cycling through the three kinds; returns (ids, details)."""
     out = cids.copy()
     detail = np.empty(len(cids), dtype=object)
     for i, cid in enumerate(cids):
-        kind = i % 3
+        kind = (start + i) % 3
         if kind == 0:
             out[i], detail[i] = cid[:-1], "11_digits"
         elif kind == 1:
@@ -396,15 +404,15 @@ def _communes(ctx: _Ctx, tags: np.ndarray) -> dict[str, np.ndarray]:
     return {"old_commune_code": code, "address_detail": address, "_expected": expected, "_detail": detail}
 
 
-def _bad_date_values(fmt: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _bad_date_values(fmt: str, n: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Unparseable or impossible dates in the style of `fmt`; returns (values, details)."""
     impossible = fmt.replace("%d", "31").replace("%m", "02").replace("%Y", "2024")
     month13 = fmt.replace("%d", "01").replace("%m", "13").replace("%Y", "2024")
     kinds = [(impossible, "impossible_day"), ("2024-13-01", "iso_month_13"), ("", "empty"), ("abc", "not_a_date"),
              (month13, "month_13")]
     kinds = [k for k in kinds if not (k[1] == "month_13" and k[0] == "2024-13-01")]
-    values = np.array([kinds[i % len(kinds)][0] for i in range(n)], dtype=object)
-    details = np.array([kinds[i % len(kinds)][1] for i in range(n)], dtype=object)
+    values = np.array([kinds[(start + i) % len(kinds)][0] for i in range(n)], dtype=object)
+    details = np.array([kinds[(start + i) % len(kinds)][1] for i in range(n)], dtype=object)
     return values, details
 
 
@@ -479,13 +487,14 @@ def _apply_row_defects(ctx: _Ctx, frame: pd.DataFrame, mapping: DatasetMapping, 
                        cid_column: str | None, cid_mask: np.ndarray | None = None) -> None:
     tags = frame["_defect"].to_numpy(dtype=object)
     bad = np.flatnonzero(tags == "bad_date")
-    values, details = _bad_date_values(mapping.date_format, len(bad))
+    values, details = _bad_date_values(mapping.date_format, len(bad), ctx.cids.turn("bad_date", len(bad)))
     frame[f"_raw_{date_column}"] = frame.get(f"_raw_{date_column}", None)
     frame.loc[bad, f"_raw_{date_column}"] = values
     frame.loc[bad, "_detail"] = details
     if cid_column:
         wrong = np.flatnonzero(tags == "bad_citizen_id")
-        ids, details = _break_cids(ctx.rng, frame.loc[wrong, cid_column].to_numpy(dtype=object))
+        cids = frame.loc[wrong, cid_column].to_numpy(dtype=object)
+        ids, details = _break_cids(ctx.rng, cids, ctx.cids.turn("bad_citizen_id", len(wrong)))
         frame.loc[wrong, cid_column] = ids
         frame.loc[wrong, "_detail"] = details
 
@@ -564,7 +573,8 @@ def _population(ctx: _Ctx, n_households: int, seq_start: int, hh_tags: np.ndarra
     for key, values in _communes(ctx, hh_tags).items():
         households[key] = values
     bad = np.flatnonzero(hh_tags == "bad_date")
-    values, details = _bad_date_values(mapping.date_format if mapping else "%d/%m/%Y", len(bad))
+    fmt = mapping.date_format if mapping else "%d/%m/%Y"
+    values, details = _bad_date_values(fmt, len(bad), ctx.cids.turn("bad_date", len(bad)))
     households.loc[bad, "_raw_registered_date"] = values
     households.loc[bad, "_detail"] = details
 
