@@ -12,6 +12,10 @@ Every record written is one row of :attr:`World.ledger`, with at most one defect
 pipeline's tests can reconcile counts exactly. All people are invented (see ``names.py``).
 The legacy column names, formats and value codes come from the source files themselves, so
 the world and the registry cannot drift apart.
+
+Time: the world is seen on the night of 2025-11-30 (every cursor value is before
+``CLOCK_START``). Each call of :func:`mutate_world` or :func:`insert_rows` is one more night:
+its cursor values are after all earlier ones, and its records are dated that day.
 """
 
 from __future__ import annotations
@@ -173,6 +177,7 @@ class World:
         return table.reset_index().rename_axis(columns=None)
 
     def source(self, source_id: str) -> Source:
+        """The source file of one of the world's legacy systems."""
         return _source(source_id)
 
     def sqlite_path(self) -> Path:
@@ -1158,11 +1163,11 @@ def _new_rows(world: World, source_id: str, dataset: str, n: int, rng: np.random
         return households
     if dataset == "residents":
         # Newborns and new arrivals registered into existing clean households.
-        hh_key = ("households" if (source_id, "households") in world.tables else None)
         # Every generated household has at least one member, so n households give >= n people.
         _, people = _population(ctx, n, 10**6 + seq, tags, after=window, cap=cap)
         people = people.iloc[:n].reset_index(drop=True)
-        pool = world.tables[(source_id, hh_key)] if hh_key else current
+        # Bắc Quang stores no households table: its residents' households serve as the pool.
+        pool = world.tables.get((source_id, "households"), current)
         homes = pool.iloc[rng.choice(_clean_rows(pool), n)]
         people["household_code"] = homes["household_code"].to_numpy()
         people["relation_to_head"] = np.where(people["relation_to_head"] == "Chủ hộ", "Khác", people["relation_to_head"])
