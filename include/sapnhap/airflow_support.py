@@ -68,7 +68,8 @@ def legacy_connection(conn_id: str, kind: str) -> str:
     if kind == "files":
         return json.dumps({"conn_type": "fs", "extra": _extra(conn)})
     if kind == "sqlite":
-        return f"sqlite:///{conn.host or _extra(conn).get('path', '')}"
+        # Airflow parses sqlite:////abs/file.db into schema="/abs/file.db" and an empty host.
+        return f"sqlite://{conn.host or conn.schema or _extra(conn).get('path', '')}"
     if kind == "postgres":
         return postgres_dsn(conn_id)
     return conn.get_uri()

@@ -102,7 +102,7 @@ def _select_sql(mapping: DatasetMapping, quote: str, cursor_value: str | None, p
 
 
 def _check_columns(source: Source, dataset: str, mapping: DatasetMapping, columns: list[str]) -> list[str]:
-    missing = sorted({v for v in mapping.columns.values() if v not in columns})
+    missing = sorted({v for v in [*mapping.columns.values(), *mapping.primary_key] if v not in columns})
     if missing:
         raise SourceSchemaError(
             f"{source.id}/{dataset}: legacy columns missing from the source: {missing}; "
@@ -165,7 +165,7 @@ def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None,
         finally:
             conn.close()
     if source.kind == "sqlite":
-        path = urlparse(uri).path if uri.startswith("sqlite:") else uri
+        path = unquote(urlparse(uri).path) if uri.startswith("sqlite:") else uri
         if not Path(path).exists():
             raise SourceUnavailableError(f"{source.id}: SQLite file not found: {path}")
         sql, params = _select_sql(mapping, '"', cursor_value, "?")
@@ -237,7 +237,8 @@ def _stream_files(
         frame[SOURCE_FILE_COLUMN] = path.name
         frames.append(frame)
         new_files.append({"file_name": path.name, "sha256": sha, "rows": str(len(frame))})
-    columns = sorted({c for f in frames for c in f.columns}) or sorted(set(mapping.columns.values()) | {SOURCE_FILE_COLUMN})
+    expected = set(mapping.columns.values()) | set(mapping.primary_key) | {SOURCE_FILE_COLUMN}
+    columns = sorted({c for f in frames for c in f.columns}) or sorted(expected)
     unmapped = sorted(set(columns) - set(mapping.columns.values()) - {SOURCE_FILE_COLUMN})
     tables = (_frame_to_table(f.reindex(columns=columns)) for f in frames)
     rows = _write_chunks(tables, out, columns)

@@ -183,16 +183,18 @@ def record_quarantine(
     payload_cols = [c for c in rows.columns if not c.startswith("_")]
     by_row = rows.set_index("_row_id")
     q = quarantine.merge(
-        by_row[["record_hash"]].rename(columns={"record_hash": "_hash"}), left_on="_row_id", right_index=True, how="left"
+        by_row[["record_hash"]].rename(columns={"record_hash": "row_hash"}), left_on="_row_id", right_index=True, how="left"
     )
     payloads = dict(zip(by_row.index, _payload(by_row[payload_cols]), strict=True))
+    q = q.astype(object).where(q.notna(), None)
+    q["payload"] = q["_row_id"].map(payloads)
+    q["fix_vi"] = q["fix_vi"] if "fix_vi" in q else None
+    q["severity"] = q["severity"] if "severity" in q else "block"
+    q["row_hash"] = q["row_hash"].fillna("")
+    cols = ["source_id", "source_key", "row_hash", "expectation", "column", "value", "reason_vi", "fix_vi", "severity", "payload"]
     params = [
-        (
-            r.source_id, dataset, r.source_key, r._hash or "", r.expectation, r.column, r.value,
-            r.reason_vi, getattr(r, "fix_vi", None), getattr(r, "severity", "block"), payloads.get(r._row_id),
-            batch_id, batch_id,
-        )
-        for r in q.itertuples(index=False)
+        (sid, dataset, key, h, exp, col, val, reason, fix, sev, payload, batch_id, batch_id)
+        for sid, key, h, exp, col, val, reason, fix, sev, payload in zip(*(q[c] for c in cols), strict=True)
     ]
     with conn.cursor() as cur:
         cur.executemany(

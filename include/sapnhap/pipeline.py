@@ -151,19 +151,12 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
 
     frame = _read_parquet(services, batch["objects"]["transformed"])
     ref = load_reference()
-    new_codes = set(ref.new_units.loc[ref.new_units["level"] == "commune", "code"])
-    old_codes = set(ref.old_units.loc[ref.old_units["level"] == "commune", "code"])
-    provinces = set(ref.old_units.loc[ref.old_units["level"] == "province", "code"]) | set(
-        ref.new_units.loc[ref.new_units["level"] == "province", "code"]
-    )
     prefix = batch["prefix"]
     with tempfile.TemporaryDirectory(prefix="sapnhap-docs-") as tmp:
         outcome = validate_batch(
             frame,
             batch["dataset"],
-            valid_new_codes=new_codes,
-            valid_old_codes=old_codes,
-            valid_province_prefixes={"0" + p for p in provinces},
+            reference=ref,  # new codes are checked against the registry as of each record's date
             thresholds=source.quality,
             docs_dir=Path(tmp),
         )
@@ -178,6 +171,12 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
     objects["valid"] = _put_frame(services, prefix + "valid.parquet", outcome.valid)
     objects["quarantine"] = _put_frame(services, prefix + "quarantine.parquet", outcome.quarantine)
     objects["warnings"] = _put_frame(services, prefix + "warnings.parquet", outcome.warnings)
+    objects["validation"] = storage.put_json(
+        services.s3,
+        prefix + "validation.json",
+        {"suite_version": outcome.suite_version, "decision": outcome.decision, "failed_ratio": outcome.failed_ratio,
+         "results": outcome.results},
+    ).as_dict()
     quarantined_rows = int(outcome.quarantine["_row_id"].nunique()) if len(outcome.quarantine) else 0
     return {
         **batch,
@@ -188,7 +187,6 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
         "failed_ratio": outcome.failed_ratio,
         "decision": outcome.decision,
         "suite_version": outcome.suite_version,
-        "results": outcome.results,
     }
 
 

@@ -149,7 +149,9 @@ def transform_frame(
         raise ValueError(f"{source.id}/{dataset}: primary key columns missing from extract: {missing}")
     frame = _canonical(raw, ds, mapping)
     key_text = raw[mapping.primary_key].astype("object").where(raw[mapping.primary_key].notna(), "")
-    source_key = key_text.astype(str).agg("|".join, axis=1)
+    source_key = (
+        key_text.astype(str).agg("|".join, axis=1) if len(raw) else pd.Series([], index=raw.index, dtype=object)
+    )
     frame.insert(0, "source_key", source_key.to_numpy())
     frame.insert(0, "source_id", source.id)
     frame["record_hash"] = row_hash(frame, ds.column_names)

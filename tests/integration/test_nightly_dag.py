@@ -1,0 +1,164 @@
+"""The spine end to end: ``airflow dags test`` of the nightly DAG on real services.
+
+PostgreSQL (the machine's, or embedded pgserver), moto's S3 API, an aiosmtpd sink, Airflow
+with a SQLite metadata DB; the demo world's legacy systems (PostgreSQL, SQLite, CSV/XLSX).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sapnhap import storage
+from sapnhap.embedded import airflow_env, prepare_airflow, read_mail, start_stack
+from sapnhap.runner import account_for, pools_of, run_nightly
+from sapnhap.sources import load_sources
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CORE_TABLES = ("dossiers", "dossier_steps", "residents", "households")
+
+
+def _fingerprint(dsn: str) -> dict[str, tuple]:
+    """Row count and an order-independent checksum of every core and history table."""
+    out = {}
+    with psycopg.connect(dsn) as conn:
+        for schema in ("core", "history"):
+            for table in CORE_TABLES:
+                exclude = "valid_from, batch_id" if schema == "core" else "history_id"
+                cols = [
+                    r[0] for r in conn.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+                        " ORDER BY ordinal_position", (schema, table),
+                    ).fetchall() if r[0] not in exclude
+                ]
+                row = conn.execute(
+                    f"SELECT count(*), coalesce(sum(hashtext(concat_ws('|', {', '.join(cols)}))::numeric), 0) FROM {schema}.{table}"
+                ).fetchone()
+                out[f"{schema}.{table}"] = tuple(row)
+    return out
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
+    from sapnhap.demo.generator import generate_world
+
+    workdir = tmp_path_factory.mktemp("nightly")
+    db = f"sapnhap_e2e_{uuid.uuid4().hex[:8]}"
+    prefix = f"lg{uuid.uuid4().hex[:6]}"
+    mp = pytest.MonkeyPatch()
+    if pg_admin_dsn.startswith("postgresql://"):
+        mp.setenv("SAPNHAP_PLATFORM_URL", pg_admin_dsn.rsplit("/", 1)[0] + "/" + db)
+    stack = start_stack(workdir)
+    try:
+        world = generate_world(workdir / "world", seed=7, size=40, pg_dsn=stack.admin_dsn(), db_prefix=prefix)
+        env = airflow_env(stack, world.connections)
+        prepare_airflow(env, pools_of(load_sources()))
+        first = run_nightly(env, workdir / "run1.log")
+        yield {"stack": stack, "world": world, "env": env, "first": first, "workdir": workdir}
+    finally:
+        stack.stop()
+        mp.undo()
+        with psycopg.connect(stack.admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_nightly_sync_succeeds(nightly) -> None:
+    log = Path(nightly["first"].log)
+    assert nightly["first"].state == "success", log.read_text()[-5000:]
+
+
+def test_records_land_under_new_codes_with_lineage(nightly) -> None:
+    dsn = nightly["stack"].platform_dsn
+    with psycopg.connect(dsn) as conn:
+        for table in ("dossiers", "residents"):
+            rows = conn.execute(
+                f"SELECT new_province_code, count(*), count(*) FILTER (WHERE source_id IS NULL OR source_key IS NULL)"
+                f" FROM core.{table} GROUP BY 1"
+            ).fetchall()
+            assert rows and {r[0] for r in rows} == {"08"}, rows
+            assert sum(r[2] for r in rows) == 0
+        bad = conn.execute(
+            """SELECT count(*) FROM core.residents r
+               LEFT JOIN registry.units u ON u.scheme = 'new' AND u.level = 'commune' AND u.code = r.new_commune_code
+               WHERE u.code IS NULL"""
+        ).fetchone()[0]
+        assert bad == 0
+        old_units = conn.execute("SELECT DISTINCT old_province_code FROM core.dossiers").fetchall()
+        assert {r[0] for r in old_units} <= {"02", "08"}
+
+
+def test_every_generated_record_is_accounted_for(nightly) -> None:
+    outcome = account_for(nightly["stack"].platform_dsn, nightly["world"].ledger)
+    assert not outcome.empty
+    missing = outcome[outcome["outcome"] == "missing"]
+    assert missing.empty, missing.head(20).to_string()
+    counts = outcome["outcome"].value_counts()
+    assert counts.get("loaded", 0) > 0 and counts.get("quarantined", 0) > 0 and counts.get("merged", 0) > 0
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        rec = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT ok OR extracted <> loaded + quarantined + merged_duplicates + not_loaded_blocked) FROM ops.reconciliation"
+        ).fetchone()
+    assert rec[0] == sum(len(s.datasets) for s in load_sources()) and rec[1] == 0
+
+
+def test_batches_are_backed_up_with_manifests(nightly) -> None:
+    stack = nightly["stack"]
+    keys = storage.list_keys(stack.s3, "backups/")
+    manifests = [k for k in keys if k.endswith("manifest.json")]
+    assert len(manifests) == sum(len(s.datasets) for s in load_sources())
+    manifest = storage.get_json(stack.s3, manifests[0])
+    for obj in manifest["objects"].values():
+        storage.verify_object(stack.s3, obj)
+    assert {"raw", "transformed", "valid", "quarantine"} <= set(manifest["objects"])
+    assert manifest["crosswalk_version"] and manifest["complete"] is True
+
+
+def test_owners_get_mail(nightly) -> None:
+    messages = read_mail(nightly["stack"].mail_dir)
+    owners = {o for s in load_sources() for o in s.owners}
+    recipients = {m["To"] for m in messages}
+    assert recipients == owners
+
+
+def test_second_run_changes_nothing(nightly) -> None:
+    dsn = nightly["stack"].platform_dsn
+    before = _fingerprint(dsn)
+    second = run_nightly(nightly["env"], nightly["workdir"] / "run2.log")
+    assert second.state == "success", Path(second.log).read_text()[-5000:]
+    assert _fingerprint(dsn) == before
+    with psycopg.connect(dsn) as conn:
+        dup_quarantine = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM ops.quarantine GROUP BY source_id, dataset, source_key, record_hash,"
+            " expectation, column_name HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    assert dup_quarantine == 0
+
+
+@pytest.mark.skipif(os.environ.get("SAPNHAP_SKIP_SLOW") == "1", reason="SAPNHAP_SKIP_SLOW=1")
+def test_reconcile_fails_the_run_when_a_row_goes_missing(nightly) -> None:
+    from sapnhap.load import ReconciliationError
+    from sapnhap.pipeline import reconcile_run
+    from sapnhap.services import Services
+
+    dsn = nightly["stack"].platform_dsn
+    with psycopg.connect(dsn) as conn:
+        run_id, source_id, dataset = conn.execute(
+            "SELECT run_id, source_id, dataset FROM ops.reconciliation ORDER BY checked_at DESC LIMIT 1"
+        ).fetchone()
+    services = Services(platform_dsn=dsn, s3=nightly["stack"].s3, smtp=nightly["stack"].smtp)
+    expected = [(s.id, d) for s in load_sources() for d in s.datasets]
+    reconcile_run(services, run_id, expected)  # holds as recorded
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "UPDATE ops.reconciliation SET loaded = loaded - 1 WHERE run_id = %s AND source_id = %s AND dataset = %s",
+            (run_id, source_id, dataset),
+        )
+    with pytest.raises(ReconciliationError, match="not reconciled"):
+        reconcile_run(services, run_id, expected)
