@@ -13,6 +13,7 @@ Each is replaced by a real server when its URL is in the environment:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -127,6 +128,7 @@ def _start_s3(stoppers: list) -> S3Config:
         return s3_from_url(url)
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

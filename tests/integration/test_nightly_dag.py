@@ -130,9 +130,12 @@ def test_owners_get_mail(nightly) -> None:
 def test_second_run_changes_nothing(nightly) -> None:
     dsn = nightly["stack"].platform_dsn
     before = _fingerprint(dsn)
+    mails_before = len(read_mail(nightly["stack"].mail_dir))
     second = run_nightly(nightly["env"], nightly["workdir"] / "run2.log")
     assert second.state == "success", Path(second.log).read_text()[-5000:]
     assert _fingerprint(dsn) == before
+    # Nothing new for anyone: no email (no owner asked for daily confirmations in the demo).
+    assert len(read_mail(nightly["stack"].mail_dir)) == mails_before
     with psycopg.connect(dsn) as conn:
         dup_quarantine = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM ops.quarantine GROUP BY source_id, dataset, source_key, record_hash,"

@@ -250,7 +250,17 @@ def test_skip_rule_failure_or_quarantine_change_sends():
     assert should_send(assemble_owner_reports(RUN, [src], **failed)[0])[0]
     resolved = quiet_rows()
     resolved["quarantine"][0].update(status="resolved", resolved_batch_id=f"{RUN}|src_gamma|dossiers")
-    assert should_send(assemble_owner_reports(RUN, [src], **resolved)[0]) == (True, "1 quarantine rows changed")
+    assert should_send(assemble_owner_reports(RUN, [src], **resolved)[0]) == (True, "1 quarantine rows opened or resolved")
+
+
+def test_skip_rule_a_rerun_that_only_rereads_unchanged_rows_sends_nothing():
+    src = make_source("src_gamma", ["c@tinh.gov.vn"], ["dossiers"])
+    rerun = quiet_rows()
+    rerun["batches"] = [batch("src_gamma", "dossiers", status="loaded", extracted=12, unchanged=12, decision="ok",
+                              failed_ratio=0.0)]
+    rerun["quarantine"][0].update(last_batch_id=f"{RUN}|src_gamma|dossiers")  # the same bad row, seen again
+    send, reason = should_send(assemble_owner_reports(RUN, [src], **rerun)[0])
+    assert not send and "nothing new" in reason
 
 
 def test_pass_rates_ignore_runs_that_failed_or_extracted_nothing():

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -167,6 +168,8 @@ class World:
     # Canonical frames as written (with internal columns), kept for mutate_world/insert_rows.
     tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _cids: set[str] = field(default_factory=set, repr=False)
+    # sapnhap.demo.accounts.AccountSystems: the account/mail systems and their true people.
+    account_systems: Any = field(default=None, repr=False)
     _nights: int = 0
 
     def counts(self) -> pd.DataFrame:
@@ -785,6 +788,9 @@ def _db_uri(pg_dsn: str, database: str) -> str:
         password = f":{params['password']}" if params.get("password") else ""
         host = params.get("host", "127.0.0.1")
         port = params.get("port", "5432")
+        if host.startswith("/"):
+            # A unix-socket directory (the embedded pgserver): libpq and Airflow both read it percent-encoded.
+            return f"postgresql://{user}{password}@{quote(host, safe='')}:{port}/{database}"
         return f"postgresql://{user}{password}@{host}:{port}/{database}"
     parts = urlsplit(pg_dsn)
     scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
@@ -1139,6 +1145,11 @@ def generate_world(root: Path, *, seed: int = 20250701, size: int = 200, pg_dsn:
     for (source_id, dataset), frame in world.tables.items():
         location = _write_table(world, source_id, dataset, frame, create=True, stamp=stamp)
         ledgers.append(_ledger_rows(source_id, dataset, frame, location))
+    # The account and mail systems (issue 6) are written by their own module, same ledger.
+    from sapnhap.demo.accounts import generate_account_systems
+
+    world.account_systems = generate_account_systems(world, seed, size, cids)
+    ledgers.append(world.account_systems.ledger)
     world.ledger = pd.concat(ledgers, ignore_index=True)
     return world
 

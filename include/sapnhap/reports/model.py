@@ -242,6 +242,11 @@ class OwnerReport:
         return sum(d.extracted for s in self.sources for d in s.datasets)
 
     @property
+    def changed(self) -> int:
+        """Records new or changed in the platform tonight (re-read, unchanged rows are not news)."""
+        return sum(d.inserted + d.updated for s in self.sources for d in s.datasets)
+
+    @property
     def state(self) -> State:
         states = {s.state for s in self.sources} or {"ok"}
         return next(s for s in STATE_ORDER if s in states)
@@ -372,7 +377,8 @@ def assemble_owner_reports(
         rows = [r for r in q_rows if r.source_id in ids]
         changes = sum(
             1 for r in rows
-            if run_id in (run_of(r.first_batch_id), run_of(r.last_batch_id), run_of(r.resolved_batch_id))
+            # Seen again is not news: a rerun re-reads the cursor boundary and meets the same rows.
+            if run_id in (run_of(r.first_batch_id), run_of(r.resolved_batch_id))
         )
         reports.append(
             OwnerReport(
@@ -391,16 +397,16 @@ def assemble_owner_reports(
 def should_send(report: OwnerReport) -> tuple[bool, str]:
     """Whether the owner gets an email tonight, and why (in English, for the run summary).
 
-    Nothing new (no row extracted, no failure or block, no quarantine row opened, seen again
+    Nothing new (no record inserted or updated, no failure or block, no quarantine row opened
     or resolved) means no email, unless one of the owner's sources asks for a daily
     confirmation.
     """
     if report.state in ("failed", "block"):
         return True, f"a source is {report.state}"
-    if report.extracted:
-        return True, f"{report.extracted} rows extracted"
+    if report.changed:
+        return True, f"{report.changed} records new or changed"
     if report.quarantine_changes:
-        return True, f"{report.quarantine_changes} quarantine rows changed"
+        return True, f"{report.quarantine_changes} quarantine rows opened or resolved"
     if any(s.source.daily_confirmation for s in report.sources):
         return True, "daily confirmation requested"
-    return False, "nothing new: no rows extracted, no failure, no quarantine change"
+    return False, "nothing new: no record new or changed, no failure, no quarantine change"
