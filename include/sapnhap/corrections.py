@@ -1,0 +1,135 @@
+"""The fix loop: owners return the quarantine workbook with corrected values.
+
+An owner fills ``corrected_value`` in the XLSX attached to their report (or a CSV with the same
+columns) and drops it in the bucket under ``landing/corrections/<source_id>/``. The next run
+takes each new file once (tracked by sha256 like export files), applies the corrections to the
+quarantined records, and sends the corrected records through the same transform, validation,
+backup and load as the legacy rows. A record that now passes loads, and its quarantine rows
+are resolved in the load's transaction; one that still fails stays in quarantine with the new
+reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sapnhap import storage
+from sapnhap.extract import SOURCE_FILE_COLUMN
+from sapnhap.services import Services
+from sapnhap.sources import Source
+
+log = logging.getLogger(__name__)
+
+CORRECTIONS_PREFIX = "landing/corrections/"
+
+
+class CorrectionFileError(ValueError):
+    """A returned correction file cannot be read; the message names the file and the problem."""
+
+
+def correction_prefix(source_id: str) -> str:
+    return f"{CORRECTIONS_PREFIX}{source_id}/"
+
+
+def _read_rows(key: str, data: bytes) -> pd.DataFrame:
+    from sapnhap.reports.attachment import read_quarantine_workbook
+
+    try:
+        if key.lower().endswith(".xlsx"):
+            frame = pd.DataFrame(read_quarantine_workbook(data))
+        else:
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable upload becomes one clear message
+        raise CorrectionFileError(f"{key}: cannot read the correction file: {exc}") from exc
+    needed = {"quarantine_id", "corrected_value"}
+    if not needed <= set(frame.columns):
+        raise CorrectionFileError(f"{key}: columns {sorted(needed - set(frame.columns))} are missing")
+    frame = frame[frame["corrected_value"].notna() & (frame["corrected_value"].astype(str).str.strip() != "")]
+    return frame.assign(
+        quarantine_id=pd.to_numeric(frame["quarantine_id"], errors="coerce"),
+        corrected_value=frame["corrected_value"].astype(str).str.strip(),
+    )
+
+
+def pending_files(services: Services, source: Source, dataset: str, seen_sha256: set[str]) -> list[dict]:
+    """Correction files of this source not yet taken for this dataset (key, sha256, bytes)."""
+    out = []
+    for key in sorted(storage.list_keys(services.s3, correction_prefix(source.id))):
+        if not key.lower().endswith((".xlsx", ".csv")):
+            continue
+        data = storage.get_bytes(services.s3, key)
+        sha = storage.sha256_bytes(data)
+        if sha not in seen_sha256:
+            out.append({"key": key, "sha256": sha, "data": data})
+    return out
+
+
+def corrected_records(services: Services, source: Source, dataset: str, files: list[dict]) -> pd.DataFrame:
+    """Quarantined records of ``dataset`` with the owners' corrections applied, as legacy-shaped rows.
+
+    The quarantine payload holds the canonical row; it is mapped back to the source's legacy
+    column names so that the usual transform and validation judge the corrected record.
+    """
+    corrections = pd.concat([_read_rows(f["key"], f["data"]) for f in files], ignore_index=True) if files else None
+    mapping = source.datasets[dataset]
+    columns = sorted(set(mapping.columns.values()) | set(mapping.primary_key) | {SOURCE_FILE_COLUMN})
+    if corrections is None or corrections.empty:
+        return pd.DataFrame(columns=columns)
+    ids = [int(i) for i in corrections["quarantine_id"].dropna().unique()]
+    with psycopg.connect(services.platform_dsn) as conn:
+        rows = conn.execute(
+            """SELECT quarantine_id, source_key, column_name, payload FROM ops.quarantine
+               WHERE quarantine_id = ANY(%s) AND source_id = %s AND dataset = %s AND status = 'open'""",
+            (ids, source.id, dataset),
+        ).fetchall()
+    known = pd.DataFrame(rows, columns=["quarantine_id", "source_key", "column_name", "payload"])
+    merged = corrections[["quarantine_id", "corrected_value"]].merge(known, on="quarantine_id", how="inner")
+    if merged.empty:
+        return pd.DataFrame(columns=columns)
+    records: dict[str, dict] = {}
+    for source_key, column, payload, value in zip(
+        merged["source_key"], merged["column_name"], merged["payload"], merged["corrected_value"], strict=True
+    ):
+        record = records.setdefault(source_key, dict(payload if isinstance(payload, dict) else json.loads(payload)))
+        if column in mapping.columns:
+            record[column] = value
+            record.pop(f"{column}__raw", None)
+    legacy = []
+    for source_key, record in records.items():
+        row = {legacy_col: record.get(canonical) for canonical, legacy_col in mapping.columns.items()}
+        row.update(dict(zip(mapping.primary_key, source_key.split("|"), strict=False)))
+        row[SOURCE_FILE_COLUMN] = "corrections"
+        legacy.append(row)
+    frame = pd.DataFrame(legacy).reindex(columns=columns)
+    return frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else str(v))
+
+
+def append_corrections(services: Services, source: Source, dataset: str, raw_path: Path, seen_sha256: set[str]) -> tuple[int, list[dict]]:
+    """Append corrected records to an extract's Parquet; return (rows appended, files consumed)."""
+    files = pending_files(services, source, dataset, seen_sha256)
+    if not files:
+        return 0, []
+    fixed = corrected_records(services, source, dataset, files)
+    consumed = [{"file_name": f["key"], "sha256": f["sha256"], "rows": str(len(fixed))} for f in files]
+    if fixed.empty:
+        return 0, consumed
+    table = pq.read_table(raw_path)
+    names = list(dict.fromkeys([*table.column_names, *fixed.columns]))
+    extra = pa.Table.from_pandas(fixed.reindex(columns=names), preserve_index=False).cast(
+        pa.schema([(n, pa.string()) for n in names])
+    )
+    base = table
+    for n in names:
+        if n not in base.column_names:
+            base = base.append_column(n, pa.nulls(base.num_rows, pa.string()))
+    pq.write_table(pa.concat_tables([base.select(names), extra]), raw_path, compression="zstd")
+    log.info("%s/%s: %d corrected records from %d returned files", source.id, dataset, len(fixed), len(files))
+    return len(fixed), consumed
