@@ -122,9 +122,16 @@ def test_batches_are_backed_up_with_manifests(nightly) -> None:
 
 def test_owners_get_mail(nightly) -> None:
     messages = read_mail(nightly["stack"].mail_dir)
-    owners = {o for s in load_sources() for o in s.owners}
-    recipients = {m["To"] for m in messages}
-    assert recipients == owners
+    sources = load_sources()
+    reports = [m for m in messages if "Kết quả đồng bộ" in str(m["Subject"])]
+    assert sorted(m["To"] for m in reports) == sorted({o for s in sources for o in s.owners})
+    # R13: every new source was assessed (profiled) and its owners told, before its first load.
+    assessments = [m for m in messages if "Đánh giá hiện trạng" in str(m["Subject"])]
+    assert sorted(m["To"] for m in assessments) == sorted(", ".join(s.owners) for s in sources)
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        assessed = conn.execute("SELECT source_id, row_counts FROM ops.assessments").fetchall()
+    assert {a[0] for a in assessed} == {s.id for s in sources}
+    assert all(sum(counts.values()) > 0 for _, counts in assessed)
 
 
 def test_second_run_changes_nothing(nightly) -> None:

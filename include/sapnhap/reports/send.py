@@ -7,6 +7,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
+from email.utils import getaddresses
 
 import psycopg
 
@@ -23,7 +24,7 @@ class ReportDeliveryError(RuntimeError):
     """The mail server refused or could not be reached; names the server and what was not sent."""
 
 
-def _send_all(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
+def send_messages(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
     """Send over one SMTP session (STARTTLS and login if configured); raise ReportDeliveryError."""
     sent = 0
     try:
@@ -33,7 +34,8 @@ def _send_all(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
             if smtp.user:
                 server.login(smtp.user, smtp.password or "")
             for msg in messages:
-                server.sendmail(smtp.from_addr, [str(msg["To"])], wire_bytes(msg))
+                recipients = [addr for _, addr in getaddresses([str(msg["To"])]) if addr]
+                server.sendmail(smtp.from_addr, recipients, wire_bytes(msg))
                 sent += 1
     except (OSError, smtplib.SMTPException) as exc:
         raise ReportDeliveryError(
@@ -73,6 +75,6 @@ def send_run_reports(services: Services, run_id: str, sources: list[Source]) -> 
         log.info("report of %s to %s: sources %s, state %s, %d open quarantine rows (%s)", run_id,
                  mask_email(report.owner), ",".join(report.source_ids), report.state, len(report.open_rows), reason)
     if to_send:
-        _send_all(services.smtp, [m for m, _ in to_send])
+        send_messages(services.smtp, [m for m, _ in to_send])
     log.info("run %s: %d report emails sent, %d skipped", run_id, len(to_send), len(skipped))
     return {"run_id": run_id, "sent": [s for _, s in to_send], "skipped": skipped}

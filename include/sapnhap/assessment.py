@@ -1,0 +1,95 @@
+"""The assessment run (R13): profile a legacy source before its first load.
+
+Reads every dataset of the source in full (no cursor), profiles it under the canonical column
+names (row counts, columns, null rates, duplicates on natural keys, coverage of the old commune
+codes by the crosswalk, encodings and text anomalies), stores the profile in the bucket and the
+platform, and emails it to the owners in Vietnamese. The nightly DAG runs it automatically for
+a source that has never been assessed, before that source's first extract.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+from psycopg.types.json import Jsonb
+
+from sapnhap import storage
+from sapnhap.datasets import get_dataset
+from sapnhap.extract import extract_to_parquet
+from sapnhap.services import Services
+from sapnhap.sources import Source
+
+log = logging.getLogger(__name__)
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE TABLE IF NOT EXISTS ops.assessments (
+    source_id text NOT NULL,
+    run_id text NOT NULL,
+    profile_key text NOT NULL,
+    row_counts jsonb NOT NULL,
+    findings jsonb NOT NULL,
+    emailed_to text[] NOT NULL,
+    assessed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_id, run_id)
+);
+"""
+
+
+def needs_assessment(services: Services, source: Source) -> bool:
+    """True when the source has never been assessed."""
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(DDL)
+        return conn.execute("SELECT 1 FROM ops.assessments WHERE source_id = %s", (source.id,)).fetchone() is None
+
+
+def profile_source(source: Source, connection: str) -> dict[str, dict]:
+    """Profile every dataset of a source; a dict dataset -> profile (see ``quality.profile_frame``)."""
+    from sapnhap.quality import profile_frame
+    from sapnhap.reference import load_reference
+
+    ref = load_reference()
+    known = set(ref.old_units.loc[ref.old_units["level"] == "commune", "code"])
+    profiles: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="sapnhap-assess-") as tmp:
+        for name, mapping in source.datasets.items():
+            result = extract_to_parquet(source, name, connection, Path(tmp) / f"{name}.parquet")
+            raw = pq.read_table(result.path).to_pandas()
+            canonical = raw.rename(columns={legacy: canonical for canonical, legacy in mapping.columns.items()})
+            profile = profile_frame(
+                canonical,
+                dataset=name,
+                code_column="old_commune_code" if get_dataset(name).has_unit else None,
+                known_old_codes=known,
+            )
+            profile["legacy_columns"] = result.columns
+            profile["unmapped_legacy_columns"] = result.unmapped_columns
+            profiles[name] = profile
+    return profiles
+
+
+def assess_source(services: Services, source: Source, connection: str, *, run_id: str) -> dict:
+    """Profile a source, store the profile, email the owners; return a small summary."""
+    from sapnhap.reports.mail import render_assessment_email
+    from sapnhap.reports.send import send_messages
+
+    profiles = profile_source(source, connection)
+    key = f"assessments/{source.id}/{storage.safe_run_id(run_id)}/profile.json"
+    storage.put_json(services.s3, key, profiles)
+    message = render_assessment_email(profiles, source, from_addr=services.smtp.from_addr)
+    send_messages(services.smtp, [message])
+    counts = {name: p.get("row_count", 0) for name, p in profiles.items()}
+    findings = {name: p.get("findings", []) for name, p in profiles.items()}
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(DDL)
+        conn.execute(
+            """INSERT INTO ops.assessments (source_id, run_id, profile_key, row_counts, findings, emailed_to)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_id, run_id) DO NOTHING""",
+            (source.id, run_id, key, Jsonb(counts), Jsonb(findings), source.owners),
+        )
+    log.info("assessed %s: %s rows per dataset; profile at %s", source.id, counts, key)
+    return {"source_id": source.id, "profile_key": key, "row_counts": counts}
