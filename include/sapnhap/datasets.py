@@ -127,7 +127,61 @@ HOUSEHOLDS = Dataset(
     ),
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS)}
+ACCOUNT_STATUSES = ("active", "locked", "disabled")
+UNIT_LEVELS = ("commune", "district")
+
+# An account is unique per legacy application, not per source database (one district database
+# often holds the users of several applications). ``system_code`` names the application with a
+# province-wide code (the source file maps the legacy value onto it), so (system_code, username)
+# is a global natural key and no two districts' "admin" accounts collide on the platform.
+ACCOUNTS = Dataset(
+    name="accounts",
+    title_vi="Tài khoản người dùng và phân quyền",
+    natural_key=("system_code", "username"),
+    record_date="created_date",
+    statuses=ACCOUNT_STATUSES,
+    columns=(
+        Column("system_code", "text", required=True, description="Mã ứng dụng cũ (duy nhất toàn tỉnh)"),
+        Column("username", "text", required=True, description="Tên đăng nhập"),
+        Column("citizen_id", "citizen_id", pii=True, description="Số CCCD của cán bộ (nếu có)"),
+        Column("full_name", "text", required=True, pii=True, description="Họ và tên"),
+        Column("birth_date", "date", description="Ngày sinh"),
+        Column("unit_level", "text", required=True, description="Cấp đơn vị: commune/district"),
+        Column("old_commune_code", "code5", description="Mã xã cũ của đơn vị (trống nếu cấp huyện)"),
+        Column("unit_district_code", "code3", description="Mã huyện cũ của đơn vị"),
+        # Where the official works (thôn/tổ dân phố): lets the split-commune rules place the account.
+        Column("address_detail", "text", description="Nơi làm việc: thôn/tổ dân phố (nếu có)"),
+        Column("roles", "text", description="Vai trò/quyền, phân cách bằng ';'"),
+        Column("status", "text", required=True, description="Trạng thái: active/locked/disabled"),
+        Column("last_login", "timestamp", description="Lần đăng nhập cuối"),
+        Column("created_date", "date", required=True, description="Ngày tạo tài khoản"),
+        Column("updated_at", "timestamp"),
+    ),
+)
+
+MAIL_DIRECTORY = Dataset(
+    name="mail_directory",
+    title_vi="Danh bạ thư điện tử công vụ",
+    natural_key=("address",),
+    record_date="created_date",
+    columns=(
+        Column("address", "text", required=True, description="Địa chỉ thư điện tử"),
+        Column("owner_full_name", "text", required=True, pii=True, description="Họ và tên chủ hộp thư"),
+        Column("owner_citizen_id", "citizen_id", pii=True, description="Số CCCD chủ hộp thư (nếu có)"),
+        Column("owner_birth_date", "date", description="Ngày sinh chủ hộp thư (nếu có)"),
+        Column("unit_level", "text", required=True, description="Cấp đơn vị: commune/district"),
+        Column("old_commune_code", "code5", description="Mã xã cũ của đơn vị (trống nếu cấp huyện)"),
+        Column("unit_district_code", "code3", description="Mã huyện cũ của đơn vị"),
+        Column("address_detail", "text", description="Nơi làm việc: thôn/tổ dân phố (nếu có)"),
+        Column("aliases", "text", description="Bí danh, phân cách bằng ';'"),
+        Column("created_date", "date", required=True, description="Ngày tạo hộp thư"),
+        Column("updated_at", "timestamp"),
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS, ACCOUNTS, MAIL_DIRECTORY)
+}
 
 # Added to every transformed row: where it came from and how its unit was mapped (R3, R10).
 LINEAGE_COLUMNS: tuple[str, ...] = (
