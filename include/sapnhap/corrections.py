@@ -1,4 +1,4 @@
-"""The fix loop: owners return the quarantine workbook with corrected values.
+"""Quarantined records come back: owners' corrections (the fix loop) and the data team's decisions.
 
 An owner fills ``corrected_value`` in the XLSX attached to their report (or a CSV with the same
 columns) and drops it in the bucket under ``landing/corrections/<source_id>/``. The next run
@@ -7,6 +7,11 @@ quarantined records, and sends the corrected records through the same transform,
 backup and load as the legacy rows. A record that now passes loads, and its quarantine rows
 are resolved in the load's transaction; one that still fails stays in quarantine with the new
 reason.
+
+The same path brings back records of split communes that waited in the review queue: once the
+data team records a decision for one, the next run takes its quarantined row again and the
+transform maps it with ``mapping_method = 'decision'``; no re-extract from the legacy system
+is needed.
 """
 
 from __future__ import annotations
@@ -72,17 +77,33 @@ def pending_files(services: Services, source: Source, dataset: str, seen_sha256:
     return out
 
 
-def corrected_records(services: Services, source: Source, dataset: str, files: list[dict]) -> pd.DataFrame:
-    """Quarantined records of ``dataset`` with the owners' corrections applied, as legacy-shaped rows.
+def legacy_rows(source: Source, dataset: str, records: dict[str, dict]) -> pd.DataFrame:
+    """Canonical records (``source_key -> payload``) shaped back into the source's legacy columns.
 
-    The quarantine payload holds the canonical row; it is mapped back to the source's legacy
-    column names so that the usual transform and validation judge the corrected record.
+    So the usual transform and validation judge them exactly like freshly extracted rows.
     """
-    corrections = pd.concat([_read_rows(f["key"], f["data"]) for f in files], ignore_index=True) if files else None
     mapping = source.datasets[dataset]
     columns = sorted(set(mapping.columns.values()) | set(mapping.primary_key) | {SOURCE_FILE_COLUMN})
+    legacy = []
+    for source_key, record in records.items():
+        row = {legacy_col: record.get(canonical) for canonical, legacy_col in mapping.columns.items()}
+        row.update(dict(zip(mapping.primary_key, source_key.split("|"), strict=False)))
+        row[SOURCE_FILE_COLUMN] = "requeued"
+        legacy.append(row)
+    frame = pd.DataFrame(legacy).reindex(columns=columns)
+    return frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else str(v))
+
+
+def _payload(value: object) -> dict:
+    return dict(value if isinstance(value, dict) else json.loads(str(value)))
+
+
+def corrected_records(services: Services, source: Source, dataset: str, files: list[dict]) -> dict[str, dict]:
+    """Quarantined records of ``dataset`` with the owners' corrections applied (``source_key -> record``)."""
+    corrections = pd.concat([_read_rows(f["key"], f["data"]) for f in files], ignore_index=True) if files else None
     if corrections is None or corrections.empty:
-        return pd.DataFrame(columns=columns)
+        return {}
+    mapping = source.datasets[dataset]
     ids = [int(i) for i in corrections["quarantine_id"].dropna().unique()]
     with psycopg.connect(services.platform_dsn) as conn:
         rows = conn.execute(
@@ -92,38 +113,50 @@ def corrected_records(services: Services, source: Source, dataset: str, files: l
         ).fetchall()
     known = pd.DataFrame(rows, columns=["quarantine_id", "source_key", "column_name", "payload"])
     merged = corrections[["quarantine_id", "corrected_value"]].merge(known, on="quarantine_id", how="inner")
-    if merged.empty:
-        return pd.DataFrame(columns=columns)
     records: dict[str, dict] = {}
     for source_key, column, payload, value in zip(
         merged["source_key"], merged["column_name"], merged["payload"], merged["corrected_value"], strict=True
     ):
-        record = records.setdefault(source_key, dict(payload if isinstance(payload, dict) else json.loads(payload)))
+        record = records.setdefault(source_key, _payload(payload))
         if column in mapping.columns:
             record[column] = value
             record.pop(f"{column}__raw", None)
-    legacy = []
-    for source_key, record in records.items():
-        row = {legacy_col: record.get(canonical) for canonical, legacy_col in mapping.columns.items()}
-        row.update(dict(zip(mapping.primary_key, source_key.split("|"), strict=False)))
-        row[SOURCE_FILE_COLUMN] = "corrections"
-        legacy.append(row)
-    frame = pd.DataFrame(legacy).reindex(columns=columns)
-    return frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else str(v))
+    return records
 
 
-def append_corrections(services: Services, source: Source, dataset: str, raw_path: Path, seen_sha256: set[str]) -> tuple[int, list[dict]]:
-    """Append corrected records to an extract's Parquet; return (rows appended, files consumed)."""
+def decided_records(services: Services, source: Source, dataset: str) -> dict[str, dict]:
+    """Open quarantined records whose split commune got a decision since they were last seen."""
+    from sapnhap.reference.platform import DEFAULT_SCHEMA
+
+    with psycopg.connect(services.platform_dsn) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{DEFAULT_SCHEMA}.mapping_decisions",)).fetchone()[0]
+        if exists is None:
+            return {}
+        rows = conn.execute(
+            f"""SELECT DISTINCT ON (q.source_key) q.source_key, q.payload
+                FROM ops.quarantine q
+                JOIN {DEFAULT_SCHEMA}.mapping_decisions d ON d.record_key = q.source_id || ':' || q.source_key
+                WHERE q.status = 'open' AND q.source_id = %s AND q.dataset = %s AND d.decided_at > q.last_seen
+                ORDER BY q.source_key, q.last_seen DESC""",
+            (source.id, dataset),
+        ).fetchall()
+    return {key: _payload(payload) for key, payload in rows}
+
+
+def append_requeued(
+    services: Services, source: Source, dataset: str, raw_path: Path, seen_sha256: set[str]
+) -> tuple[int, list[dict]]:
+    """Append corrected and decided records to an extract's Parquet; return (rows appended, files consumed)."""
     files = pending_files(services, source, dataset, seen_sha256)
-    if not files:
-        return 0, []
-    fixed = corrected_records(services, source, dataset, files)
-    consumed = [{"file_name": f["key"], "sha256": f["sha256"], "rows": str(len(fixed))} for f in files]
-    if fixed.empty:
+    records = decided_records(services, source, dataset)
+    records.update(corrected_records(services, source, dataset, files))  # a correction carries the decision too
+    consumed = [{"file_name": f["key"], "sha256": f["sha256"], "rows": str(len(records))} for f in files]
+    if not records:
         return 0, consumed
+    requeued = legacy_rows(source, dataset, records)
     table = pq.read_table(raw_path)
-    names = list(dict.fromkeys([*table.column_names, *fixed.columns]))
-    extra = pa.Table.from_pandas(fixed.reindex(columns=names), preserve_index=False).cast(
+    names = list(dict.fromkeys([*table.column_names, *requeued.columns]))
+    extra = pa.Table.from_pandas(requeued.reindex(columns=names), preserve_index=False).cast(
         pa.schema([(n, pa.string()) for n in names])
     )
     base = table
@@ -131,5 +164,5 @@ def append_corrections(services: Services, source: Source, dataset: str, raw_pat
         if n not in base.column_names:
             base = base.append_column(n, pa.nulls(base.num_rows, pa.string()))
     pq.write_table(pa.concat_tables([base.select(names), extra]), raw_path, compression="zstd")
-    log.info("%s/%s: %d corrected records from %d returned files", source.id, dataset, len(fixed), len(files))
-    return len(fixed), consumed
+    log.info("%s/%s: %d quarantined records requeued (%d returned files)", source.id, dataset, len(records), len(files))
+    return len(records), consumed

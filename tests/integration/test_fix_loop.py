@@ -7,7 +7,6 @@ the legacy system is a SQLite file shaped like the Bắc Quang source.
 from __future__ import annotations
 
 import io
-import sqlite3
 from pathlib import Path
 
 import psycopg
@@ -17,51 +16,23 @@ from openpyxl import load_workbook
 from sapnhap import storage
 from sapnhap.corrections import correction_prefix
 from sapnhap.embedded import read_mail
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
+from sapnhap.pipeline import prepare_run
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
-from sapnhap.sources import get_source
+from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 pytestmark = pytest.mark.integration
-
-ROWS = [
-    # file_no, recv_date, due_date, last_modified
-    ("BQ-1", "03/03/2024", "10/03/2024", "2024-03-03 08:00:00"),
-    ("BQ-2", "31/02/2024", "10/03/2024", "2024-03-04 08:00:00"),  # no such day: quarantined
-]
-
-
-def _legacy(path: Path) -> str:
-    with sqlite3.connect(path) as db:
-        db.execute(
-            """CREATE TABLE dossiers (file_no TEXT PRIMARY KEY, proc_code TEXT, proc_name TEXT, applicant TEXT,
-               id_number TEXT, commune_code TEXT, address TEXT, recv_date TEXT, due_date TEXT, return_date TEXT,
-               status TEXT, last_modified TEXT)"""
-        )
-        db.executemany(
-            "INSERT INTO dossiers VALUES (?, '1.000', 'Chứng thực bản sao', 'Trần Thị Bình', '002301012345', '01000',"
-            " 'Thôn Khuổi Lác', ?, ?, NULL, 'RECEIVED', ?)",
-            ROWS,
-        )
-    return f"sqlite://{path}"
-
-
-def _sync(services: Services, source, connection: str, run_id: str) -> dict:
-    batch = extract_stage(services, source, "dossiers", connection, run_id=run_id, run_date="2026-11-20")
-    for stage in (transform_stage, validate_stage, backup_stage):
-        batch = stage(services, source, batch)
-    return load_stage(services, source, batch)
-
 
 def test_owner_correction_leaves_quarantine_and_loads(tmp_path: Path, platform_dsn: str, s3_config, smtp_sink) -> None:
     smtp, mail_dir = smtp_sink
     services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp)
-    source = get_source("hg_bacquang_sqlite").model_copy(
-        update={"datasets": {"dossiers": get_source("hg_bacquang_sqlite").datasets["dossiers"]}}
+    source = bacquang_dossiers_source()
+    # BQ-2 has no such day (31/02): quarantined.
+    connection = sqlite_legacy(
+        tmp_path / "bacquang.db", [dossier("BQ-1"), dossier("BQ-2", recv="31/02/2024", modified="2024-03-04 08:00:00")]
     )
-    connection = _legacy(tmp_path / "bacquang.db")
     prepare_run(services, "run-1")
-    first = _sync(services, source, connection, "run-1")
+    first = sync(services, source, connection, "run-1")
     assert (first["inserted"], first["quarantined"]) == (1, 1)
 
     send_run_reports(services, "run-1", [source])
@@ -81,7 +52,7 @@ def test_owner_correction_leaves_quarantine_and_loads(tmp_path: Path, platform_d
     storage.put_bytes(s3_config, correction_prefix(source.id) + "bacquang-sua-loi.xlsx", out.getvalue())
 
     prepare_run(services, "run-2")
-    second = _sync(services, source, connection, "run-2")
+    second = sync(services, source, connection, "run-2")
     with psycopg.connect(platform_dsn) as conn:
         loaded = conn.execute("SELECT received_date::text FROM core.dossiers WHERE dossier_code = 'BQ-2'").fetchone()
         open_rows = conn.execute(
@@ -102,7 +73,7 @@ def test_owner_correction_leaves_quarantine_and_loads(tmp_path: Path, platform_d
 
     # The same file is taken once: a third run applies nothing again.
     prepare_run(services, "run-3")
-    third = _sync(services, source, connection, "run-3")
+    third = sync(services, source, connection, "run-3")
     assert third["extracted"] == 1  # only the legacy boundary row
     with psycopg.connect(platform_dsn) as conn:
         still = conn.execute("SELECT received_date::text FROM core.dossiers WHERE dossier_code = 'BQ-2'").fetchone()
