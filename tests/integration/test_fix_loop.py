@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 from openpyxl import load_workbook
 
 from sapnhap import storage
@@ -19,7 +20,6 @@ from sapnhap.embedded import read_mail
 from sapnhap.pipeline import prepare_run
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
-from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 pytestmark = pytest.mark.integration
 
