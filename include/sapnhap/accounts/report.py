@@ -1,0 +1,232 @@
+"""Permission review reports per new unit (R12), emailed to the unit owners in Vietnamese.
+
+One email per new unit (a new commune's office, or the provincial Department of Home Affairs
+for former district staff and officials whose commune is undecided): accounts orphaned,
+accounts whose reach widened, duplicate accounts merged, dormant accounts, uncertain person
+matches. Personal data is masked (:mod:`sapnhap.quality.masking`): initials for names,
+3 + 3 digits never shown (no citizen ID at all), user names and addresses shortened.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate
+from functools import lru_cache
+from uuid import uuid4
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from sapnhap.accounts.directory import load_policy
+from sapnhap.accounts.units import commune_slugs, province_names
+from sapnhap.quality.masking import mask_name
+from sapnhap.reports.mail import SUBJECT_PREFIX, TEMPLATES_DIR, fmt_int
+from sapnhap.reports.model import mask_email, scrub_text
+from sapnhap.services import Services
+
+log = logging.getLogger(__name__)
+
+WIDENING_VI = {"province": "phạm vi mở rộng ra toàn tỉnh", "merged_communes": "xã mới gồm nhiều xã cũ"}
+OUTCOME_VI = {"mapped": "đã chuyển", "merged": "đã gộp", "orphaned": "mồ côi"}
+
+
+@dataclass
+class UnitReview:
+    """What one new unit's owner reviews (every text already masked)."""
+
+    unit: str  # 'c:<new commune>' or 'p:<new province>'
+    unit_name: str
+    owner: str
+    orphaned: list[dict] = field(default_factory=list)
+    widened: list[dict] = field(default_factory=list)
+    merged: list[dict] = field(default_factory=list)
+    dormant: list[dict] = field(default_factory=list)
+    uncertain: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.orphaned or self.widened or self.merged or self.dormant or self.uncertain)
+
+
+def mask_username(values: pd.Series) -> pd.Series:
+    """'annv.00703' -> 'an***': a user name often spells its owner's name."""
+    text = values.astype("string")
+    return (text.str.slice(0, 2) + "***").astype(object).where(text.notna(), None)
+
+
+def mask_address(values: pd.Series) -> pd.Series:
+    text = values.astype("string")
+    return text.map(lambda a: mask_email(a) if isinstance(a, str) else None, na_action="ignore").astype(object)
+
+
+def unit_owners(units: pd.Series, ref, policy: dict | None = None) -> pd.DataFrame:  # noqa: ANN001 - Reference
+    """Owner address and Vietnamese name of each report unit ('c:<code>' / 'p:<code>')."""
+    policy = policy or load_policy()
+    slugs = commune_slugs(ref).set_index("code")
+    provinces = province_names(ref)
+    rows = []
+    for unit in sorted(set(units.dropna())):  # distinct units: a few hundred per province
+        kind, code = unit.split(":", 1)
+        if kind == "c":
+            province = slugs.loc[code, "province_code"]
+            domain = policy["provinces"][province]["domain"]
+            owner = policy["commune_owner"].format(slug=slugs.loc[code, "slug"], domain=domain)
+            name = f"{slugs.loc[code, 'name']} ({provinces.get(province, province)})"
+        else:
+            owner = policy["provinces"][code]["province_owner"]
+            name = f"{provinces.get(code, code)}: cán bộ cấp huyện cũ và xã chưa xác định"
+        rows.append({"unit": unit, "owner": owner, "unit_name": name})
+    return pd.DataFrame(rows, columns=["unit", "owner", "unit_name"])
+
+
+def build_unit_reviews(legacy: pd.DataFrame, assignments: pd.DataFrame, orphans: pd.DataFrame, review: pd.DataFrame,
+                       people: pd.DataFrame, ref, policy: dict | None = None) -> list[UnitReview]:  # noqa: ANN001
+    """One :class:`UnitReview` per report unit that has something to review (masked, pure)."""
+    legacy = legacy.copy()
+    legacy["name_masked"] = mask_name(legacy["full_name"]) if "full_name" in legacy else None
+    if "full_name" not in legacy:
+        names = people.set_index("person_id")["full_name"]
+        legacy["name_masked"] = mask_name(legacy["person_id"].map(names))
+    legacy["user_masked"] = mask_username(legacy["username"])
+    legacy["new_user_masked"] = mask_username(legacy["new_username"])
+    units = pd.concat([legacy["report_unit"], people["report_unit"]])
+    owners = unit_owners(units, ref, policy).set_index("unit")
+    person_unit = people.set_index("person_id")["report_unit"]
+    person_name = mask_name(people.set_index("person_id")["full_name"])
+
+    orphan_roles = orphans.groupby(["system_code", "username"])["legacy_role"].agg(
+        lambda r: ", ".join(sorted(x for x in r if isinstance(x, str))) or "(không có vai trò)")
+    orphan_why = orphans.groupby(["system_code", "username"])["reason_vi"].agg(lambda r: " ".join(sorted(set(r))))
+    wide = assignments[assignments["widened"]].groupby(["system_code", "username"]).agg(
+        new_roles=("new_role", lambda r: ", ".join(sorted(set(r)))),
+        widening=("widening", lambda w: "; ".join(sorted({WIDENING_VI.get(x, x) for x in w if isinstance(x, str)}))),
+        old_reach=("old_reach", "max"), new_reach=("new_reach", "sum"),
+    )
+    reviews = []
+    for unit, owner in owners.iterrows():  # one email per unit
+        mine = legacy[legacy["report_unit"] == unit]
+        r = UnitReview(unit=unit, unit_name=owner["unit_name"], owner=owner["owner"])
+        for row in mine[mine["outcome"] == "orphaned"].itertuples():
+            key = (row.system_code, row.username)
+            r.orphaned.append({"name": row.name_masked, "system": row.system_code, "user": row.user_masked,
+                               "roles": orphan_roles.get(key, ""), "reason": orphan_why.get(key, "")})
+        for row in mine.itertuples():
+            key = (row.system_code, row.username)
+            if key in wide.index:
+                w = wide.loc[key]
+                r.widened.append({"name": row.name_masked, "system": row.system_code, "user": row.user_masked,
+                                  "new_roles": w["new_roles"], "why": w["widening"],
+                                  "old_reach": int(w["old_reach"]), "new_reach": int(w["new_reach"])})
+        for row in mine[mine["outcome"] == "merged"].itertuples():
+            r.merged.append({"name": row.name_masked, "system": row.system_code, "user": row.user_masked,
+                             "into": row.new_user_masked,
+                             "same_system": "có" if row.duplicate_in_system else ""})
+        for row in mine[mine["dormant"]].itertuples():
+            last = row.last_login
+            r.dormant.append({"name": row.name_masked, "system": row.system_code, "user": row.user_masked,
+                              "last_login": "chưa từng đăng nhập" if pd.isna(last) else pd.Timestamp(last).strftime("%d/%m/%Y"),
+                              "outcome": OUTCOME_VI.get(row.outcome, row.outcome)})
+        if len(review):
+            touch = review[(review["person_id_a"].map(person_unit) == unit) | (review["person_id_b"].map(person_unit) == unit)]
+            for row in touch.itertuples():
+                r.uncertain.append({"a": person_name.get(row.person_id_a), "b": person_name.get(row.person_id_b),
+                                    "reason": row.reason_vi, "review_id": row.review_id})
+        r.counts = {"legacy": len(mine), "orphaned": len(r.orphaned), "widened": len(r.widened),
+                    "merged": len(r.merged), "dormant": len(r.dormant), "uncertain": len(r.uncertain)}
+        if not r.empty:
+            reviews.append(r)
+    return reviews
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True,
+                      autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False))
+    env.filters["n"] = fmt_int
+    return env
+
+
+def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id: str) -> EmailMessage:
+    """The review email of one unit: HTML + plain text, Vietnamese, masked."""
+    subject = (f"{SUBJECT_PREFIX} Rà soát tài khoản và phân quyền theo đơn vị mới: {review.unit_name} — "
+               f"{review.counts['orphaned']} mồ côi, {review.counts['widened']} mở rộng phạm vi")
+    context = {"r": review, "subject": subject, "as_of": as_of, "run_id": run_id}
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = from_addr
+    msg["To"] = review.owner
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = f"<{uuid4().hex}@sapnhap.report>"
+    msg["X-Sapnhap-Run-Id"] = run_id
+    text = _env().get_template("permission_review.txt.j2").render(**context)
+    html = _env().get_template("permission_review.html.j2").render(**context)
+    # Belt and braces: any 9-12 digit run left in the text is masked as an ID.
+    msg.set_content(scrub_text(text) or "", cte="quoted-printable")
+    msg.add_alternative(scrub_text(html) or "", subtype="html", cte="quoted-printable")
+    return msg
+
+
+def _deliver(smtp, messages: list[EmailMessage]) -> None:  # noqa: ANN001 - SmtpConfig
+    """Send over one SMTP session (STARTTLS and login if configured), as the run reports are sent."""
+    import smtplib
+    import ssl
+
+    from sapnhap.reports.mail import wire_bytes
+    from sapnhap.reports.send import ReportDeliveryError
+
+    sent = 0
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as server:
+            if smtp.starttls:
+                server.starttls(context=ssl.create_default_context())
+            if smtp.user:
+                server.login(smtp.user, smtp.password or "")
+            for msg in messages:
+                server.sendmail(smtp.from_addr, [str(msg["To"])], wire_bytes(msg))
+                sent += 1
+    except (OSError, smtplib.SMTPException) as exc:
+        raise ReportDeliveryError(
+            f"SMTP {smtp.host}:{smtp.port}: sent {sent} of {len(messages)} permission reviews, then failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def send_permission_reviews(services: Services, *, run_id: str | None = None, as_of: str | None = None) -> dict:
+    """Email each unit owner the permission review of the latest accounts run (or ``run_id``).
+
+    Reads ``accounts.*`` from the platform; sends over ``services.smtp`` in one session.
+    Returns ``{"run_id", "sent": [{"to", "unit", "subject", counts...}]}``; a mail server that
+    refuses raises :class:`sapnhap.reports.ReportDeliveryError`.
+    """
+    import psycopg
+
+    from sapnhap.accounts.platform import read_table
+    from sapnhap.reference import load_reference
+
+    with psycopg.connect(services.platform_dsn) as conn:
+        row = conn.execute(
+            "SELECT run_id, as_of FROM accounts.runs WHERE (%s::text IS NULL OR run_id = %s) ORDER BY built_at DESC LIMIT 1",
+            (run_id, run_id),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"no accounts run {run_id or '(latest)'} in accounts.runs")
+    run_id, built_as_of = row
+    as_of = as_of or built_as_of.strftime("%d/%m/%Y")
+    legacy = read_table(services.platform_dsn, "legacy_accounts")
+    people = read_table(services.platform_dsn, "people")
+    legacy = legacy.merge(people[["person_id", "full_name"]], on="person_id", how="left")
+    reviews = build_unit_reviews(
+        legacy, read_table(services.platform_dsn, "role_assignments"), read_table(services.platform_dsn, "orphaned_roles"),
+        read_table(services.platform_dsn, "match_review"), people, load_reference(),
+    )
+    messages = [build_review_email(r, from_addr=services.smtp.from_addr, as_of=as_of, run_id=run_id) for r in reviews]
+    if messages:
+        _deliver(services.smtp, messages)
+    sent = [{"to": r.owner, "unit": r.unit, "subject": str(m["Subject"]), **r.counts} for r, m in zip(reviews, messages, strict=True)]
+    log.info("accounts run %s: %d permission reviews sent (%s)", run_id, len(sent),
+             ", ".join(mask_email(s["to"]) for s in sent[:10]))
+    return {"run_id": run_id, "sent": sent}
