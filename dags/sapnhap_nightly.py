@@ -6,7 +6,8 @@ One task group per legacy system of the source registry (`include/sources/*.yaml
 province/commune codes, lineage kept) -> **validate** (GX suite of the dataset, failing rows
 quarantined with a reason) -> **backup** (Parquet + manifest, encrypted, verified) -> **load**
 (one transaction per batch, idempotent). Then **reconcile** checks extracted = loaded +
-quarantined + merged duplicates for every batch, and **report** emails every owner in Vietnamese.
+quarantined + merged duplicates for every batch, **report** emails every owner in Vietnamese,
+and **handover** stores a handover record (biên bản bàn giao dữ liệu) per old unit.
 
 A failing source does not stop the others; it retries, and its owner is told.
 """
@@ -75,6 +76,14 @@ def sapnhap_nightly() -> None:
         run_id, _ = _run_ids()
         return send_run_reports(services_from_airflow(), run_id, SOURCES)
 
+    @task(trigger_rule="all_done")
+    def handover() -> list[dict]:
+        from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.handover import build_handover
+
+        run_id, _ = _run_ids()
+        return build_handover(services_from_airflow(), run_id, sources=SOURCES)
+
     started = prepare()
     loads = []
     for source in SOURCES:
@@ -138,6 +147,7 @@ def sapnhap_nightly() -> None:
     # are still told (the report runs whatever happened upstream).
     loads >> reconcile()
     loads >> report()
+    loads >> handover()  # biên bản bàn giao per old unit, from what the loads committed
 
 
 sapnhap_nightly()

@@ -14,6 +14,7 @@ import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -268,8 +269,57 @@ def extract_to_parquet(
         folder = folder_of(connection)
         rows, columns, files, unmapped = _stream_files(source, dataset, folder, seen_file_sha256 or set(), out)
         return ExtractResult(rows, out, None, None, columns, files, unmapped)
-    rows, columns, last, unmapped = _stream_db(source, dataset, connection, cursor_value, out, chunk_rows)
-    return ExtractResult(rows, out, cursor_value, last or cursor_value, columns, [], unmapped)
+    mapping = source.datasets[dataset]
+    read_from = lookback_cursor(cursor_value, mapping.cursor_lookback)
+    rows, columns, last, unmapped = _stream_db(source, dataset, connection, read_from, out, chunk_rows)
+    # The committed cursor never moves back, even when only the look-back window had rows.
+    return ExtractResult(rows, out, cursor_value, later_cursor(last, cursor_value), columns, [], unmapped)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _as_number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def lookback_cursor(cursor_value: str | None, lookback: str | None) -> str | None:
+    """The lower bound to read from: the committed cursor minus the source's ``cursor_lookback``.
+
+    Timestamp cursors (ISO text, as extracted) move back by a duration; numeric cursors by a number.
+    """
+    if cursor_value is None or not lookback:
+        return cursor_value
+    amount, unit = (int(lookback[:-1]), lookback[-1]) if lookback[-1] in _UNITS else (int(lookback), None)
+    number = _as_number(cursor_value)
+    if number is not None and unit is None:
+        return str(int(number - amount)) if number.is_integer() else str(number - amount)
+    try:
+        stamp = datetime.fromisoformat(cursor_value)
+    except ValueError:
+        raise SourceSchemaError(
+            f"cursor_lookback {lookback!r} needs an ISO date/time or numeric cursor; the committed cursor is "
+            f"{cursor_value!r}. Remove cursor_lookback or use a timestamp cursor column."
+        ) from None
+    earlier = stamp - timedelta(seconds=amount * _UNITS[unit or "s"])
+    return earlier.isoformat(sep=" ") if " " in cursor_value or "T" in cursor_value else earlier.date().isoformat()
+
+
+def later_cursor(a: str | None, b: str | None) -> str | None:
+    """The later of two cursor values (numeric or ISO text compare as such)."""
+    if a is None or b is None:
+        return a if b is None else b
+    na, nb = _as_number(a), _as_number(b)
+    if na is not None and nb is not None:
+        return a if na >= nb else b
+    try:
+        return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
+    except (ValueError, TypeError):
+        return max(a, b)
+
 
 
 def folder_of(connection: str) -> Path:

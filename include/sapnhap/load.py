@@ -91,14 +91,22 @@ def merge_batch(
     dataset: str,
     batch_id: str,
     valid: pd.DataFrame,
+    target: sql.Composable | None = None,
+    record_merges: bool = True,
 ) -> LoadCounts:
-    """Merge valid rows into ``core.<dataset>`` inside the caller's transaction; return the counts."""
+    """Merge valid rows into ``core.<dataset>`` inside the caller's transaction; return the counts.
+
+    ``target`` (a table with the core table's columns and key) replaces ``core.<dataset>``, and
+    ``record_merges=False`` leaves ``ops.merged_duplicates`` alone: restore replays backups so.
+    """
     ds = get_dataset(dataset)
     cols = target_columns(ds)
     frame = _prepare(valid, ds, batch_id)
     key = list(ds.natural_key)
     counts = LoadCounts(extracted=len(frame))
     with conn.cursor() as cur:
+        # Several batches may merge in one transaction (restore replays them so).
+        cur.execute("DROP TABLE IF EXISTS pg_temp.stage_rows")
         cur.execute(
             sql.SQL("CREATE TEMP TABLE stage_rows (LIKE core.{} INCLUDING DEFAULTS) ON COMMIT DROP").format(
                 sql.Identifier(ds.name)
@@ -108,23 +116,25 @@ def merge_batch(
         key_sql = sql.SQL(", ").join(sql.Identifier(k) for k in key)
         key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
         key_text = sql.SQL(" || '|' || ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key)
+        table = target if target is not None else sql.Identifier("core", ds.name)
         # Rows whose key another source already holds: merged duplicates (R5), listed with both sides.
-        cur.execute(
-            sql.SQL(
-                """INSERT INTO ops.merged_duplicates
-                   (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
-                   SELECT %s, {key_text},
-                          CASE WHEN s.updated_at > t.updated_at THEN t.source_id ELSE s.source_id END,
-                          CASE WHEN s.updated_at > t.updated_at THEN t.source_key ELSE s.source_key END,
-                          CASE WHEN s.updated_at > t.updated_at THEN s.source_id ELSE t.source_id END,
-                          CASE WHEN s.updated_at > t.updated_at THEN s.source_key ELSE t.source_key END,
-                          'duplicate_across_sources', %s
-                   FROM stage_rows s JOIN core.{table} t ON {key_join}
-                   WHERE t.source_id <> s.source_id
-                   ON CONFLICT DO NOTHING"""
-            ).format(key_text=key_text, table=sql.Identifier(ds.name), key_join=key_join),
-            (ds.name, batch_id),
-        )
+        if record_merges:
+            cur.execute(
+                sql.SQL(
+                    """INSERT INTO ops.merged_duplicates
+                       (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
+                       SELECT %s, {key_text},
+                              CASE WHEN s.updated_at > t.updated_at THEN t.source_id ELSE s.source_id END,
+                              CASE WHEN s.updated_at > t.updated_at THEN t.source_key ELSE s.source_key END,
+                              CASE WHEN s.updated_at > t.updated_at THEN s.source_id ELSE t.source_id END,
+                              CASE WHEN s.updated_at > t.updated_at THEN s.source_key ELSE t.source_key END,
+                              'duplicate_across_sources', %s
+                       FROM stage_rows s JOIN {table} t ON {key_join}
+                       WHERE t.source_id <> s.source_id
+                       ON CONFLICT DO NOTHING"""
+                ).format(key_text=key_text, table=table, key_join=key_join),
+                (ds.name, batch_id),
+            )
         # Classify before merging: each staged row is new, changed, identical, or another source's key.
         cur.execute(
             sql.SQL(
@@ -132,15 +142,14 @@ def merge_batch(
                           count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash <> s.record_hash),
                           count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash = s.record_hash),
                           count(*) FILTER (WHERE t.source_id <> s.source_id)
-                   FROM stage_rows s LEFT JOIN core.{table} t ON {key_join}"""
-            ).format(table=sql.Identifier(ds.name), key_join=key_join)
+                   FROM stage_rows s LEFT JOIN {table} t ON {key_join}"""
+            ).format(table=table, key_join=key_join)
         )
         counts.inserted, counts.updated, counts.unchanged, counts.merged_cross_source = cur.fetchone()
         non_key = [c for c in cols if c not in key]
         assignments = sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in [*non_key, "valid_from"]
         )
-        target = sql.Identifier("core", ds.name)
         # Update only when the content changed, and across sources only when the incoming record is newer.
         cur.execute(
             sql.SQL(
@@ -152,7 +161,7 @@ def merge_batch(
                           OR (t.updated_at IS NULL AND EXCLUDED.updated_at IS NOT NULL))
 """
             ).format(
-                target=target,
+                target=table,
                 cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
                 key=key_sql,
                 assignments=assignments,

@@ -13,6 +13,7 @@ import io
 import logging
 import tempfile
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +63,7 @@ def prepare_run(services: Services, run_id: str) -> dict:
     ensure_platform(services.platform_dsn)
     ref = load_reference()
     publish_reference(services.platform_dsn, ref)
-    storage.ensure_bucket(services.s3)
+    storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env())
     with psycopg.connect(services.platform_dsn) as conn:
         conn.execute(
             """INSERT INTO ops.runs (run_id, code_version, crosswalk_version) VALUES (%s, %s, %s)
@@ -215,6 +216,10 @@ def backup_stage(services: Services, source: Source, batch: dict) -> dict:
         "crosswalk_version": batch["crosswalk_version"],
         "suite_version": batch["suite_version"],
         "code_version": sapnhap.__version__,
+        "run_id": batch["batch_id"].split("|")[0],
+        # Restore replays batches in this order when the platform's ops tables are lost too.
+        "created_at": datetime.now(UTC).isoformat(),
+        "retention_days": storage.retention_days_from_env(),
         "decision": batch["decision"],
         "failed_ratio": batch["failed_ratio"],
         "complete": True,

@@ -142,6 +142,34 @@ CREATE TABLE IF NOT EXISTS ops.reconciliation (
     checked_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, source_id, dataset)
 );
+CREATE TABLE IF NOT EXISTS ops.handover_records (
+    run_id text NOT NULL,
+    old_unit_code text NOT NULL,
+    old_unit_level text NOT NULL,
+    old_unit_name text,
+    source_ids text[] NOT NULL,
+    new_unit_codes text[] NOT NULL,
+    crosswalk_version text,
+    datasets jsonb NOT NULL,
+    object_key text NOT NULL,
+    sha256 text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, old_unit_code)
+);
+CREATE TABLE IF NOT EXISTS ops.restores (
+    restore_id bigserial PRIMARY KEY,
+    dataset text NOT NULL,
+    source_id text,
+    as_of_run text,
+    target_schema text NOT NULL,
+    batches integer NOT NULL,
+    rows integer NOT NULL,
+    checksum text NOT NULL,
+    matches_platform boolean,
+    drill boolean NOT NULL DEFAULT false,
+    message text,
+    restored_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 
@@ -177,7 +205,10 @@ CREATE TABLE IF NOT EXISTS core.{t} (
     change text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {t}_history_key ON history.{t} ({key});
-CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER: history is written by this trigger only; the loader role cannot insert,
+-- update, delete or truncate history rows itself (see ensure_roles).
+CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO history.{t} ({", ".join(names)}, valid_to, change)
     VALUES ({", ".join("OLD." + n for n in names)}, now(), lower(TG_OP));
@@ -189,15 +220,131 @@ CREATE TRIGGER keep_history AFTER UPDATE OR DELETE ON core.{t}
 """
 
 
+# Accent-insensitive search without the unaccent extension (not every server has it): NFC,
+# lower case, then every Vietnamese vowel with a diacritic -> its base letter, đ -> d.
+_VI_ACCENTED = (
+    "àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ"
+)
+_VI_BASE = "a" * 17 + "e" * 11 + "i" * 5 + "o" * 17 + "u" * 11 + "y" * 5 + "d"
+
+LOOKUP_COMMON_DDL = f"""
+CREATE OR REPLACE FUNCTION core.fold_vi(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
+    AS $$ SELECT translate(lower(normalize(name, NFC)), '{_VI_ACCENTED}', '{_VI_BASE}') $$;
+-- Units of every scheme and version with their folded names, for search by name (R8).
+CREATE OR REPLACE VIEW core.v_unit_names AS
+SELECT scheme, level, code, name, core.fold_vi(name) AS name_folded, type, parent, province_code,
+       valid_from, valid_to, reference_version
+FROM registry.units;
+-- Old or new units whose name contains the words typed, with or without diacritics.
+CREATE OR REPLACE FUNCTION core.find_units_by_name(query text, unit_scheme text DEFAULT NULL)
+    RETURNS SETOF core.v_unit_names LANGUAGE sql STABLE AS $$
+    SELECT * FROM core.v_unit_names
+    WHERE name_folded LIKE '%' || core.fold_vi(query) || '%'
+      AND (unit_scheme IS NULL OR scheme = unit_scheme)
+    ORDER BY scheme, level, code, valid_from $$;
+"""
+
+
+def lookup_ddl(ds: Dataset) -> str:
+    """Historical lookup functions of one dataset with a unit (R8).
+
+    ``core.find_<t>_by_old_unit(code, as_of)``: the version of every record of an old province
+    (2 digits), district (3) or commune (5) that the platform held at the end of ``as_of``
+    (the current row when it was already valid then, else the history row valid then).
+    ``core.find_<t>_by_new_unit(code, as_of)``: the same by new province/commune code.
+    ``core.find_<t>_by_old_unit_name(name, as_of)``: by old commune/district name, accents optional.
+    """
+    t = ds.name
+    names = ", ".join([c.name for c in ds.columns] + [n for n, _ in LINEAGE_DDL])
+    as_of_rows = f"""
+        SELECT {names} FROM core.{t} WHERE valid_from < (as_of + 1)
+        UNION ALL
+        SELECT {names} FROM history.{t} WHERE valid_from < (as_of + 1) AND valid_to >= (as_of + 1)"""
+    return f"""
+CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows}) r
+    WHERE CASE length(code) WHEN 2 THEN r.old_province_code = code
+                            WHEN 3 THEN r.old_district_code = code
+                            ELSE r.old_commune_code = code END $$;
+CREATE OR REPLACE FUNCTION core.find_{t}_by_new_unit(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows}) r
+    WHERE CASE length(code) WHEN 2 THEN r.new_province_code = code ELSE r.new_commune_code = code END $$;
+CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit_name(name text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM ({as_of_rows}) r
+    WHERE r.old_commune_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'commune')
+       OR r.old_district_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'district') $$;
+"""
+
+
 def platform_ddl() -> str:
-    """All platform DDL, in dependency order."""
+    """All platform DDL, in dependency order (the registry schema must exist: see ensure_platform)."""
     parts = ["CREATE SCHEMA IF NOT EXISTS core;", "CREATE SCHEMA IF NOT EXISTS history;", OPS_DDL]
     parts += [dataset_ddl(ds) for ds in DATASETS.values()]
+    parts.append(LOOKUP_COMMON_DDL)
+    parts += [lookup_ddl(ds) for ds in DATASETS.values() if ds.has_unit]
     return "\n".join(parts)
 
 
 def ensure_platform(dsn: str) -> None:
     """Create or update the platform schema (idempotent; serialized by an advisory lock)."""
+    from sapnhap.reference.platform import ensure_schema as ensure_registry_schema
+
     with psycopg.connect(dsn, autocommit=False) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('sapnhap.ensure_platform'))")
+        ensure_registry_schema(conn)  # the lookup views read registry.units
         conn.execute(platform_ddl())
+
+
+LOADER_ROLE = "sapnhap_loader"
+ANALYST_ROLE = "sapnhap_analyst"
+AUDITOR_ROLE = "sapnhap_auditor"
+ROLES = (LOADER_ROLE, ANALYST_ROLE, AUDITOR_ROLE)
+
+# Least privilege (R4). Group roles (NOLOGIN); grant them to login users:
+#   CREATE ROLE etl_airflow LOGIN PASSWORD '...' IN ROLE sapnhap_loader;
+#   GRANT sapnhap_analyst TO nguyen_van_a;
+# No role gets TRUNCATE, and only the owner can DROP. History is written by the SECURITY
+# DEFINER trigger only: every role reads it, none writes it.
+_GRANTS = f"""
+GRANT USAGE ON SCHEMA core, history, ops, registry TO {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
+REVOKE ALL ON ALL TABLES IN SCHEMA core, history, ops, registry FROM {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA core, ops TO {LOADER_ROLE};
+GRANT SELECT ON ALL TABLES IN SCHEMA history, registry TO {LOADER_ROLE};
+GRANT INSERT, UPDATE ON registry.review_queue TO {LOADER_ROLE};
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA ops TO {LOADER_ROLE};
+GRANT SELECT ON ALL TABLES IN SCHEMA core, history, registry TO {ANALYST_ROLE};
+GRANT SELECT ON ops.runs, ops.batches, ops.reconciliation, ops.merged_duplicates, ops.handover_records TO {ANALYST_ROLE};
+-- Quarantine rows without the payload: it is the whole legacy record, personal data unmasked.
+GRANT SELECT (quarantine_id, source_id, dataset, source_key, expectation, column_name, value_masked, reason_vi,
+              fix_vi, severity, status, first_batch_id, last_batch_id, resolved_batch_id, first_seen, last_seen)
+    ON ops.quarantine TO {ANALYST_ROLE};
+GRANT SELECT ON ALL TABLES IN SCHEMA core, history, ops, registry TO {AUDITOR_ROLE};
+"""
+
+
+def ensure_roles(dsn: str) -> bool:
+    """Create the NOLOGIN group roles if missing and (re)grant their privileges; idempotent.
+
+    Returns False (and grants nothing) when the roles are missing and the connected user may
+    not create roles: a DBA then runs this once with a privileged user.
+    """
+    with psycopg.connect(dsn, autocommit=False) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('sapnhap.ensure_roles'))")
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),))}
+        can_create = conn.execute(
+            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]
+        if existing != set(ROLES) and not can_create:
+            return False
+        for role in ROLES:
+            if role not in existing:
+                # Roles are cluster-wide: another database's setup may create it at the same moment.
+                conn.execute(
+                    f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                )
+        conn.execute(_GRANTS)
+    return True

@@ -140,13 +140,43 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=20250701)
     demo.add_argument("--runs", type=int, default=2, help="nightly runs in a row (the second must change nothing)")
     sub.add_parser("pools", help="print the Airflow pools of the source registry (for `airflow pools import`)")
+    restore = sub.add_parser("restore", help="rebuild a dataset of the platform from the verified backups")
+    restore.add_argument("--dataset", required=True)
+    restore.add_argument("--source", help="only this legacy system's part of the dataset")
+    restore.add_argument("--as-of-run", help="replay the batches up to and including this run")
+    restore.add_argument("--into", default="core", help="core (default), or a scratch schema to inspect")
     args = parser.parse_args(argv)
+    if args.command == "restore":
+        return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into)
     if args.command == "demo":
         return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs)
     if args.command == "pools":
         print(json.dumps(pools_of(load_sources()), indent=2))
         return 0
     return 2
+
+
+def run_restore(dataset: str, *, source_id: str | None, as_of_run: str | None, target_schema: str) -> int:
+    """``python -m sapnhap restore``: platform from ``SAPNHAP_PLATFORM_URL``, bucket from ``SAPNHAP_S3_URL``."""
+    import os
+
+    from sapnhap.restore import RestoreError, restore_dataset
+    from sapnhap.services import Services, postgres_dsn_from_url, s3_from_url
+
+    missing = [v for v in ("SAPNHAP_PLATFORM_URL", "SAPNHAP_S3_URL") if not os.environ.get(v)]
+    if missing:
+        print(f"[sapnhap] set {' and '.join(missing)} (see .env.example)", file=sys.stderr)
+        return 2
+    services = Services(platform_dsn=postgres_dsn_from_url(os.environ["SAPNHAP_PLATFORM_URL"]),
+                        s3=s3_from_url(os.environ["SAPNHAP_S3_URL"]))
+    try:
+        report = restore_dataset(services, dataset, source_id=source_id, as_of_run=as_of_run,
+                                 target_schema=target_schema)
+    except RestoreError as exc:
+        print(f"[sapnhap] {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
+    return 0
 
 
 def pools_of(sources: list) -> dict[str, dict]:

@@ -51,6 +51,10 @@ class DatasetMapping(BaseModel):
     sheet: str | None = None
     primary_key: list[str]
     cursor: str | None = None
+    # Re-read this window below the committed cursor ("90m", "2h", "1d"; a plain number for a
+    # numeric cursor): a writer whose transaction stamped its rows before the newest row we saw,
+    # but committed after our snapshot, would otherwise be skipped. Re-read rows merge, never double.
+    cursor_lookback: str | None = Field(None, pattern=r"^\d+[smhd]?$")
     date_format: str = "%d/%m/%Y"
     timestamp_format: str = "%d/%m/%Y %H:%M:%S"
     encoding: str = "utf-8"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,6 +48,16 @@ def batch_prefix(source_id: str, dataset: str, run_date: str, run_id: str) -> st
     return f"backups/{source_id}/{dataset}/{run_date}/{safe_run}/"
 
 
+def _client(cfg: S3Config):  # noqa: ANN202 - boto3 client type is dynamic
+    """One client per settings and process: creating a boto3 client costs ~0.1 s, a batch uploads dozens of objects."""
+    return _cached_client(cfg, os.getpid())
+
+
+@lru_cache(maxsize=16)
+def _cached_client(cfg: S3Config, pid: int):  # noqa: ANN202, ARG001 - pid keys the cache: no client crosses a fork
+    return _client(cfg)
+
+
 def _call(what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper around boto3
     try:
         return fn(*args, **kwargs)
@@ -53,9 +65,26 @@ def _call(what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrappe
         raise BackupError(f"object storage: {what} failed: {exc}") from exc
 
 
+RETENTION_ENV = "SAPNHAP_BACKUP_RETENTION_DAYS"
+
+
+def retention_days_from_env() -> int | None:
+    """Days backups are kept (``SAPNHAP_BACKUP_RETENTION_DAYS``); None or 0 keeps them forever."""
+    text = os.environ.get(RETENTION_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        days = int(text)
+    except ValueError:
+        raise ValueError(f"{RETENTION_ENV}={text!r}: expected a whole number of days") from None
+    if days < 0:
+        raise ValueError(f"{RETENTION_ENV}={days}: must be 0 (keep forever) or more")
+    return days or None
+
+
 def ensure_bucket(cfg: S3Config, *, retention_days: int | None = None) -> None:
     """Create the bucket if needed, with default encryption and (optionally) a retention rule."""
-    s3 = cfg.client()
+    s3 = _client(cfg)
     try:
         s3.head_bucket(Bucket=cfg.bucket)
     except ClientError:
@@ -99,7 +128,7 @@ def put_bytes(cfg: S3Config, key: str, data: bytes, content_type: str = "applica
     digest = sha256_bytes(data)
     _call(
         f"upload {key}",
-        cfg.client().put_object,
+        _client(cfg).put_object,
         Bucket=cfg.bucket,
         Key=key,
         Body=data,
@@ -117,7 +146,7 @@ def put_file(cfg: S3Config, key: str, path: Path, content_type: str = "applicati
 
 def get_bytes(cfg: S3Config, key: str, expected_sha256: str | None = None) -> bytes:
     """Download an object; raise :class:`BackupError` if it is missing or its sha256 differs."""
-    body = _call(f"download {key}", cfg.client().get_object, Bucket=cfg.bucket, Key=key)["Body"].read()
+    body = _call(f"download {key}", _client(cfg).get_object, Bucket=cfg.bucket, Key=key)["Body"].read()
     if expected_sha256 is not None and sha256_bytes(body) != expected_sha256:
         raise BackupError(f"checksum mismatch for {key}: expected {expected_sha256}, got {sha256_bytes(body)}")
     return body
@@ -132,7 +161,7 @@ def get_file(cfg: S3Config, key: str, dest: Path, expected_sha256: str | None = 
 
 def verify_object(cfg: S3Config, obj: dict[str, object]) -> None:
     """Re-read an object and check size, checksum and encryption; raise :class:`BackupError` if not."""
-    s3 = cfg.client()
+    s3 = _client(cfg)
     head = _call(f"inspect {obj['key']}", s3.head_object, Bucket=cfg.bucket, Key=obj["key"])
     if cfg.sse and head.get("ServerSideEncryption") != cfg.sse:
         raise BackupError(f"{obj['key']} is not encrypted at rest ({head.get('ServerSideEncryption')})")
@@ -152,7 +181,7 @@ def get_json(cfg: S3Config, key: str) -> dict:
 
 def list_keys(cfg: S3Config, prefix: str) -> list[str]:
     """All keys under a prefix."""
-    paginator = cfg.client().get_paginator("list_objects_v2")
+    paginator = _client(cfg).get_paginator("list_objects_v2")
     keys: list[str] = []
     for page in _call(f"list {prefix}", lambda: list(paginator.paginate(Bucket=cfg.bucket, Prefix=prefix))):
         keys += [o["Key"] for o in page.get("Contents", [])]

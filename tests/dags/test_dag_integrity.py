@@ -63,6 +63,16 @@ def test_one_task_group_per_source_with_the_five_stages(dagbag) -> None:
         assert extract.pool == source.pool  # legacy servers keep serving their users
         chain = dag.task_dict[f"{source.id}.load"].upstream_task_ids
         assert chain == {f"{source.id}.backup"}  # no load without its backup
-    assert {"reconcile", "report"} <= set(dag.task_dict)
+    assert {"reconcile", "report", "handover"} <= set(dag.task_dict)
     leaves = {t.task_id for t in dag.tasks if not t.downstream_task_ids}
-    assert leaves == {"reconcile", "report"}
+    assert leaves == {"reconcile", "report", "handover"}
+    assert dag.task_dict["handover"].trigger_rule == "all_done"
+
+
+def test_restore_dags(dagbag) -> None:
+    restore = dagbag.dags["sapnhap_restore"]
+    assert type(restore.timetable).__name__ == "NullTimetable"  # manual trigger only
+    assert set(restore.params.keys()) == {"dataset", "source", "as_of_run", "target_schema"}
+    drill = dagbag.dags["sapnhap_restore_drill"]
+    assert drill.timetable.expression == "0 5 * * 0"
+    assert str(getattr(drill.timetable.timezone, "name", drill.timetable.timezone)) == "Asia/Ho_Chi_Minh"

@@ -15,6 +15,7 @@ import pytest
 
 from sapnhap.demo import World, generate_world, insert_rows, mutate_world
 from sapnhap.demo import generator as g
+from sapnhap.demo.accounts import ACCOUNT_SOURCE_IDS
 from sapnhap.sources import DEFAULT_SOURCES_DIR, get_source
 
 SIZE = 20
@@ -83,7 +84,7 @@ def _cursor(frame: pd.DataFrame, mapping) -> pd.Series:  # noqa: ANN001 - Datase
 
 
 def test_connections_point_at_the_legacy_systems(world: World) -> None:
-    assert set(world.connections) == {f"legacy_{s}" for s in g.SOURCE_IDS}
+    assert set(world.connections) == {f"legacy_{s}" for s in (*g.SOURCE_IDS, *ACCOUNT_SOURCE_IDS)}
     for source_id in ("hg_vixuyen_motcua", "tq_sonduong_dancu"):
         uri = world.connections[f"legacy_{source_id}"]
         assert uri.startswith("postgresql://") and uri.endswith(f"{world.db_prefix}_{source_id}")
@@ -109,7 +110,7 @@ def test_every_defect_kind_is_in_the_ledger_and_counted(world: World) -> None:
     counts = world.counts()
     assert counts["rows"].sum() == len(world.ledger)
     assert (counts[[*g.DEFECTS, "clean"]].sum(axis=1) == counts["rows"]).all()
-    assert set(counts["source_id"]) == set(g.SOURCE_IDS)
+    assert set(counts["source_id"]) == set(g.SOURCE_IDS) | set(ACCOUNT_SOURCE_IDS)
 
 
 def test_same_seed_same_ledger(world: World, tmp_path: Path, pg_admin_dsn: str) -> None:

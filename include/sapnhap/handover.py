@@ -1,0 +1,302 @@
+"""Handover records (biên bản bàn giao dữ liệu, R7): one per old unit a legacy system served.
+
+For every old commune of every source (and one record per old district with the source's
+totals, which also counts records whose commune could not be determined), a record lists:
+the new commune(s) it went to (crosswalk), each dataset with the records extracted, loaded
+and quarantined in the run (from the run's verified backups) and held by the platform now
+(core lineage, by new commune, with a checksum), the backup objects (manifest keys and
+sha256) and the crosswalk and code versions. It is rendered as a formal Vietnamese HTML
+document, stored in the bucket under ``handover/<run>/<old_unit>.html`` and listed in
+``ops.handover_records``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import psycopg
+import pyarrow.parquet as pq
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+import sapnhap
+from sapnhap import storage
+from sapnhap.datasets import get_dataset
+from sapnhap.services import Services
+from sapnhap.sources import Source, load_sources
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+@dataclass
+class DatasetLine:
+    """One dataset of one source in a handover record."""
+
+    dataset: str
+    title_vi: str
+    source_id: str
+    extracted: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    merged: int = 0
+    held_by_new_unit: dict[str, int] = field(default_factory=dict)
+    held_total: int = 0
+    checksum: str = ""
+    manifest_key: str | None = None
+    manifest_sha256: str | None = None
+    valid_sha256: str | None = None
+
+
+@dataclass
+class HandoverRecord:
+    """A handover record of one old unit (commune, or district with its source totals)."""
+
+    run_id: str
+    old_unit_code: str
+    old_unit_level: str
+    old_unit_name: str
+    old_parent_name: str
+    old_province_name: str
+    new_units: list[dict[str, str]]
+    sources: list[dict[str, str]]
+    lines: list[DatasetLine]
+    crosswalk_version: str
+    code_version: str
+    object_key: str = ""
+    sha256: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["n"] = lambda v: f"{int(v or 0):,}".replace(",", ".")
+    return env
+
+
+def render_handover_html(record: HandoverRecord, *, created_at: datetime) -> str:
+    """The record as a formal Vietnamese document (HTML)."""
+    return _env().get_template("handover.html.j2").render(r=record, created=created_at.astimezone(LOCAL_TZ))
+
+
+def _latest_run(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        """SELECT run_id FROM ops.batches WHERE manifest_key IS NOT NULL
+           GROUP BY run_id ORDER BY max(created_at) DESC LIMIT 1"""
+    ).fetchone()
+    if row is None:
+        raise LookupError("no backed-up batch in ops.batches: no handover to record")
+    return row[0]
+
+
+def _run_frames(services: Services, manifest: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def read(name: str) -> pd.DataFrame:
+        obj = manifest["objects"][name]
+        return pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
+
+    return read("transformed"), read("valid"), read("quarantine"), read("merged_in_batch")
+
+
+def _per_commune_run_counts(services: Services, manifest: dict) -> pd.DataFrame:
+    """Per old commune of one batch: extracted, loaded (valid), quarantined, merged in batch."""
+    transformed, valid, quarantine, merged = _run_frames(services, manifest)
+    commune_of_row = transformed.set_index("_row_id")["old_commune_code"] if len(transformed) else pd.Series(dtype=object)
+    commune_of_key = transformed.drop_duplicates("source_key").set_index("source_key")["old_commune_code"]
+    counts = pd.DataFrame({
+        "extracted": transformed["old_commune_code"].value_counts(),
+        "loaded": valid["old_commune_code"].value_counts() if len(valid) else pd.Series(dtype=int),
+        "quarantined": commune_of_row.reindex(quarantine["_row_id"].unique()).value_counts()
+        if len(quarantine) else pd.Series(dtype=int),
+        "merged": merged["kept_source_key"].map(commune_of_key).value_counts() if len(merged) else pd.Series(dtype=int),
+    }).fillna(0).astype(int)
+    counts["extracted"] += counts["merged"]  # rows merged inside the batch were extracted too
+    return counts
+
+
+def _core_holdings(conn: psycopg.Connection, dataset: str, source_id: str) -> pd.DataFrame:
+    """Per (old commune, new commune): records the platform holds from this source, and a checksum."""
+    rows = conn.execute(
+        f"""SELECT old_commune_code, new_commune_code, count(*),
+                   md5(string_agg(source_key || ':' || record_hash, ',' ORDER BY source_key))
+            FROM core.{dataset} WHERE source_id = %s GROUP BY 1, 2""",  # noqa: S608 - dataset from the registry
+        (source_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["old_commune_code", "new_commune_code", "held", "checksum"])
+
+
+def _unit_names(conn: psycopg.Connection, crosswalk_version: str, districts: list[str]) -> tuple[dict, pd.DataFrame]:
+    """Old unit names {(level, code): (name, parent)} and the crosswalk rows of ``districts``."""
+    old_version = conn.execute(
+        "SELECT provenance->>'old_units_version' FROM registry.reference_versions WHERE version = %s",
+        (crosswalk_version,),
+    ).fetchone()
+    names = {
+        (r[0], r[1]): (r[2], r[3])
+        for r in conn.execute(
+            "SELECT level, code, name, parent FROM registry.units WHERE scheme = 'old' AND reference_version = %s",
+            (old_version[0] if old_version else None,),
+        ).fetchall()
+    }
+    cw = pd.DataFrame(
+        conn.execute(
+            """SELECT old_district_code, old_commune_code, new_commune_code, new_commune_name, is_split
+               FROM registry.crosswalk WHERE reference_version = %s AND old_district_code = ANY(%s)""",
+            (crosswalk_version, districts),
+        ).fetchall(),
+        columns=["old_district_code", "old_commune_code", "new_commune_code", "new_commune_name", "is_split"],
+    )
+    return names, cw
+
+
+def build_handover(services: Services, run_id: str | None = None, *, sources: list[Source] | None = None) -> list[dict]:
+    """Build, store and list the handover records of a run (default: the latest run with backups).
+
+    Returns one ``{"old_unit_code", "old_unit_level", "object_key", "sha256", ...}`` per record.
+    """
+    sources = sources if sources is not None else load_sources()
+    created_at = datetime.now(LOCAL_TZ)
+    with psycopg.connect(services.platform_dsn) as conn:
+        run_id = run_id or _latest_run(conn)
+        run = conn.execute("SELECT crosswalk_version, code_version FROM ops.runs WHERE run_id = %s", (run_id,)).fetchone()
+        crosswalk_version = run[0] if run and run[0] else conn.execute(
+            "SELECT version FROM registry.reference_versions ORDER BY published_at DESC LIMIT 1").fetchone()[0]
+        code_version = run[1] if run and run[1] else sapnhap.__version__
+        batches = {
+            (r[0], r[1]): (r[2], r[3], r[4], r[5], r[6])
+            for r in conn.execute(
+                """SELECT source_id, dataset, manifest_key, extracted, quarantined, inserted + updated + unchanged,
+                          merged_in_batch + merged_cross_source
+                   FROM ops.batches WHERE run_id = %s""",
+                (run_id,),
+            ).fetchall()
+        }
+        names, crosswalk = _unit_names(conn, crosswalk_version, sorted({d for s in sources for d in s.old_units.districts}))
+        records: list[HandoverRecord] = []
+        for source in sources:
+            records += _source_records(services, conn, source, run_id, batches, names, crosswalk,
+                                       crosswalk_version, code_version)
+        out = []
+        for record in records:
+            html = render_handover_html(record, created_at=created_at)
+            key = f"handover/{_safe(run_id)}/{record.old_unit_code}.html"
+            stored = storage.put_bytes(services.s3, key, html.encode("utf-8"), "text/html; charset=utf-8")
+            record.object_key, record.sha256 = stored.key, stored.sha256
+            datasets = [asdict(line) for line in record.lines]
+            conn.execute(
+                """INSERT INTO ops.handover_records (run_id, old_unit_code, old_unit_level, old_unit_name, source_ids,
+                       new_unit_codes, crosswalk_version, datasets, object_key, sha256)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+                   ON CONFLICT (run_id, old_unit_code) DO UPDATE SET old_unit_level = EXCLUDED.old_unit_level,
+                       old_unit_name = EXCLUDED.old_unit_name, source_ids = EXCLUDED.source_ids,
+                       new_unit_codes = EXCLUDED.new_unit_codes, crosswalk_version = EXCLUDED.crosswalk_version,
+                       datasets = EXCLUDED.datasets, object_key = EXCLUDED.object_key, sha256 = EXCLUDED.sha256,
+                       created_at = now()""",
+                (run_id, record.old_unit_code, record.old_unit_level, record.old_unit_name,
+                 [s["id"] for s in record.sources], [u["code"] for u in record.new_units], crosswalk_version,
+                 json.dumps(datasets, ensure_ascii=False), stored.key, stored.sha256),
+            )
+            out.append({"run_id": run_id, "old_unit_code": record.old_unit_code, "old_unit_level": record.old_unit_level,
+                        "object_key": stored.key, "sha256": stored.sha256, "datasets": len(datasets)})
+    log.info("run %s: %d handover records stored under handover/%s/", run_id, len(out), _safe(run_id))
+    return out
+
+
+def _source_records(services: Services, conn: psycopg.Connection, source: Source, run_id: str, batches: dict,
+                    names: dict, crosswalk: pd.DataFrame, crosswalk_version: str,
+                    code_version: str) -> list[HandoverRecord]:
+    province = source.old_units.province
+    communes = list(source.old_units.communes) or sorted(
+        code for (level, code), (_, parent) in names.items() if level == "commune" and parent in source.old_units.districts
+    )
+    src = {"id": source.id, "name": source.name, "owner": source.system_owner_vi}
+    run_counts: dict[str, pd.DataFrame] = {}
+    holdings: dict[str, pd.DataFrame] = {}
+    district_lines: list[DatasetLine] = []
+    for dataset in source.datasets:
+        ds = get_dataset(dataset)
+        batch = batches.get((source.id, dataset))
+        manifest_key = batch[0] if batch else None
+        manifest = storage.get_json(services.s3, manifest_key) if manifest_key else None
+        manifest_sha = (storage.sha256_bytes(storage.get_bytes(services.s3, manifest_key)) if manifest_key else None)
+        total = DatasetLine(dataset, ds.title_vi, source.id, manifest_key=manifest_key, manifest_sha256=manifest_sha,
+                            valid_sha256=manifest["objects"]["valid"]["sha256"] if manifest else None)
+        if batch:
+            total.extracted, total.quarantined, total.loaded, total.merged = batch[1], batch[2], batch[3], batch[4]
+        if ds.has_unit:
+            held = _core_holdings(conn, dataset, source.id)
+            holdings[dataset] = held
+            total.held_total = int(held["held"].sum())
+            total.held_by_new_unit = {str(k): int(v) for k, v in held.groupby("new_commune_code")["held"].sum().items()}
+            total.checksum = conn.execute(
+                f"SELECT md5(string_agg(source_key || ':' || record_hash, ',' ORDER BY source_key)) "
+                f"FROM core.{dataset} WHERE source_id = %s", (source.id,),  # noqa: S608 - dataset from the registry
+            ).fetchone()[0] or ""
+            if manifest:
+                run_counts[dataset] = _per_commune_run_counts(services, manifest)
+        else:
+            total.held_total = conn.execute(
+                f"SELECT count(*) FROM core.{dataset} WHERE source_id = %s", (source.id,)  # noqa: S608
+            ).fetchone()[0]
+        district_lines.append(total)
+
+    records = []
+    for district in source.old_units.districts:
+        dname, _ = names.get(("district", district), (district, None))
+        new_units = crosswalk[crosswalk["old_district_code"] == district][["new_commune_code", "new_commune_name"]]
+        records.append(HandoverRecord(
+            run_id, district, "district", dname, "", names.get(("province", province), (province, None))[0],
+            [{"code": c, "name": n} for c, n in new_units.drop_duplicates().itertuples(index=False)],
+            [src], district_lines, crosswalk_version, code_version,
+        ))
+    for commune in communes:
+        cname, parent = names.get(("commune", commune), (commune, None))
+        targets = crosswalk[crosswalk["old_commune_code"] == commune]
+        lines = []
+        for total in district_lines:
+            ds = get_dataset(total.dataset)
+            if not ds.has_unit:
+                continue
+            line = DatasetLine(total.dataset, total.title_vi, source.id, manifest_key=total.manifest_key,
+                               manifest_sha256=total.manifest_sha256, valid_sha256=total.valid_sha256)
+            counts = run_counts.get(total.dataset)
+            if counts is not None and commune in counts.index:
+                row = counts.loc[commune]
+                line.extracted, line.loaded = int(row["extracted"]), int(row["loaded"])
+                line.quarantined, line.merged = int(row["quarantined"]), int(row["merged"])
+            held = holdings[total.dataset]
+            held = held[held["old_commune_code"] == commune]
+            line.held_by_new_unit = {str(r.new_commune_code): int(r.held) for r in held.itertuples(index=False)}
+            line.held_total = int(held["held"].sum())
+            if line.held_total:
+                line.checksum = storage.sha256_bytes(",".join(sorted(held["checksum"].astype(str))).encode())[:32]
+            lines.append(line)
+        records.append(HandoverRecord(
+            run_id, commune, "commune", cname, names.get(("district", parent), (parent or "", None))[0],
+            names.get(("province", province), (province, None))[0],
+            [{"code": r.new_commune_code, "name": r.new_commune_name, "split": bool(r.is_split)}
+             for r in targets.itertuples(index=False)],
+            [src], lines, crosswalk_version, code_version,
+        ))
+    return records
