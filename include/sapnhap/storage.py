@@ -55,7 +55,7 @@ def _client(cfg: S3Config):  # noqa: ANN202 - boto3 client type is dynamic
 
 @lru_cache(maxsize=16)
 def _cached_client(cfg: S3Config, pid: int):  # noqa: ANN202, ARG001 - pid keys the cache: no client crosses a fork
-    return _client(cfg)
+    return cfg.client()
 
 
 def _call(what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper around boto3
