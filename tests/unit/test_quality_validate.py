@@ -119,7 +119,47 @@ def households(n: int = 3) -> pd.DataFrame:
     ])
 
 
-FACTORIES = {"residents": residents, "dossiers": dossiers, "dossier_steps": dossier_steps, "households": households}
+def accounts(n: int = 3) -> pd.DataFrame:
+    return _frame([
+        {
+            "system_code": "hn_bavi_motcua",
+            "username": f"annv.{i}",
+            "citizen_id": f"00108001234{i}",
+            "full_name": "Nguyễn Văn An",
+            "birth_date": "1980-05-01",
+            "unit_level": "commune",
+            "unit_district_code": "001",
+            "address_detail": None,
+            "roles": "chu_tich_xa;tiep_nhan_ho_so",
+            "status": "active",
+            "last_login": pd.Timestamp("2025-11-01 08:00:00"),
+            "created_date": "2015-01-10",
+            "updated_at": "2025-11-02 08:00:00",
+        }
+        for i in range(n)
+    ])
+
+
+def mail_directory(n: int = 3) -> pd.DataFrame:
+    return _frame([
+        {
+            "address": f"annv{i}.bavi@hanoi.gov.vn",
+            "owner_full_name": "Nguyễn Văn An",
+            "owner_citizen_id": f"00108001234{i}",
+            "owner_birth_date": "1980-05-01",
+            "unit_level": "commune",
+            "unit_district_code": "001",
+            "address_detail": None,
+            "aliases": f"an{i}@hanoi.gov.vn",
+            "created_date": "2012-01-10",
+            "updated_at": "2025-11-02 08:00:00",
+        }
+        for i in range(n)
+    ])
+
+
+FACTORIES = {"residents": residents, "dossiers": dossiers, "dossier_steps": dossier_steps, "households": households,
+             "accounts": accounts, "mail_directory": mail_directory}
 
 
 def _set(column: str, value, row: int = 1):
@@ -203,7 +243,25 @@ SPECIFIC = {
     ("households", "unique.household_code"): _duplicate(["household_code"]),
     ("households", "cccd.format.head_citizen_id"): _set("head_citizen_id", "1234"),
     ("households", "cccd.province.head_citizen_id"): _set("head_citizen_id", "005080012341"),
+    ("accounts", "unique.system_code+username"): _duplicate(["username"]),
+    ("accounts", "enum.status"): _set("status", "tam_dung"),
+    ("accounts", "format.system_code"): _set("system_code", "MOTCUA"),
+    ("accounts", "format.username"): _set("username", "nguyen van an"),
+    ("accounts", "cccd.format.citizen_id"): _set("citizen_id", "0010800123"),
+    ("accounts", "cccd.province.citizen_id"): _set("citizen_id", "999080012341"),
+    ("mail_directory", "unique.address"): _duplicate(["address"]),
+    ("mail_directory", "format.address"): _set("address", "An Nguyen@hanoi"),
+    ("mail_directory", "format.aliases"): _set("aliases", "an@hanoi.gov.vn;not an alias"),
+    ("mail_directory", "cccd.format.owner_citizen_id"): _set("owner_citizen_id", "1234"),
 }
+for _ds in ("accounts", "mail_directory"):
+    SPECIFIC[(_ds, "enum.unit_level")] = _set("unit_level", "xa")
+    # A district-level row has no commune by design; without its district it cannot be placed.
+    SPECIFIC[(_ds, "not_null.unit_district_code")] = _many(
+        unit_level="district", unit_district_code=None, old_commune_code=None, mapping_status="missing_code",
+        new_commune_code=None,
+    )
+    SPECIFIC[(_ds, "registry.unit_district_code")] = _set("unit_district_code", "999")
 UNIT_CHECKS = {
     "enum.unit_scheme": _set("unit_scheme", "cu"),
     "enum.mapping_status": _set("mapping_status", "guessed"),
