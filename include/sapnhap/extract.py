@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sapnhap.sources import DatasetMapping, Source
@@ -61,10 +63,42 @@ def _to_text(value: object) -> str | None:
     return str(value)
 
 
+def _timestamp_text(arr: pa.Array) -> pa.Array:
+    """``datetime.isoformat(sep=" ")`` in Arrow: seconds always, microseconds only when not zero."""
+    micros = arr.cast(pa.timestamp("us"))
+    ints = pc.fill_null(micros.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    frac = np.mod(ints, 1_000_000)  # floor: before 1970 the fraction is still positive, as in Python
+    seconds = pa.array((ints - frac) // 1_000_000, mask=pc.is_null(micros).to_numpy(zero_copy_only=False))
+    text = pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S")
+    suffix = pc.if_else(pa.array(frac != 0), pc.utf8_lpad(pa.array(frac).cast(pa.string()), 6, "0"), "")
+    suffix = pc.if_else(pc.equal(suffix, ""), "", pc.binary_join_element_wise(".", suffix, ""))
+    return pc.binary_join_element_wise(text, suffix, "")
+
+
+def _column_text(values: tuple) -> pa.Array:
+    """One column of DB-API values as the legacy text (see :func:`_to_text`), converted in Arrow.
+
+    Types whose Arrow text differs from Python's ``str()`` (floats, decimals, booleans, bytes,
+    time zones, years outside 1000-9999) take the per-value path.
+    """
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        arr = None
+    if arr is not None:
+        t = arr.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t):
+            return arr.cast(pa.string())
+        if (pa.types.is_date32(t) or (pa.types.is_timestamp(t) and t.tz is None)) and arr.null_count < len(arr):
+            years = pc.min_max(pc.year(arr))
+            if 1000 <= years["min"].as_py() and years["max"].as_py() <= 9999:
+                return arr.cast(pa.string()) if pa.types.is_date32(t) else _timestamp_text(arr)
+    return pa.array([_to_text(v) for v in values], type=pa.string())
+
+
 def _chunk_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays = [pa.array([_to_text(v) for v in col], type=pa.string()) for col in cols]
-    return pa.Table.from_arrays(arrays, names=columns)
+    return pa.Table.from_arrays([_column_text(col) for col in cols], names=columns)
 
 
 def _frame_to_table(frame: pd.DataFrame) -> pa.Table:
@@ -319,7 +353,6 @@ def later_cursor(a: str | None, b: str | None) -> str | None:
         return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
     except (ValueError, TypeError):
         return max(a, b)
-
 
 
 def folder_of(connection: str) -> Path:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.sources import DatasetMapping, Source
@@ -28,17 +30,27 @@ class TransformResult:
     merged_duplicates: pd.DataFrame
 
 
+# Every character Python's str.strip() removes, as an RE2 class: trimming in Arrow stays identical.
+_PY_WHITESPACE = "".join(f"\\x{{{c:x}}}" for c in range(0x3001) if chr(c).isspace())
+_STRIP_RE = f"^[{_PY_WHITESPACE}]+|[{_PY_WHITESPACE}]+$"
+
+
 def normalize_text(series: pd.Series) -> pd.Series:
     """NFC-normalize and strip text; empty strings become missing.
 
     Legacy systems store decomposed Unicode (NFD) as often as composed; comparing or indexing
-    them without normalizing splits one name into two.
+    them without normalizing splits one name into two. Runs in Arrow (no per-value Python).
     """
     values = series.astype("object")
     mask = values.notna()
-    out = values.copy()
-    out[mask] = [unicodedata.normalize("NFC", str(v)).strip() for v in values[mask]]
-    return out.where(mask & (out != ""), None)
+    try:
+        arr = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Not all text (numbers in a spreadsheet column): the values' str(), as the legacy text.
+        arr = pa.array([str(v) if m else None for v, m in zip(values, mask, strict=True)], type=pa.string())
+    arr = pc.replace_substring_regex(pc.utf8_normalize(arr, "NFC"), _STRIP_RE, "")
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+    return pd.Series(arr.to_numpy(zero_copy_only=False), index=series.index, name=series.name, dtype="object")
 
 
 def parse_dates(series: pd.Series, fmt: str, *, with_time: bool) -> tuple[pd.Series, pd.Series]:
@@ -111,6 +123,17 @@ def _canonical(raw: pd.DataFrame, ds: Dataset, mapping: DatasetMapping) -> pd.Da
     return out
 
 
+def _source_key(raw: pd.DataFrame, primary_key: list[str]) -> np.ndarray:
+    """The legacy primary key as text, columns joined by '|' (missing parts empty), per row."""
+    if not len(raw):
+        return np.array([], dtype=object)
+    parts = [raw[c].astype("object").where(raw[c].notna(), "").astype(str).to_numpy(dtype=object) for c in primary_key]
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key
+
+
 def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Merge rows repeating a natural key inside the batch: the latest ``updated_at`` wins."""
     key = list(ds.natural_key)
@@ -148,11 +171,7 @@ def transform_frame(
     if missing:
         raise ValueError(f"{source.id}/{dataset}: primary key columns missing from extract: {missing}")
     frame = _canonical(raw, ds, mapping)
-    key_text = raw[mapping.primary_key].astype("object").where(raw[mapping.primary_key].notna(), "")
-    source_key = (
-        key_text.astype(str).agg("|".join, axis=1) if len(raw) else pd.Series([], index=raw.index, dtype=object)
-    )
-    frame.insert(0, "source_key", source_key.to_numpy())
+    frame.insert(0, "source_key", _source_key(raw, mapping.primary_key))
     frame.insert(0, "source_id", source.id)
     frame["record_hash"] = row_hash(frame, ds.column_names)
     frame, merged = _dedupe(frame, ds)
