@@ -25,8 +25,7 @@ def test_accounts_dag_runs_after_the_nightly_loads(dagbag) -> None:
     emitted = {o.uri for t in nightly.tasks for o in getattr(t, "outlets", []) if hasattr(o, "uri")}
     scheduled = {a.uri for a in accounts.timetable.asset_condition.objects}
     assert scheduled and scheduled <= emitted
-    assert str(accounts.start_date.tz.name if hasattr(accounts.start_date.tz, "name") else accounts.start_date.tz) == \
-        "Asia/Ho_Chi_Minh"
+    assert str(getattr(accounts.timezone, "name", accounts.timezone)) == "Asia/Ho_Chi_Minh"
     assert accounts.task_dict["export"].upstream_task_ids == {"build"}
     assert accounts.task_dict["review"].upstream_task_ids == {"build"}
     assert accounts.catchup is False and all(t.retries >= 2 for t in accounts.tasks)
