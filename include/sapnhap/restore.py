@@ -29,6 +29,7 @@ from email.message import EmailMessage
 
 import psycopg
 import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from sapnhap import storage
@@ -111,11 +112,10 @@ def _rows_by_source(conn: psycopg.Connection, table: sql.Composable) -> dict[str
 
 def _manifest(services: Services, key: str) -> dict:
     """Download a manifest and check it against the sha256 written with it."""
-    s3 = services.s3.client()
     try:
-        head = s3.head_object(Bucket=services.s3.bucket, Key=key)
-    except Exception as exc:  # botocore errors: reported as a refusal naming the key
-        raise RestoreError(f"{key}: manifest unreadable: {exc}") from exc
+        head = storage._client(services.s3).head_object(Bucket=services.s3.bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise RestoreError(f"restore refused: manifest {key} unreadable: {exc}") from exc
     expected = (head.get("Metadata") or {}).get("sha256")
     try:
         data = storage.get_bytes(services.s3, key, expected)
