@@ -184,6 +184,8 @@ def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir
             "GX_ANALYTICS_ENABLED": "False",
             "PYTHONPATH": os.pathsep.join(p for p in (include, env.get("PYTHONPATH", "")) if p),
             "SAPNHAP_RETRY_DELAY_SECONDS": env.get("SAPNHAP_RETRY_DELAY_SECONDS", "2"),
+            # `airflow standalone` starts its components as `airflow ...` found on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         }
     )
     if sources_dir is not None:

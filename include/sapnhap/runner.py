@@ -101,6 +101,8 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int) -> int:
         print(f"[sapnhap] generating the demo world (size={size}, seed={seed})")
         world = generate_world(workdir / "world", seed=seed, size=size, pg_dsn=stack.admin_dsn(), db_prefix="legacy")
         env = airflow_env(stack, world.connections)
+        # `make airflow-ui` reuses the demo world's legacy systems (their secrets stay in .sapnhap/, never committed).
+        (workdir / "connections.json").write_text(json.dumps(world.connections, indent=2))
         print("[sapnhap] preparing Airflow (SQLite metadata DB, pools)")
         prepare_airflow(env, pools_of(sources))
         for n in range(1, runs + 1):
@@ -131,6 +133,29 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int) -> int:
     return 0
 
 
+def run_ui(workdir: Path, *, port: int) -> int:
+    """The Airflow UI on the embedded default: services stay up until Ctrl-C (``make airflow-ui``)."""
+    import subprocess
+
+    workdir = workdir.resolve()
+    saved = workdir / "connections.json"
+    connections = json.loads(saved.read_text()) if saved.exists() else {}
+    if not connections:
+        print("[sapnhap] no demo world yet: run `make demo` first to create the legacy systems", file=sys.stderr)
+    with start_stack(workdir) as stack:
+        env = airflow_env(stack, connections)
+        env["AIRFLOW__API__PORT"] = str(port)
+        prepare_airflow(env, pools_of(load_sources()))
+        print(f"[sapnhap] Airflow UI on http://127.0.0.1:{port} (user admin; password in "
+              f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated). Ctrl-C stops everything.")
+        print(f"[sapnhap] platform: psql \"{stack.platform_dsn}\"; mail folder: {stack.mail_dir}")
+        try:
+            subprocess.run([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env, check=False)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sapnhap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=20250701)
     demo.add_argument("--runs", type=int, default=2, help="nightly runs in a row (the second must change nothing)")
     sub.add_parser("pools", help="print the Airflow pools of the source registry (for `airflow pools import`)")
+    ui = sub.add_parser("ui", help="the Airflow UI on the embedded services (after `demo`); Ctrl-C stops it")
+    ui.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".sapnhap")
+    ui.add_argument("--port", type=int, default=8080)
     restore = sub.add_parser("restore", help="rebuild a dataset of the platform from the verified backups")
     restore.add_argument("--dataset", required=True)
     restore.add_argument("--source", help="only this legacy system's part of the dataset")
@@ -150,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into)
     if args.command == "demo":
         return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs)
+    if args.command == "ui":
+        return run_ui(args.workdir, port=args.port)
     if args.command == "pools":
         print(json.dumps(pools_of(load_sources()), indent=2))
         return 0
