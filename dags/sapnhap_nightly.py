@@ -92,6 +92,7 @@ def sapnhap_nightly() -> None:
             @task(pool=source.pool, task_id="extract")
             def extract(source_id: str = source.id) -> list[dict]:
                 from sapnhap.airflow_support import legacy_connection, services_from_airflow
+                from sapnhap.assessment import assess_source, needs_assessment
                 from sapnhap.pipeline import extract_stage
                 from sapnhap.sources import get_source
 
@@ -99,6 +100,9 @@ def sapnhap_nightly() -> None:
                 run_id, run_date = _run_ids()
                 services = services_from_airflow()
                 connection = legacy_connection(src.conn_id, src.kind)
+                if needs_assessment(services, src):
+                    # R13: a new source is profiled and its owners get the assessment before its first load.
+                    assess_source(services, src, connection, run_id=run_id)
                 return [
                     extract_stage(services, src, d, connection, run_id=run_id, run_date=run_date) for d in src.datasets
                 ]

@@ -185,7 +185,9 @@ def record_quarantine(
 ) -> None:
     """Upsert quarantine rows (one per failing row and expectation), with the row as payload.
 
-    A rerun that sees the same failing record again only updates ``last_batch_id``.
+    A rerun that sees the same failing record again only updates ``last_batch_id``; a row
+    already resolved (e.g. corrected through the fix loop while the legacy copy still holds
+    the old value) stays resolved: the identical content is not news.
     """
     if quarantine.empty:
         return
@@ -212,8 +214,7 @@ def record_quarantine(
                 reason_vi, fix_vi, severity, payload, first_batch_id, last_batch_id)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
                ON CONFLICT (source_id, dataset, source_key, record_hash, expectation, column_name)
-               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now(),
-                             status = CASE WHEN ops.quarantine.status = 'resolved' THEN 'open' ELSE ops.quarantine.status END""",
+               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now()""",
             params,
         )
 

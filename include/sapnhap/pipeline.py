@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 import sapnhap
 from sapnhap import storage
+from sapnhap.corrections import append_requeued
 from sapnhap.datasets import get_dataset
 from sapnhap.extract import extract_to_parquet
 from sapnhap.load import LoadCounts, ReconciliationError, merge_batch, record_quarantine, resolve_quarantine
@@ -92,6 +93,10 @@ def extract_stage(services: Services, source: Source, dataset: str, connection: 
         result = extract_to_parquet(
             source, dataset, connection, Path(tmp) / "raw.parquet", cursor_value=cursor_value, seen_file_sha256=seen
         )
+        # Quarantined records come back: corrected by their owner, or decided by the data team.
+        requeued, correction_files = append_requeued(services, source, dataset, result.path, seen)
+        result.rows += requeued
+        result.files += correction_files
         raw = storage.put_file(services.s3, prefix + "raw.parquet", result.path, "application/vnd.apache.parquet")
     if result.unmapped_columns:
         # Documented policy: new legacy columns are kept in the raw backup and reported, never dropped.
@@ -131,13 +136,25 @@ def _decisions(services: Services) -> pd.DataFrame | None:
 def transform_stage(services: Services, source: Source, batch: dict) -> dict:
     """Map the raw batch to canonical rows under new unit codes; store the result."""
     from sapnhap.reference import load_reference, load_split_rules
-    from sapnhap.transform import transform_frame
+    from sapnhap.reference.platform import enqueue_reviews
+    from sapnhap.transform import record_keys, transform_frame
 
     raw = _read_parquet(services, batch["objects"]["raw"])
     ref = load_reference()
     result = transform_frame(
         raw, source, batch["dataset"], reference=ref, split_rules=load_split_rules(), decisions=_decisions(services)
     )
+    if get_dataset(batch["dataset"]).has_unit:
+        # Split-commune records with no rule and no decision wait for the data team, with their candidates.
+        enqueue_reviews(
+            services.platform_dsn,
+            result.frame.assign(record_key=record_keys(result.frame)),
+            record_key_col="record_key",
+            run_id=batch["batch_id"].split("|")[0],
+            source_id=source.id,
+            dataset=batch["dataset"],
+            address_detail_col="address_detail",
+        )
     prefix = batch["prefix"]
     objects = dict(batch["objects"])
     objects["transformed"] = _put_frame(services, prefix + "transformed.parquet", result.frame)

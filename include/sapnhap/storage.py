@@ -42,10 +42,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def safe_run_id(run_id: str) -> str:
+    """An Airflow run id made safe for object keys (``manual__2026-...+00:00`` -> ``manual__2026-..._00_00``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+
+
 def batch_prefix(source_id: str, dataset: str, run_date: str, run_id: str) -> str:
     """Backup layout: ``backups/<source>/<dataset>/<YYYY-MM-DD>/<run>/``."""
-    safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
-    return f"backups/{source_id}/{dataset}/{run_date}/{safe_run}/"
+    return f"backups/{source_id}/{dataset}/{run_date}/{safe_run_id(run_id)}/"
 
 
 def _client(cfg: S3Config):  # noqa: ANN202 - boto3 client type is dynamic

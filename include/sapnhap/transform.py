@@ -151,6 +151,11 @@ def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFram
     return survivors, merged.reset_index(drop=True)
 
 
+def record_keys(frame: pd.DataFrame) -> pd.Series:
+    """The platform-wide key of a legacy record: ``<source_id>:<source_key>`` (decisions are keyed by it)."""
+    return frame["source_id"] + ":" + frame["source_key"]
+
+
 def transform_frame(
     raw: pd.DataFrame,
     source: Source,
@@ -203,7 +208,7 @@ def _map_units(
     from sapnhap.reference import convert
 
     frame = frame.copy()
-    frame["record_key"] = frame["source_id"] + ":" + frame["source_key"]
+    frame["record_key"] = record_keys(frame)
     converted = convert.convert_codes(
         frame,
         reference,
