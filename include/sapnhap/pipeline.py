@@ -153,7 +153,7 @@ def transform_stage(services: Services, source: Source, batch: dict) -> dict:
             run_id=batch["batch_id"].split("|")[0],
             source_id=source.id,
             dataset=batch["dataset"],
-            address_detail_col="address_detail",
+            address_detail_col="address_detail" if "address_detail" in result.frame else None,
         )
     prefix = batch["prefix"]
     objects = dict(batch["objects"])

@@ -213,7 +213,7 @@ def _map_units(
         frame,
         reference,
         old_commune_col="old_commune_code",
-        address_detail_col="address_detail",
+        address_detail_col="address_detail" if "address_detail" in frame else None,
         record_date_col=ds.record_date,
         rules=split_rules,
         decisions=decisions,

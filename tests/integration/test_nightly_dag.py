@@ -151,6 +151,22 @@ def test_second_run_changes_nothing(nightly) -> None:
     assert dup_quarantine == 0
 
 
+def test_accounts_dag_remaps_people_after_the_nightly_loads(nightly) -> None:
+    from sapnhap.runner import ACCOUNTS_DAG_ID
+
+    result = run_nightly(nightly["env"], nightly["workdir"] / "accounts.log", dag_id=ACCOUNTS_DAG_ID)
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        people, addresses, forwards = conn.execute(
+            """SELECT (SELECT count(*) FROM accounts.people),
+                      (SELECT count(DISTINCT address) FROM accounts.people),
+                      (SELECT count(*) FROM accounts.mail_forwarding)"""
+        ).fetchone()
+    assert people > 0 and addresses == people and forwards > 0
+    keys = storage.list_keys(nightly["stack"].s3, "exports/accounts/")
+    assert any(k.endswith("directory.ldif") for k in keys) and any(k.endswith("directory.csv") for k in keys)
+
+
 @pytest.mark.skipif(os.environ.get("SAPNHAP_SKIP_SLOW") == "1", reason="SAPNHAP_SKIP_SLOW=1")
 def test_reconcile_fails_the_run_when_a_row_goes_missing(nightly) -> None:
     from sapnhap.load import ReconciliationError

@@ -3,6 +3,7 @@
     python -m sapnhap.reference lookup 26740 --scheme old
     python -m sapnhap.reference lookup 26740 --scheme new
     python -m sapnhap.reference lookup "ben nghe"          # by name, accent-insensitive
+    python -m sapnhap.reference impact --to vpd-2026.07    # dry run of a new version on the platform
 """
 
 from __future__ import annotations
@@ -107,10 +108,38 @@ def main(argv: list[str] | None = None) -> int:
     look.add_argument("query", help="a 5-digit commune code (3-digit district) or a name")
     look.add_argument("--scheme", choices=["old", "new"], help="which scheme the code belongs to")
     look.add_argument("--version", help="crosswalk version (default: current)")
+    impact = commands.add_parser("impact", help="dry run: platform records that would change unit under a version")
+    impact.add_argument("--from", dest="old", help="version in force (default: current)")
+    impact.add_argument("--to", dest="new", required=True, help="the new version, e.g. vpd-2026.07")
+    impact.add_argument("--platform-url", help="postgresql://... (default: SAPNHAP_PLATFORM_URL)")
     args = parser.parse_args(argv)
+    if args.command == "impact":
+        return _impact(args.old, args.new, args.platform_url)
     ref = load_reference(args.version)
     pd.set_option("display.width", 200)
     sys.stdout.write("\n".join(lookup(ref, args.query, args.scheme)).rstrip() + "\n")
+    return 0
+
+
+def _impact(old: str | None, new: str, url: str | None) -> int:
+    import os
+
+    from sapnhap.reference.impact import platform_impact
+    from sapnhap.services import postgres_dsn_from_url
+
+    url = url or os.environ.get("SAPNHAP_PLATFORM_URL")
+    if not url:
+        sys.stderr.write("Cần --platform-url hoặc biến môi trường SAPNHAP_PLATFORM_URL.\n")
+        return 2
+    report = platform_impact(postgres_dsn_from_url(url), load_reference(old), load_reference(new))
+    changed = report[report["n_changed"] > 0]
+    sys.stdout.write(
+        f"Chạy thử {load_reference(old).version} -> {load_reference(new).version}: "
+        f"{int(report['n_changed'].sum())} / {int(report['n_records'].sum())} bản ghi sẽ đổi đơn vị, "
+        f"tại {len(changed)} xã/phường mới.\n"
+    )
+    pd.set_option("display.width", 200)
+    sys.stdout.write((changed.to_string(index=False) if not changed.empty else "Không có bản ghi nào đổi đơn vị.") + "\n")
     return 0
 
 

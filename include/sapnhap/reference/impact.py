@@ -42,3 +42,43 @@ def impact_report(old: Reference, new: Reference, records: pd.DataFrame, **conve
     report.insert(2, "new_commune_name", report["new_commune_code"].map(names.set_index("code")["name"]))
     report.attrs["from_version"], report.attrs["to_version"] = old.version, new.version
     return report.sort_values(["n_changed", "n_records"], ascending=False).reset_index(drop=True)
+
+
+def platform_records(dsn: str) -> pd.DataFrame:
+    """The records of the platform that carry a unit: dataset, key, old commune code, address detail."""
+    import psycopg
+
+    from sapnhap.datasets import DATASETS
+
+    parts = []
+    with psycopg.connect(dsn) as conn:
+        for ds in DATASETS.values():
+            if not ds.has_unit:
+                continue
+            exists = conn.execute("SELECT to_regclass(%s)", (f"core.{ds.name}",)).fetchone()[0]
+            if exists is None:
+                continue
+            detail = "address_detail" if "address_detail" in ds.column_names else "NULL"
+            rows = conn.execute(
+                f"SELECT source_id || ':' || source_key, old_commune_code, {detail} FROM core.{ds.name}"
+            ).fetchall()
+            frame = pd.DataFrame(rows, columns=["record_key", "old_commune_code", "address_detail"])
+            parts.append(frame.assign(dataset=ds.name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["record_key", "old_commune_code", "address_detail", "dataset"]
+    )
+
+
+def platform_impact(dsn: str, old: Reference, new: Reference) -> pd.DataFrame:
+    """Dry run of a reference change on the platform: :func:`impact_report` over every loaded record.
+
+    Province rules and the data team's decisions apply under both versions, as in the nightly run.
+    """
+    from sapnhap.reference import load_split_rules
+    from sapnhap.reference.platform import load_decisions
+
+    records = platform_records(dsn)
+    return impact_report(
+        old, new, records, address_detail_col="address_detail", record_key_col="record_key",
+        rules=load_split_rules(), decisions=load_decisions(dsn),
+    )
