@@ -17,24 +17,21 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import psycopg
 import pyarrow.parquet as pq
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import sapnhap
 from sapnhap import storage
 from sapnhap.datasets import get_dataset
+from sapnhap.reports.mail import render_template
 from sapnhap.services import Services
 from sapnhap.sources import Source, load_sources
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -79,26 +76,9 @@ class HandoverRecord:
         return asdict(self)
 
 
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
-
-
-@lru_cache(maxsize=1)
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["n"] = lambda v: f"{int(v or 0):,}".replace(",", ".")
-    return env
-
-
 def render_handover_html(record: HandoverRecord, *, created_at: datetime) -> str:
     """The record as a formal Vietnamese document (HTML)."""
-    return _env().get_template("handover.html.j2").render(r=record, created=created_at.astimezone(LOCAL_TZ))
+    return render_template("handover.html.j2", r=record, created=created_at.astimezone(LOCAL_TZ))
 
 
 def _latest_run(conn: psycopg.Connection) -> str:
@@ -200,7 +180,7 @@ def build_handover(services: Services, run_id: str | None = None, *, sources: li
         out = []
         for record in records:
             html = render_handover_html(record, created_at=created_at)
-            key = f"handover/{_safe(run_id)}/{record.old_unit_code}.html"
+            key = f"handover/{storage.safe_run_id(run_id)}/{record.old_unit_code}.html"
             stored = storage.put_bytes(services.s3, key, html.encode("utf-8"), "text/html; charset=utf-8")
             record.object_key, record.sha256 = stored.key, stored.sha256
             datasets = [asdict(line) for line in record.lines]
@@ -219,7 +199,7 @@ def build_handover(services: Services, run_id: str | None = None, *, sources: li
             )
             out.append({"run_id": run_id, "old_unit_code": record.old_unit_code, "old_unit_level": record.old_unit_level,
                         "object_key": stored.key, "sha256": stored.sha256, "datasets": len(datasets)})
-    log.info("run %s: %d handover records stored under handover/%s/", run_id, len(out), _safe(run_id))
+    log.info("run %s: %d handover records stored under handover/%s/", run_id, len(out), storage.safe_run_id(run_id))
     return out
 
 

@@ -13,17 +13,16 @@ import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
-from functools import lru_cache
 from uuid import uuid4
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from sapnhap.accounts.directory import load_policy
 from sapnhap.accounts.units import commune_slugs, province_names
 from sapnhap.quality.masking import mask_name
-from sapnhap.reports.mail import SUBJECT_PREFIX, TEMPLATES_DIR, fmt_int
+from sapnhap.reports.mail import SUBJECT_PREFIX, render_template
 from sapnhap.reports.model import mask_email, scrub_text
+from sapnhap.reports.send import send_messages
 from sapnhap.services import Services
 
 log = logging.getLogger(__name__)
@@ -141,15 +140,6 @@ def build_unit_reviews(legacy: pd.DataFrame, assignments: pd.DataFrame, orphans:
     return reviews
 
 
-@lru_cache(maxsize=1)
-def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True, keep_trailing_newline=True,
-                      autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False))
-    env.filters["n"] = fmt_int
-    return env
-
-
 def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id: str) -> EmailMessage:
     """The review email of one unit: HTML + plain text, Vietnamese, masked."""
     subject = (f"{SUBJECT_PREFIX} Rà soát tài khoản và phân quyền theo đơn vị mới: {review.unit_name} — "
@@ -162,37 +152,12 @@ def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = f"<{uuid4().hex}@sapnhap.report>"
     msg["X-Sapnhap-Run-Id"] = run_id
-    text = _env().get_template("permission_review.txt.j2").render(**context)
-    html = _env().get_template("permission_review.html.j2").render(**context)
+    text = render_template("permission_review.txt.j2", **context)
+    html = render_template("permission_review.html.j2", **context)
     # Belt and braces: any 9-12 digit run left in the text is masked as an ID.
     msg.set_content(scrub_text(text) or "", cte="quoted-printable")
     msg.add_alternative(scrub_text(html) or "", subtype="html", cte="quoted-printable")
     return msg
-
-
-def _deliver(smtp, messages: list[EmailMessage]) -> None:  # noqa: ANN001 - SmtpConfig
-    """Send over one SMTP session (STARTTLS and login if configured), as the run reports are sent."""
-    import smtplib
-    import ssl
-
-    from sapnhap.reports.mail import wire_bytes
-    from sapnhap.reports.send import ReportDeliveryError
-
-    sent = 0
-    try:
-        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as server:
-            if smtp.starttls:
-                server.starttls(context=ssl.create_default_context())
-            if smtp.user:
-                server.login(smtp.user, smtp.password or "")
-            for msg in messages:
-                server.sendmail(smtp.from_addr, [str(msg["To"])], wire_bytes(msg))
-                sent += 1
-    except (OSError, smtplib.SMTPException) as exc:
-        raise ReportDeliveryError(
-            f"SMTP {smtp.host}:{smtp.port}: sent {sent} of {len(messages)} permission reviews, then failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def send_permission_reviews(services: Services, *, run_id: str | None = None, as_of: str | None = None) -> dict:
@@ -225,7 +190,7 @@ def send_permission_reviews(services: Services, *, run_id: str | None = None, as
     )
     messages = [build_review_email(r, from_addr=services.smtp.from_addr, as_of=as_of, run_id=run_id) for r in reviews]
     if messages:
-        _deliver(services.smtp, messages)
+        send_messages(services.smtp, messages, what="permission reviews")
     sent = [{"to": r.owner, "unit": r.unit, "subject": str(m["Subject"]), **r.counts} for r, m in zip(reviews, messages, strict=True)]
     log.info("accounts run %s: %d permission reviews sent (%s)", run_id, len(sent),
              ", ".join(mask_email(s["to"]) for s in sent[:10]))

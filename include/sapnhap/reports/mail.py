@@ -70,7 +70,8 @@ def fmt_pct(value: object) -> str:
 
 
 @lru_cache(maxsize=1)
-def _env() -> Environment:
+def templatetemplate_env() -> Environment:
+    """The Jinja environment of every document sapnhap writes (emails, handover records)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
@@ -84,8 +85,9 @@ def _env() -> Environment:
     return env
 
 
-def _render(name: str, **context: Any) -> str:
-    return _env().get_template(name).render(**context)
+def render_template(name: str, **context: Any) -> str:
+    """Render one template of ``include/sapnhap/templates``."""
+    return templatetemplate_env().get_template(name).render(**context)
 
 
 def run_label(started_at: datetime | None, run_id: str) -> str:
@@ -151,8 +153,8 @@ def build_owner_email(
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = _msgid()
     msg["X-Sapnhap-Run-Id"] = report.run_id
-    msg.set_content(_render("owner_report.txt.j2", **context), cte="quoted-printable")
-    msg.add_alternative(_render("owner_report.html.j2", **context), subtype="html", cte="quoted-printable")
+    msg.set_content(render_template("owner_report.txt.j2", **context), cte="quoted-printable")
+    msg.add_alternative(render_template("owner_report.html.j2", **context), subtype="html", cte="quoted-printable")
     msg.get_payload()[1].add_related(chart_png, "image", "png", cid=chart_cid, filename="ty_le_dat.png")
     if name:
         msg.add_attachment(quarantine_workbook(report.open_rows), maintype=XLSX_TYPE[0], subtype=XLSX_TYPE[1],
@@ -351,6 +353,6 @@ def render_assessment_email(profile: Mapping[str, Any], source: Source, *, from_
     msg["To"] = ", ".join(to if to is not None else source.owners)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = _msgid()
-    msg.set_content(_render("assessment.txt.j2", **context), cte="quoted-printable")
-    msg.add_alternative(_render("assessment.html.j2", **context), subtype="html", cte="quoted-printable")
+    msg.set_content(render_template("assessment.txt.j2", **context), cte="quoted-printable")
+    msg.add_alternative(render_template("assessment.html.j2", **context), subtype="html", cte="quoted-printable")
     return msg

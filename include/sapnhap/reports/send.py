@@ -24,7 +24,7 @@ class ReportDeliveryError(RuntimeError):
     """The mail server refused or could not be reached; names the server and what was not sent."""
 
 
-def send_messages(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
+def send_messages(smtp: SmtpConfig, messages: Sequence[EmailMessage], *, what: str = "report emails") -> None:
     """Send over one SMTP session (STARTTLS and login if configured); raise ReportDeliveryError."""
     sent = 0
     try:
@@ -39,7 +39,7 @@ def send_messages(smtp: SmtpConfig, messages: Sequence[EmailMessage]) -> None:
                 sent += 1
     except (OSError, smtplib.SMTPException) as exc:
         raise ReportDeliveryError(
-            f"SMTP {smtp.host}:{smtp.port}: sent {sent} of {len(messages)} report emails, then failed: "
+            f"SMTP {smtp.host}:{smtp.port}: sent {sent} of {len(messages)} {what}, then failed: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
 
