@@ -196,7 +196,9 @@ def record_quarantine(
     q = quarantine.merge(
         by_row[["record_hash"]].rename(columns={"record_hash": "row_hash"}), left_on="_row_id", right_index=True, how="left"
     )
-    payloads = dict(zip(by_row.index, _payload(by_row[payload_cols]), strict=True))
+    # Only the quarantined rows need their payload (a batch is mostly valid rows).
+    failing = by_row.loc[by_row.index.isin(quarantine["_row_id"]), payload_cols]
+    payloads = dict(zip(failing.index, _payload(failing), strict=True))
     q = q.astype(object).where(q.notna(), None)
     q["payload"] = q["_row_id"].map(payloads)
     q["fix_vi"] = q["fix_vi"] if "fix_vi" in q else None

@@ -33,6 +33,7 @@ from sapnhap.sources import Source
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+DATA_DOCS_SKIPPED = ("static/fonts/", "static/images/")
 
 
 def batch_id_for(run_id: str, source_id: str, dataset: str) -> str:
@@ -181,9 +182,10 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
         docs = []
         if outcome.data_docs_path is not None:
             for path in sorted(Path(outcome.data_docs_path).rglob("*")):
-                if path.is_file():
-                    rel = path.relative_to(outcome.data_docs_path).as_posix()
-                    ctype = "text/html" if path.suffix == ".html" else "application/octet-stream"
+                rel = path.relative_to(outcome.data_docs_path).as_posix()
+                # GX's fonts and images are the same 4 MB for every batch; the pages and styles are the record.
+                if path.is_file() and not rel.startswith(DATA_DOCS_SKIPPED):
+                    ctype = {".html": "text/html", ".css": "text/css"}.get(path.suffix, "application/octet-stream")
                     docs.append(storage.put_file(services.s3, prefix + "data_docs/" + rel, path, ctype).as_dict())
     objects = dict(batch["objects"])
     objects["valid"] = _put_frame(services, prefix + "valid.parquet", outcome.valid)

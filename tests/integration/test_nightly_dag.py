@@ -118,6 +118,10 @@ def test_batches_are_backed_up_with_manifests(nightly) -> None:
         storage.verify_object(stack.s3, obj)
     assert {"raw", "transformed", "valid", "quarantine"} <= set(manifest["objects"])
     assert manifest["crosswalk_version"] and manifest["complete"] is True
+    # GX Data Docs of the batch are archived beside it (pages and styles; not GX's fonts and images).
+    assert any(k.endswith("data_docs/index.html") for k in manifest["data_docs"])
+    assert any("/data_docs/validations/" in k for k in manifest["data_docs"])
+    assert not any("/static/images/" in k or "/static/fonts/" in k for k in keys)
 
 
 def test_owners_get_mail(nightly) -> None:
