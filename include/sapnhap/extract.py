@@ -305,7 +305,14 @@ def extract_to_parquet(
         return ExtractResult(rows, out, None, None, columns, files, unmapped)
     mapping = source.datasets[dataset]
     read_from = lookback_cursor(cursor_value, mapping.cursor_lookback)
-    rows, columns, last, unmapped = _stream_db(source, dataset, connection, read_from, out, chunk_rows)
+    try:
+        rows, columns, last, unmapped = _stream_db(source, dataset, connection, read_from, out, chunk_rows)
+    except _query_errors() as exc:
+        # A table or column the source file names is not on the legacy server (renamed, dropped, no grant).
+        raise SourceSchemaError(
+            f"{source.id}/{dataset}: the legacy server refused the extract query: {str(exc).strip()}. "
+            f"Check table/query and columns in {source.id}.yaml against the legacy system."
+        ) from exc
     # The committed cursor never moves back, even when only the look-back window had rows.
     return ExtractResult(rows, out, cursor_value, later_cursor(last, cursor_value), columns, [], unmapped)
 
@@ -353,6 +360,14 @@ def later_cursor(a: str | None, b: str | None) -> str | None:
         return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
     except (ValueError, TypeError):
         return max(a, b)
+
+
+def _query_errors() -> tuple[type[BaseException], ...]:
+    """Driver errors meaning 'this query does not fit this database' (not 'the server is down')."""
+    import psycopg
+    import pymysql
+
+    return (psycopg.errors.ProgrammingError, pymysql.err.ProgrammingError, sqlite3.OperationalError)
 
 
 def folder_of(connection: str) -> Path:
