@@ -138,6 +138,41 @@ def test_owners_get_mail(nightly) -> None:
     assert all(sum(counts.values()) > 0 for _, counts in assessed)
 
 
+def test_owner_reports_are_vietnamese_masked_with_chart_and_their_quarantine(nightly) -> None:
+    import io
+    import re
+
+    from openpyxl import load_workbook
+
+    sources = load_sources()
+    reports = [m for m in read_mail(nightly["stack"].mail_dir) if "Kết quả đồng bộ" in str(m["Subject"])]
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        open_rows = conn.execute("SELECT quarantine_id, source_id FROM ops.quarantine WHERE status = 'open'").fetchall()
+        names = [r[0] for r in conn.execute("SELECT full_name FROM core.residents LIMIT 50").fetchall()]
+    assert open_rows
+    for message in reports:
+        owned = {s.id for s in sources if message["To"] in s.owners}
+        body = message.get_body(("html",)).get_content()
+        text = message.get_body(("plain",)).get_content()
+        assert "Tóm tắt" in body and "cách ly" in body.lower()
+        for part in (body, text, str(message["Subject"])):
+            assert not re.search(r"(?<!\d)\d{12}(?!\d)", part), "an unmasked citizen ID in the email"
+            assert not any(name in part for name in names), "an unmasked name in the email"
+        images = [p for p in message.walk() if p.get_content_type() == "image/png"]
+        assert images and images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+        expected = {qid for qid, sid in open_rows if sid in owned}
+        attachments = [p for p in message.iter_attachments() if str(p.get_filename()).endswith(".xlsx")]
+        if not expected:
+            assert not attachments
+            continue
+        (attachment,) = attachments
+        sheet = load_workbook(io.BytesIO(attachment.get_content()), read_only=True)["cach_ly"]
+        rows = list(sheet.iter_rows(values_only=True))
+        ids = {int(r[rows[0].index("quarantine_id")]) for r in rows[1:]}
+        assert ids == expected  # exactly that owner's quarantined rows, with reasons
+        assert all(r[rows[0].index("reason_vi")] for r in rows[1:])
+
+
 def test_second_run_changes_nothing(nightly) -> None:
     dsn = nightly["stack"].platform_dsn
     before = _fingerprint(dsn)
