@@ -103,7 +103,7 @@ def _stage_call(stage: str, source_id: str, payload, run: dict):  # noqa: ANN001
 
     services = _ctx["services"]
     if stage == "report":
-        from sapnhap.report import send_run_reports
+        from sapnhap.reports import send_run_reports
 
         sources = load_sources()
         expected = [(s.id, d) for s in sources for d in s.datasets]

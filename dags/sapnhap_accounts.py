@@ -15,21 +15,15 @@ nightly **load** tasks emit). From `core.accounts` and `core.mail_directory`:
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
+
+from sapnhap.airflow_support import default_args
 
 # The same asset the nightly load tasks emit (dags/sapnhap_nightly.py): a new platform state.
 PLATFORM_ASSET = Asset("postgres://sapnhap-platform:5432/sapnhap/core/records")
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
 
-default_args = {
-    "owner": "sapnhap-data-team",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=int(os.environ.get("SAPNHAP_RETRY_DELAY_SECONDS", "300"))),
-}
 
 
 def _run() -> tuple[str, object]:
@@ -44,7 +38,7 @@ def _run() -> tuple[str, object]:
     start_date=pendulum.datetime(2025, 7, 1, tz=LOCAL_TZ),
     catchup=False,
     max_active_runs=1,  # each run replaces the accounts.* tables whole
-    default_args=default_args,
+    default_args=default_args(),
     tags=["sapnhap", "accounts", "permissions", "mail"],
     doc_md=__doc__,
 )

@@ -14,24 +14,15 @@ A failing source does not stop the others; it retries, and its owner is told.
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
 
+from sapnhap.airflow_support import default_args
 from sapnhap.sources import load_sources
 
 PLATFORM_ASSET = Asset("postgres://sapnhap-platform:5432/sapnhap/core/records")
 SOURCES = load_sources()  # declarative files only: no connection or database is touched at parse time
 
-default_args = {
-    "owner": "sapnhap-data-team",
-    "retries": 2,
-    # Legacy servers hiccup at night; 5 minutes by default, shorter in the embedded demo and tests.
-    "retry_delay": timedelta(seconds=int(os.environ.get("SAPNHAP_RETRY_DELAY_SECONDS", "300"))),
-    "retry_exponential_backoff": True,
-}
 
 
 def _run_ids() -> tuple[str, str]:
@@ -46,7 +37,7 @@ def _run_ids() -> tuple[str, str]:
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,  # one night at a time: batches of a source must commit in cursor order
-    default_args=default_args,
+    default_args=default_args(),
     tags=["sapnhap", "nightly", "sync"],
     doc_md=__doc__,
 )
@@ -71,7 +62,7 @@ def sapnhap_nightly() -> None:
     @task(trigger_rule="all_done")
     def report() -> dict:
         from sapnhap.airflow_support import services_from_airflow
-        from sapnhap.report import send_run_reports
+        from sapnhap.reports import send_run_reports
 
         run_id, _ = _run_ids()
         return send_run_reports(services_from_airflow(), run_id, SOURCES)

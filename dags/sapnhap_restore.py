@@ -13,19 +13,11 @@ the nightly load's merge rules; each restore is logged in `ops.restores`.
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from sapnhap.airflow_support import default_args
 from sapnhap.datasets import DATASETS
-
-default_args = {
-    "owner": "sapnhap-data-team",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=int(os.environ.get("SAPNHAP_RETRY_DELAY_SECONDS", "300"))),
-}
 
 
 @dag(
@@ -34,7 +26,7 @@ default_args = {
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,  # two restores of one table at once would fight over it
-    default_args=default_args,
+    default_args=default_args(),
     tags=["sapnhap", "restore", "backup"],
     doc_md=__doc__,
     params={

@@ -11,17 +11,10 @@ Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender a
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import dag, task
 
-default_args = {
-    "owner": "sapnhap-data-team",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=int(os.environ.get("SAPNHAP_RETRY_DELAY_SECONDS", "300"))),
-}
+from sapnhap.airflow_support import default_args
 
 
 @dag(
@@ -30,7 +23,7 @@ default_args = {
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     tags=["sapnhap", "restore", "drill", "backup"],
     doc_md=__doc__,
 )

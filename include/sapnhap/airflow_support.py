@@ -6,6 +6,8 @@ Only called from inside tasks: never at DAG-parse time.
 from __future__ import annotations
 
 import json
+import os
+from datetime import timedelta
 
 from sapnhap.services import (
     PLATFORM_CONN_ID,
@@ -16,6 +18,21 @@ from sapnhap.services import (
     SmtpConfig,
     libpq_dsn,
 )
+
+
+def default_args() -> dict:
+    """The ``default_args`` of every sapnhap DAG: owner, retries with back-off.
+
+    Legacy servers hiccup at night: 5 minutes between tries by default;
+    ``SAPNHAP_RETRY_DELAY_SECONDS`` shortens it for the embedded demo and the tests.
+    Read from the environment only (no connection or variable at parse time).
+    """
+    return {
+        "owner": "sapnhap-data-team",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=int(os.environ.get("SAPNHAP_RETRY_DELAY_SECONDS", "300"))),
+        "retry_exponential_backoff": True,
+    }
 
 
 def _extra(conn) -> dict:  # noqa: ANN001 - airflow Connection

@@ -1,7 +1,7 @@
 """Canonical target schemas of the datasets the platform consolidates.
 
 Every legacy source maps its own column names onto these (see ``include/sources/*.yaml``).
-Each dataset also carries the lineage columns of :data:`LINEAGE_COLUMNS` once transformed.
+Each dataset also carries lineage columns once transformed (see ``sapnhap.platform.LINEAGE_DDL``).
 """
 
 from __future__ import annotations
@@ -182,21 +182,6 @@ MAIL_DIRECTORY = Dataset(
 DATASETS: dict[str, Dataset] = {
     d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS, ACCOUNTS, MAIL_DIRECTORY)
 }
-
-# Added to every transformed row: where it came from and how its unit was mapped (R3, R10).
-LINEAGE_COLUMNS: tuple[str, ...] = (
-    "source_id",
-    "source_key",
-    "old_province_code",
-    "old_district_code",
-    "new_province_code",
-    "new_commune_code",
-    "mapping_method",
-    "mapping_status",
-    "crosswalk_version",
-    "unit_scheme",
-    "record_hash",
-)
 
 
 def get_dataset(name: str) -> Dataset:

@@ -8,7 +8,6 @@ transform stage's job.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import unicodedata
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sapnhap.sources import DatasetMapping, Source
+from sapnhap.storage import sha256_file
 
 CHUNK_ROWS = 50_000
 SOURCE_FILE_COLUMN = "_source_file"
@@ -230,15 +230,6 @@ def _consume(source: Source, dataset: str, cur, chunk: int, out: Path, name_of) 
     return rows, columns, last["cursor"], unmapped
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         frame = pd.read_excel(path, sheet_name=mapping.sheet or 0, dtype=str, engine="openpyxl")
@@ -264,7 +255,7 @@ def _stream_files(
     new_files: list[dict[str, str]] = []
     frames: list[pd.DataFrame] = []
     for path in files:
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if sha in seen_sha256:
             continue
         frame = _read_export(path, mapping)

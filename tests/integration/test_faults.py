@@ -174,7 +174,7 @@ def test_load_killed_mid_batch_leaves_nothing_and_reloads_once(world, services: 
 def test_unreachable_source_fails_alone_its_owner_is_told_and_it_catches_up(world, services: Services,
                                                                            smtp_sink) -> None:
     from sapnhap.demo.generator import mutate_world
-    from sapnhap.report import send_run_reports
+    from sapnhap.reports import send_run_reports
 
     closed = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     first = _sync(services, world, [SONDUONG, BACQUANG], "r1", connections={SONDUONG: closed})

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "include"))
 from aiosmtpd.controller import Controller
 
 from sapnhap.platform import ensure_platform
-from sapnhap.report import ReportDeliveryError, read_quarantine_workbook, send_run_reports
+from sapnhap.reports import ReportDeliveryError, read_quarantine_workbook, send_run_reports
 from sapnhap.services import Services, SmtpConfig
 from sapnhap.sources import Source
 

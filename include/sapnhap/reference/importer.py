@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from sapnhap.reference._text import fold, normalize_name, unit_type_of
+from sapnhap.storage import sha256_file
 
 NSO_SHEET = "Tổng hợp_không merge "
 OLD_VERSION = "gso-2025.01"
@@ -99,15 +100,6 @@ _NOTE_FIXES = {
     "doi ten": "Đổi tên",
     "doi loai hinh": "Đổi loại hình",
 }
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pad_code(value: Any, width: int) -> str | None:
