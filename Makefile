@@ -19,7 +19,8 @@ install: $(BIN)/.installed  ## create .venv with everything
 demo: install  ## the nightly sync end to end on embedded services
 	$(BIN)/python -m sapnhap demo $(ARGS)
 
-test: install  ## the whole test suite (unit, DAG integrity, integration on real services)
+test: install  ## lint, then the whole test suite (unit, DAG integrity, integration on real services)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
