@@ -94,7 +94,7 @@ def libpq_dsn(
 def s3_from_url(url: str) -> S3Config:
     """``s3://KEY:SECRET@host:port/bucket?region=..&secure=0`` -> :class:`S3Config`."""
     parsed = urlparse(url)
-    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    query = {k: v[0] for k, v in parse_qs(parsed.query, keep_blank_values=True).items()}
     secure = query.get("secure", "0") not in ("0", "false", "no")
     endpoint = f"{'https' if secure else 'http'}://{parsed.hostname}:{parsed.port or (443 if secure else 80)}"
     return S3Config(
@@ -110,7 +110,7 @@ def s3_from_url(url: str) -> S3Config:
 def smtp_from_url(url: str) -> SmtpConfig:
     """``smtp://user:pass@host:port?starttls=1&from=addr`` -> :class:`SmtpConfig`."""
     parsed = urlparse(url)
-    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    query = {k: v[0] for k, v in parse_qs(parsed.query, keep_blank_values=True).items()}
     return SmtpConfig(
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or 25,
