@@ -49,5 +49,7 @@ def test_airflow_services_mount_the_project_and_see_the_package() -> None:
     assert api["environment"]["PYTHONPATH"] == "/opt/airflow/include"
     for conn in ("AIRFLOW_CONN_SAPNHAP_PLATFORM", "AIRFLOW_CONN_SAPNHAP_S3", "AIRFLOW_CONN_SAPNHAP_SMTP"):
         assert conn in api["environment"]
+    assert '"sse": "AES256"' in api["environment"]["AIRFLOW_CONN_SAPNHAP_S3"]  # backups encrypted at rest (R4)
+    assert "MINIO_KMS_SECRET_KEY" in compose["services"]["minio"]["environment"]
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "apache/airflow:3.3" in dockerfile and "requirements.txt" in dockerfile
