@@ -13,8 +13,8 @@ def test_s3_url_gives_endpoint_bucket_and_keys() -> None:
     assert (cfg.bucket, cfg.access_key, cfg.secret_key, cfg.region, cfg.sse) == (
         "sapnhap-backups", "minio", "change-me", "us-east-1", "AES256"
     )
-    assert s3_from_url("s3://k:s@s3.example:443/b?secure=1&sse=").endpoint_url == "https://s3.example:443"
-    assert s3_from_url("s3://k:s@h:1/b?sse=").sse is None
+    assert s3_from_url("s3://k:secret@s3.example:443/b?secure=1&sse=").endpoint_url == "https://s3.example:443"
+    assert s3_from_url("s3://k:secret@h:1/b?sse=").sse is None
 
 
 def test_smtp_url() -> None:
