@@ -354,8 +354,16 @@ def reconcile_run(services: Services, run_id: str, expected: list[tuple[str, str
     seen = set(zip(frame["source_id"], frame["dataset"], strict=True))
     missing = [f"{s}/{d}" for s, d in expected if (s, d) not in seen]
     bad = frame[(frame["extracted"] != frame["loaded"] + frame["quarantined"] + frame["merged_duplicates"] + frame["blocked"])]
-    if missing or not bad.empty:
-        raise ReconciliationError(
-            f"run {run_id}: not reconciled: missing batches {missing}; mismatched {bad.to_dict(orient='records')}"
+    problem = (
+        f"run {run_id}: not reconciled: missing batches {missing}; mismatched {bad.to_dict(orient='records')}"
+        if missing or not bad.empty
+        else None
+    )
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(
+            "UPDATE ops.runs SET status = %s, finished_at = now(), message = %s WHERE run_id = %s",
+            ("failed" if problem else "succeeded", problem, run_id),
         )
+    if problem:
+        raise ReconciliationError(problem)
     return frame

@@ -106,6 +106,9 @@ def test_every_generated_record_is_accounted_for(nightly) -> None:
             "SELECT count(*), count(*) FILTER (WHERE NOT ok OR extracted <> loaded + quarantined + merged_duplicates + not_loaded_blocked) FROM ops.reconciliation"
         ).fetchone()
     assert rec[0] == sum(len(s.datasets) for s in load_sources()) and rec[1] == 0
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        runs = conn.execute("SELECT status, finished_at IS NOT NULL FROM ops.runs").fetchall()
+    assert runs == [("succeeded", True)]
 
 
 def test_batches_are_backed_up_with_manifests(nightly) -> None:
@@ -227,3 +230,6 @@ def test_reconcile_fails_the_run_when_a_row_goes_missing(nightly) -> None:
         )
     with pytest.raises(ReconciliationError, match="not reconciled"):
         reconcile_run(services, run_id, expected)
+    with psycopg.connect(dsn) as conn:
+        status, message = conn.execute("SELECT status, message FROM ops.runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert status == "failed" and source_id in message
