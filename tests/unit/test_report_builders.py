@@ -325,3 +325,11 @@ def test_wire_bytes_keep_the_spaces_of_a_long_vietnamese_subject(reports):
     sent_text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert sent_text == msg.get_body(("plain",)).get_content()
     assert all(len(line) <= 998 for line in wire_bytes(msg).split(b"\r\n"))
+
+
+def test_message_and_content_ids_never_hold_a_digit_run():
+    from sapnhap.reports.mail import message_id
+
+    ids = {message_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert not any(ch.isdigit() for i in ids for ch in i.split("@")[0])

@@ -13,14 +13,13 @@ import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
-from uuid import uuid4
 
 import pandas as pd
 
 from sapnhap.accounts.directory import load_policy
 from sapnhap.accounts.units import commune_slugs, province_names
 from sapnhap.quality.masking import mask_name
-from sapnhap.reports.mail import SUBJECT_PREFIX, render_template
+from sapnhap.reports.mail import SUBJECT_PREFIX, message_id, render_template
 from sapnhap.reports.model import mask_email, scrub_text
 from sapnhap.reports.send import send_messages
 from sapnhap.services import Services
@@ -150,7 +149,7 @@ def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id
     msg["From"] = from_addr
     msg["To"] = review.owner
     msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = f"<{uuid4().hex}@sapnhap.report>"
+    msg["Message-ID"] = message_id()
     msg["X-Sapnhap-Run-Id"] = run_id
     text = render_template("permission_review.txt.j2", **context)
     html = render_template("permission_review.html.j2", **context)
