@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sapnhap import storage
-from sapnhap.extract import SOURCE_FILE_COLUMN
+from sapnhap.extract import SOURCE_FILE_COLUMN, used_columns
 from sapnhap.services import Services
 from sapnhap.sources import Source
 
@@ -83,7 +83,7 @@ def legacy_rows(source: Source, dataset: str, records: dict[str, dict]) -> pd.Da
     So the usual transform and validation judge them exactly like freshly extracted rows.
     """
     mapping = source.datasets[dataset]
-    columns = sorted(set(mapping.columns.values()) | set(mapping.primary_key) | {SOURCE_FILE_COLUMN})
+    columns = sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN})
     legacy = []
     for source_key, record in records.items():
         row = {legacy_col: record.get(canonical) for canonical, legacy_col in mapping.columns.items()}

@@ -144,7 +144,17 @@ def _check_columns(source: Source, dataset: str, mapping: DatasetMapping, column
             f"columns present: {columns}. Update columns: in {source.id}.yaml (renamed or dropped "
             "column) or fix the legacy export."
         )
-    return sorted(set(columns) - set(mapping.columns.values()) - {SOURCE_FILE_COLUMN})
+    return _unmapped(mapping, columns)
+
+
+def used_columns(mapping: DatasetMapping) -> set[str]:
+    """Legacy columns the source file uses: mapped ones and the primary key."""
+    return set(mapping.columns.values()) | set(mapping.primary_key)
+
+
+def _unmapped(mapping: DatasetMapping, columns: list[str]) -> list[str]:
+    """Legacy columns the source file does not use (kept in the raw backup and reported)."""
+    return sorted(set(columns) - used_columns(mapping) - {SOURCE_FILE_COLUMN})
 
 
 def _db_rows(cur, fetch: int) -> Iterator[list[tuple]]:  # noqa: ANN001 - DB-API cursor
@@ -263,9 +273,8 @@ def _stream_files(
         frame[SOURCE_FILE_COLUMN] = path.name
         frames.append(frame)
         new_files.append({"file_name": path.name, "sha256": sha, "rows": str(len(frame))})
-    expected = set(mapping.columns.values()) | set(mapping.primary_key) | {SOURCE_FILE_COLUMN}
-    columns = sorted({c for f in frames for c in f.columns}) or sorted(expected)
-    unmapped = sorted(set(columns) - set(mapping.columns.values()) - {SOURCE_FILE_COLUMN})
+    columns = sorted({c for f in frames for c in f.columns}) or sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN})
+    unmapped = _unmapped(mapping, columns)
     tables = (_frame_to_table(f.reindex(columns=columns)) for f in frames)
     rows = _write_chunks(tables, out, columns)
     return rows, columns, new_files, unmapped

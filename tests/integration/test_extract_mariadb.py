@@ -66,6 +66,7 @@ def test_mariadb_extract_streams_in_chunks_and_follows_the_cursor(mariadb_db: st
     assert full.rows == table.num_rows == 2500
     assert table.column("ho_ten")[0].as_py() == "Hoàng Thị Lụa"  # utf8mb4 text arrives intact
     assert full.cursor_to == "2025-09-01 10:00:00"
+    assert full.unmapped_columns == []  # the primary key is used (source key), not an unmapped column
     later = extract_to_parquet(_source(), "residents", uri, tmp_path / "inc.parquet", cursor_value="2025-09-01 10:00:00")
     # The boundary is re-read (>=): every row with the last cursor value, none before it.
     assert later.rows == sum(1 for i in range(1, 2501) if 1 + i % 9 == 9)
