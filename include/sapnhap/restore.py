@@ -25,7 +25,6 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 import psycopg
 import pyarrow.parquet as pq
@@ -326,6 +325,7 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
 
 def _send_drill_mail(services: Services, recipients: list[str], reports: list[RestoreReport],
                      errors: dict[str, str], ok: bool) -> None:
+    from sapnhap.reports.mail import new_message
     from sapnhap.reports.send import send_messages
 
     lines = [
@@ -353,10 +353,8 @@ def _send_drill_mail(services: Services, recipients: list[str], reports: list[Re
               "", "Lược đồ tạm đã được xóa sau khi so sánh.", "", "Hệ thống đồng bộ sapnhap"]
     msgs = []
     for to in recipients:
-        msg = EmailMessage()
-        msg["From"] = services.smtp.from_addr
-        msg["To"] = to
-        msg["Subject"] = f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}"
+        msg = new_message(f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}",
+                          services.smtp.from_addr, to)
         msg.set_content("\n".join(lines), charset="utf-8")
         msgs.append(msg)
     send_messages(services.smtp, msgs)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import formatdate
 
 import pandas as pd
 
 from sapnhap.accounts.directory import load_policy
 from sapnhap.accounts.units import commune_slugs, province_names
 from sapnhap.quality.masking import mask_name
-from sapnhap.reports.mail import SUBJECT_PREFIX, message_id, render_template
+from sapnhap.reports.mail import SUBJECT_PREFIX, new_message, render_template
 from sapnhap.reports.model import mask_email, scrub_text
 from sapnhap.reports.send import send_messages
 from sapnhap.services import Services
@@ -144,13 +143,7 @@ def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id
     subject = (f"{SUBJECT_PREFIX} Rà soát tài khoản và phân quyền theo đơn vị mới: {review.unit_name} — "
                f"{review.counts['orphaned']} mồ côi, {review.counts['widened']} mở rộng phạm vi")
     context = {"r": review, "subject": subject, "as_of": as_of, "run_id": run_id}
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = from_addr
-    msg["To"] = review.owner
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = message_id()
-    msg["X-Sapnhap-Run-Id"] = run_id
+    msg = new_message(subject, from_addr, review.owner, run_id=run_id)
     text = render_template("permission_review.txt.j2", **context)
     html = render_template("permission_review.html.j2", **context)
     # Belt and braces: any 9-12 digit run left in the text is masked as an ID.

@@ -61,6 +61,19 @@ def message_id() -> str:
     return f"<{uuid4().hex.translate(_DIGITS_TO_LETTERS)}@sapnhap.report>"
 
 
+def new_message(subject: str, from_addr: str, to: str, *, run_id: str | None = None) -> EmailMessage:
+    """The headers every sapnhap email carries: subject, sender, recipients, date, a safe Message-ID."""
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = from_addr
+    msg["To"] = to
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = message_id()
+    if run_id is not None:
+        msg["X-Sapnhap-Run-Id"] = run_id
+    return msg
+
+
 def fmt_int(value: object) -> str:
     """Vietnamese thousands separator: 12345 -> '12.345'."""
     return f"{int(value or 0):,}".replace(",", ".")
@@ -151,13 +164,7 @@ def build_owner_email(
         "colors": STATE_COLORS,
         "titles": {k: d.title_vi for k, d in DATASETS.items()} | _unknown_titles(report),
     }
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = from_addr
-    msg["To"] = report.owner
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = message_id()
-    msg["X-Sapnhap-Run-Id"] = report.run_id
+    msg = new_message(subject, from_addr, report.owner, run_id=report.run_id)
     msg.set_content(render_template("owner_report.txt.j2", **context), cte="quoted-printable")
     msg.add_alternative(render_template("owner_report.html.j2", **context), subtype="html", cte="quoted-printable")
     msg.get_payload()[1].add_related(chart_png, "image", "png", cid=chart_cid, filename="ty_le_dat.png")
@@ -352,12 +359,7 @@ def render_assessment_email(profile: Mapping[str, Any], source: Source, *, from_
     parts = [_assessment_part(name, p, pii) for name, p in _profiles(profile)]
     subject = f"{SUBJECT_PREFIX} Đánh giá hiện trạng dữ liệu: {source.name}"
     context = {"source": source, "parts": parts, "subject": subject}
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = from_addr
-    msg["To"] = ", ".join(to if to is not None else source.owners)
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = message_id()
+    msg = new_message(subject, from_addr, ", ".join(to if to is not None else source.owners))
     msg.set_content(render_template("assessment.txt.j2", **context), cte="quoted-printable")
     msg.add_alternative(render_template("assessment.html.j2", **context), subtype="html", cte="quoted-printable")
     return msg
