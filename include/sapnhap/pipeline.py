@@ -260,8 +260,9 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
         raise storage.BackupError(f"{batch['manifest_key']}: backup incomplete; nothing loaded")
     objects = manifest["objects"]
     valid = _read_parquet(services, objects["valid"])
-    transformed = _read_parquet(services, objects["transformed"])
     quarantine = _read_parquet(services, objects["quarantine"])
+    # The whole transformed batch is needed only for the payloads of quarantined rows.
+    transformed = _read_parquet(services, objects["transformed"]) if len(quarantine) else pd.DataFrame()
     merged_in_batch = _read_parquet(services, objects["merged_in_batch"])
     dataset = manifest["dataset"]
     batch_id = manifest["batch_id"]
