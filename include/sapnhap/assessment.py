@@ -25,25 +25,10 @@ from sapnhap.sources import Source
 
 log = logging.getLogger(__name__)
 
-DDL = """
-CREATE SCHEMA IF NOT EXISTS ops;
-CREATE TABLE IF NOT EXISTS ops.assessments (
-    source_id text NOT NULL,
-    run_id text NOT NULL,
-    profile_key text NOT NULL,
-    row_counts jsonb NOT NULL,
-    findings jsonb NOT NULL,
-    emailed_to text[] NOT NULL,
-    assessed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (source_id, run_id)
-);
-"""
-
 
 def needs_assessment(services: Services, source: Source) -> bool:
     """True when the source has never been assessed."""
     with psycopg.connect(services.platform_dsn) as conn:
-        conn.execute(DDL)
         return conn.execute("SELECT 1 FROM ops.assessments WHERE source_id = %s", (source.id,)).fetchone() is None
 
 
@@ -85,7 +70,6 @@ def assess_source(services: Services, source: Source, connection: str, *, run_id
     counts = {name: p.get("row_count", 0) for name, p in profiles.items()}
     findings = {name: p.get("findings", []) for name, p in profiles.items()}
     with psycopg.connect(services.platform_dsn) as conn:
-        conn.execute(DDL)
         conn.execute(
             """INSERT INTO ops.assessments (source_id, run_id, profile_key, row_counts, findings, emailed_to)
                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_id, run_id) DO NOTHING""",

@@ -128,6 +128,16 @@ CREATE TABLE IF NOT EXISTS ops.merged_duplicates (
     batch_id text NOT NULL,
     PRIMARY KEY (dataset, source_id, source_key, batch_id)
 );
+CREATE TABLE IF NOT EXISTS ops.assessments (
+    source_id text NOT NULL,
+    run_id text NOT NULL,
+    profile_key text NOT NULL,
+    row_counts jsonb NOT NULL,
+    findings jsonb NOT NULL,
+    emailed_to text[] NOT NULL,
+    assessed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_id, run_id)
+);
 CREATE TABLE IF NOT EXISTS ops.reconciliation (
     run_id text NOT NULL,
     batch_id text NOT NULL,
