@@ -52,6 +52,27 @@ def _with_db(admin_dsn: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
+def pg_url(dsn: str, dbname: str | None = None) -> str:
+    """The ``postgresql://`` URL of a DSN (TCP host or unix-socket directory alike), optionally for another database."""
+    from urllib.parse import quote, urlencode
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or ""
+    query = {}
+    if host.startswith("/"):
+        query["host"], host = host, ""
+    auth = quote(params.get("user") or "postgres", safe="")
+    if params.get("password"):
+        auth += ":" + quote(params["password"], safe="")
+    port = f":{params['port']}" if params.get("port") and host else ""
+    if params.get("port") and not host:
+        query["port"] = params["port"]
+    url = f"postgresql://{auth}@{host}{port}/{dbname or params.get('dbname') or 'postgres'}"
+    return url + (f"?{urlencode(query)}" if query else "")
+
+
 @pytest.fixture
 def scratch_db(pg_admin_dsn: str) -> Iterator[str]:
     """A fresh database for one test, dropped afterwards."""

@@ -22,9 +22,9 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
-from urllib.parse import urlparse
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from sapnhap.services import (
     PLATFORM_CONN_ID,
@@ -103,18 +103,16 @@ class Stack:
 
 def _start_postgres(workdir: Path, stoppers: list) -> dict[str, object]:
     url = os.environ.get("SAPNHAP_PLATFORM_URL")
-    if url:
-        p = urlparse(postgres_dsn_from_url(url))
-        admin = dict(host=p.hostname, port=p.port or 5432, login=p.username, password=p.password)
-    else:
+    if not url:
         import pgserver
 
         server = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
         stoppers.append(server.cleanup)
-        p = urlparse(server.get_uri())
-        host = dict(x.split("=", 1) for x in p.query.split("&") if "=" in x).get("host")
-        admin = dict(host=host, port=None, login=p.username or "postgres", password=None)
-    dbname = (urlparse(url).path.lstrip("/") if url else "") or PLATFORM_DB
+    # libpq parses both forms: host in the authority (TCP) or in ?host= (a unix-socket directory).
+    params = conninfo_to_dict(postgres_dsn_from_url(url) if url else server.get_uri())
+    admin = dict(host=params.get("host"), port=params.get("port"),
+                 login=params.get("user") or "postgres", password=params.get("password") or None)
+    dbname = (params.get("dbname") if url else "") or PLATFORM_DB
     with psycopg.connect(libpq_dsn(admin["host"], admin["port"], admin["login"], admin["password"], "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conftest import pg_url
 from sapnhap import storage
 from sapnhap.embedded import airflow_env, prepare_airflow, read_mail, start_stack
 from sapnhap.runner import account_for, pools_of, run_nightly
@@ -51,8 +52,7 @@ def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
     db = f"sapnhap_e2e_{uuid.uuid4().hex[:8]}"
     prefix = f"lg{uuid.uuid4().hex[:6]}"
     mp = pytest.MonkeyPatch()
-    if pg_admin_dsn.startswith("postgresql://"):
-        mp.setenv("SAPNHAP_PLATFORM_URL", pg_admin_dsn.rsplit("/", 1)[0] + "/" + db)
+    mp.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
     stack = start_stack(workdir)
     try:
         world = generate_world(workdir / "world", seed=7, size=40, pg_dsn=stack.admin_dsn(), db_prefix=prefix)

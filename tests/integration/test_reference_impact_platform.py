@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from conftest import pg_url
 from sapnhap.reference import load_reference
 from sapnhap.reference.__main__ import main as reference_cli
 from sapnhap.reference.impact import platform_impact
@@ -41,10 +42,6 @@ def test_impact_counts_platform_records_that_would_change_unit(platform_dsn: str
     assert changed.iloc[0]["previous_codes"] == before
 
     monkeypatch.setenv("SAPNHAP_PLATFORM_URL", "postgresql://placeholder")  # --platform-url wins
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = conninfo_to_dict(platform_dsn)
-    url = f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}/{params['dbname']}"
-    assert reference_cli(["impact", "--from", "nso-2025.07", "--to", "vpd-2026.07", "--platform-url", url]) == 0
+    assert reference_cli(["impact", "--from", "nso-2025.07", "--to", "vpd-2026.07", "--platform-url", pg_url(platform_dsn)]) == 0
     out = capsys.readouterr().out
     assert "2 / 3 bản ghi sẽ đổi đơn vị" in out

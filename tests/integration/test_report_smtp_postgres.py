@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sys
-import uuid
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,12 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "include"))
 
 from aiosmtpd.controller import Controller
 
-from sapnhap.platform import ensure_platform
 from sapnhap.reports import ReportDeliveryError, read_quarantine_workbook, send_run_reports
 from sapnhap.services import Services, SmtpConfig
 from sapnhap.sources import Source
 
-ADMIN_URL = os.environ.get("SAPNHAP_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN = "scheduled__2025-07-02T19:00:00+00:00"
 TWELVE_DIGITS = re.compile(r"\b\d{12}\b")
 NAMES = ("Nguyễn Văn An", "Hoàng Thị Mai")
@@ -82,24 +78,6 @@ def smtp_server():
         yield handler, port
     finally:
         controller.stop()
-
-
-@pytest.fixture
-def platform_dsn():
-    name = f"sapnhap_report_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        ensure_platform(dsn)
-        yield dsn
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _batch(conn, run_id, source_id, dataset, status, *, day: int, **counts):  # noqa: ANN001

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from conftest import pg_url
 from sapnhap import storage
 from sapnhap.embedded import read_mail
 from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
@@ -236,8 +237,7 @@ def test_drill_detects_damage_and_per_source_restore_repairs_it(synced) -> None:
     assert "KHÔNG KHỚP" in body and "nguồn tq_sonduong_dancu: khôi phục" in body
 
     # The CLI restores the one damaged source into core; the other source's rows are not touched.
-    url = (f"postgresql://{synced['params'].get('user', 'postgres')}@/{synced['params']['dbname']}"
-           f"?host={synced['params'].get('host', '127.0.0.1')}&port={synced['params'].get('port', 5432)}")
+    url = pg_url(services.platform_dsn)
     s3 = services.s3
     env = {"SAPNHAP_PLATFORM_URL": url,
            "SAPNHAP_S3_URL": f"s3://{s3.access_key}:{s3.secret_key}@{s3.endpoint_url.split('//')[1]}/{s3.bucket}"}
