@@ -81,7 +81,10 @@ def test_manifest_records_versions_cursor_and_retention(synced, monkeypatch) -> 
     monkeypatch.setenv(storage.RETENTION_ENV, "400")
     prepare_run(services, "r-retention")
     rules = services.s3.client().get_bucket_lifecycle_configuration(Bucket=services.s3.bucket)["Rules"]
-    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules] == [("backups/", 400)]
+    # Only replaced versions expire by rule: the loaded backups a restore replays are never expired by age.
+    assert [(r["Filter"]["Prefix"], r["NoncurrentVersionExpiration"]["NoncurrentDays"]) for r in rules] == [
+        ("backups/", 400)]
+    assert not any("Expiration" in r for r in rules)
     monkeypatch.setenv(storage.RETENTION_ENV, "soon")
     with pytest.raises(ValueError, match="whole number of days"):
         storage.retention_days_from_env()
@@ -245,7 +248,7 @@ def test_drill_detects_damage_and_per_source_restore_repairs_it(synced) -> None:
     for k, v in env.items():
         mp.setenv(k, v)
     try:
-        assert main(["restore", "--dataset", "residents", "--source", "tq_sonduong_dancu"]) == 0
+        assert main(["restore", "--dataset", "residents", "--source", "tq_sonduong_dancu", "--confirm"]) == 0
     finally:
         mp.undo()
     with psycopg.connect(services.platform_dsn) as conn:
