@@ -127,7 +127,8 @@ def ensure_bucket(cfg: S3Config, *, retention_days: int | None = None, object_lo
     default retention of ``retention_days``: no object version can be deleted or overwritten
     before then. Retention never expires current backups through a lifecycle rule (a restore of the
     platform replays every loaded batch since the first full load): :func:`sapnhap.restore.expire_backups`
-    deletes only what no restore needs; the lifecycle rule only drops replaced (noncurrent) versions.
+    deletes only what no restore needs; in a versioned bucket the lifecycle rule drops replaced
+    (noncurrent) versions after ``retention_days``.
     """
     mode = object_lock.upper() if object_lock else None
     if mode is not None and mode not in OBJECT_LOCK_MODES:
@@ -166,25 +167,38 @@ def ensure_bucket(cfg: S3Config, *, retention_days: int | None = None, object_lo
             ObjectLockConfiguration={"ObjectLockEnabled": "Enabled",
                                      "Rule": {"DefaultRetention": {"Mode": mode, "Days": int(retention_days)}}},
         )
-    if retention_days:
-        _call(
-            "set retention",
-            s3.put_bucket_lifecycle_configuration,
-            Bucket=cfg.bucket,
-            LifecycleConfiguration={
-                "Rules": [
-                    {
-                        "ID": "sapnhap-backup-retention",
-                        "Filter": {"Prefix": "backups/"},
-                        "Status": "Enabled",
-                        # Replaced versions only: an Expiration of current objects would delete the first
-                        # full load that every restore replays.
-                        "NoncurrentVersionExpiration": {"NoncurrentDays": retention_days},
-                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                    }
-                ]
-            },
-        )
+    _keep_retention_rule(cfg, retention_days)
+
+
+RETENTION_RULE_ID = "sapnhap-backup-retention"
+
+
+def _keep_retention_rule(cfg: S3Config, retention_days: int | None) -> None:
+    """The bucket's lifecycle: replaced (noncurrent) versions under ``backups/`` expire after the retention.
+
+    Current backups are never expired by a rule (every restore replays the first full load). A
+    rule of an earlier release that expired current backups is removed; other rules stay.
+    """
+    s3 = _client(cfg)
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=cfg.bucket).get("Rules", [])
+    except ClientError:
+        rules = []  # no lifecycle configuration yet
+    except BotoCoreError as exc:
+        raise BackupError(f"object storage: read lifecycle of {cfg.bucket} failed: {exc}") from exc
+    others = [r for r in rules if r.get("ID") != RETENTION_RULE_ID]
+    versioned = _call("read versioning", s3.get_bucket_versioning, Bucket=cfg.bucket).get("Status") == "Enabled"
+    ours = [{
+        "ID": RETENTION_RULE_ID,
+        "Filter": {"Prefix": "backups/"},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": int(retention_days)},
+    }] if retention_days and versioned else []
+    if others or ours:
+        _call("set retention", s3.put_bucket_lifecycle_configuration, Bucket=cfg.bucket,
+              LifecycleConfiguration={"Rules": others + ours})
+    elif rules:
+        _call("remove the expiration of current backups", s3.delete_bucket_lifecycle, Bucket=cfg.bucket)
 
 
 def object_lock_mode(cfg: S3Config) -> str | None:

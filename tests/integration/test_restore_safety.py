@@ -265,9 +265,15 @@ def test_retention_keeps_every_loaded_backup_and_expires_attempts_that_never_loa
     prepare_run(services, "r1")
     loaded = _load(services, world, SONDUONG, "residents", "r1")  # the first full load: every restore replays it
     unloaded = _backed_up(services, world, SONDUONG, "residents", "r1")  # an attempt whose load never ran
+    # The rule of the previous release expired every backup after the retention, the first full load too.
+    client = storage._client(services.s3)
+    client.put_bucket_lifecycle_configuration(Bucket=services.s3.bucket, LifecycleConfiguration={"Rules": [
+        {"ID": storage.RETENTION_RULE_ID, "Filter": {"Prefix": "backups/"}, "Status": "Enabled",
+         "Expiration": {"Days": 30}},
+        {"ID": "reports", "Filter": {"Prefix": "reports/"}, "Status": "Enabled", "Expiration": {"Days": 90}}]})
     storage.ensure_bucket(services.s3, retention_days=30)
-    rules = storage._client(services.s3).get_bucket_lifecycle_configuration(Bucket=services.s3.bucket)["Rules"]
-    assert not any("Expiration" in r for r in rules)  # no rule deletes current backups by age
+    rules = client.get_bucket_lifecycle_configuration(Bucket=services.s3.bucket)["Rules"]
+    assert [r["ID"] for r in rules] == ["reports"]  # no rule deletes current backups by age; others' rules stay
 
     assert expire_backups(services, 30)["expired"] == []  # nothing is old yet
     later = datetime.now(UTC) + timedelta(days=400)
@@ -285,6 +291,9 @@ def test_retention_keeps_every_loaded_backup_and_expires_attempts_that_never_loa
     with pytest.raises(RestoreError, match="retention refused"):
         expire_backups(services, 30, now=later)
     assert storage.list_keys(services.s3, "backups/") == remaining
+    # The platform lost its ops records: the restore falls back to every signed backup in the bucket.
+    fallback = restore_dataset(services, "residents", target_schema="scratch_ops_lost", compare=True)
+    assert fallback.matches_platform and fallback.batches == [loaded["batch_id"]]
 
 
 # -- Object Lock ---------------------------------------------------------------------------------------
@@ -301,6 +310,9 @@ def test_bucket_with_object_lock_keeps_every_version_for_the_retention(s3_server
     assert conf["ObjectLockEnabled"] == "Enabled"
     assert (conf["Rule"]["DefaultRetention"]["Mode"], conf["Rule"]["DefaultRetention"]["Days"]) == ("GOVERNANCE", 30)
     assert storage.object_lock_mode(cfg) == "GOVERNANCE"
+    rules = storage._client(cfg).get_bucket_lifecycle_configuration(Bucket=cfg.bucket)["Rules"]
+    assert [(r["Filter"]["Prefix"], r["NoncurrentVersionExpiration"]["NoncurrentDays"]) for r in rules] == [
+        ("backups/", 30)] and not any("Expiration" in r for r in rules)  # only replaced versions expire
 
     stored = storage.put_bytes(cfg, "backups/s/residents/2025-12-01/r1/a/manifest.json", b"{}", once=True)
     head = storage._client(cfg).head_object(Bucket=cfg.bucket, Key=stored.key)
