@@ -189,17 +189,21 @@ def _loaded_batches(services: Services, dataset: str, source_id: str | None) -> 
         with psycopg.connect(services.platform_dsn) as conn:
             if not conn.execute("SELECT EXISTS (SELECT 1 FROM ops.batches)").fetchone()[0]:
                 return None
-            rows = conn.execute(
-                """SELECT manifest_key, batch_id, run_id, source_id, loaded_at FROM ops.loaded_backups
-                    WHERE dataset = %(d)s AND status = 'loaded' AND (%(s)s::text IS NULL OR source_id = %(s)s)
-                   UNION ALL
-                   -- loads committed before ops.loaded_backups existed
-                   SELECT b.manifest_key, b.batch_id, b.run_id, b.source_id, coalesce(b.committed_at, b.created_at)
+            # Loads committed before ops.loaded_backups existed are known from ops.batches alone.
+            batches = sql.SQL(
+                """SELECT b.manifest_key, b.batch_id, b.run_id, b.source_id, coalesce(b.committed_at, b.created_at)
                      FROM ops.batches b
-                    WHERE b.dataset = %(d)s AND b.status = 'loaded' AND (%(s)s::text IS NULL OR b.source_id = %(s)s)
-                      AND NOT EXISTS (SELECT 1 FROM ops.loaded_backups l WHERE l.batch_id = b.batch_id)""",
-                {"d": dataset, "s": source_id},
-            ).fetchall()
+                    WHERE b.dataset = %(d)s AND b.status = 'loaded' AND (%(s)s::text IS NULL OR b.source_id = %(s)s)""")
+            if conn.execute("SELECT to_regclass('ops.loaded_backups') IS NOT NULL").fetchone()[0]:
+                query = sql.SQL(
+                    """SELECT manifest_key, batch_id, run_id, source_id, loaded_at FROM ops.loaded_backups
+                        WHERE dataset = %(d)s AND status = 'loaded' AND (%(s)s::text IS NULL OR source_id = %(s)s)
+                       UNION ALL {batches}
+                          AND NOT EXISTS (SELECT 1 FROM ops.loaded_backups l WHERE l.batch_id = b.batch_id)"""
+                ).format(batches=batches)
+            else:
+                query = batches
+            rows = conn.execute(query, {"d": dataset, "s": source_id}).fetchall()
     except psycopg.errors.UndefinedTable:
         return None
     loaded = [LoadedBatch(*r) for r in rows]
@@ -554,9 +558,10 @@ def expire_backups(services: Services, retention_days: int | None, *, now: datet
                 raise RestoreError("retention refused: the platform has no ops.batches records, so nothing proves "
                                    "which backups a restore needs; nothing was deleted")
             needed = {r[0] for r in conn.execute(
-                """SELECT manifest_key FROM ops.loaded_backups WHERE status = 'loaded'
-                   UNION SELECT manifest_key FROM ops.batches WHERE status = 'loaded' AND manifest_key IS NOT NULL"""
+                "SELECT manifest_key FROM ops.batches WHERE status = 'loaded' AND manifest_key IS NOT NULL"
             ).fetchall()}
+            needed |= {r[0] for r in conn.execute(
+                "SELECT manifest_key FROM ops.loaded_backups WHERE status = 'loaded'").fetchall()}
     except psycopg.errors.UndefinedTable as exc:
         raise RestoreError(f"retention refused: the platform's ops records are missing ({exc}); nothing was deleted") \
             from exc

@@ -167,6 +167,13 @@ def test_restore_refuses_and_lists_every_missing_manifest(world, services: Servi
     assert code == 1 and all(key in err for key in gone)
     assert _fingerprint(services) == before
 
+    # A platform from before ops.loaded_backups: ops.batches alone says what loaded, the refusal is the same.
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute("DROP TABLE ops.loaded_backups")
+    with pytest.raises(RestoreError) as legacy:
+        restore_dataset(services, "residents", confirm=True)
+    assert sorted(legacy.value.missing) == gone and _fingerprint(services) == before
+
 
 # -- a restore into core shows its plan and needs a confirmation -------------------------------------
 
