@@ -459,8 +459,16 @@ def drop_scratch(services: Services, schema: str) -> None:
 
 
 def backed_up_datasets(services: Services) -> list[str]:
-    """Datasets with at least one manifest in the bucket."""
-    return sorted({k.split("/")[2] for k in storage.list_keys(services.s3, "backups/") if k.endswith("/manifest.json")})
+    """Datasets with at least one manifest in the bucket, or a batch the platform loaded (whose
+    backups may all be gone: the drill must say so, not skip the dataset)."""
+    found = {k.split("/")[2] for k in storage.list_keys(services.s3, "backups/") if k.endswith("/manifest.json")}
+    try:
+        with psycopg.connect(services.platform_dsn) as conn:
+            found |= {r[0] for r in conn.execute(
+                "SELECT DISTINCT dataset FROM ops.batches WHERE status = 'loaded'").fetchall()}
+    except psycopg.errors.UndefinedTable:
+        pass
+    return sorted(found)
 
 
 def restore_drill(services: Services, *, recipients: list[str], datasets: list[str] | None = None,

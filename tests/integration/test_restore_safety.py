@@ -111,6 +111,15 @@ def test_clearing_a_source_inside_a_run_keeps_the_first_attempts_backup(world, s
     assert report.rows == platform > 1 and report.matches_platform
     assert len(report.batches) == 2
 
+    # Every backup of the dataset gone: the drill names it (once, not retried), it does not skip it.
+    from sapnhap.restore import restore_drill
+
+    for key in loaded:
+        storage._client(services.s3).delete_object(Bucket=services.s3.bucket, Key=key)
+    with pytest.raises(RestoreError, match="dossiers") as drill:
+        restore_drill(services, recipients=[])
+    assert not drill.value.retryable and "have no verified backup" in str(drill.value)
+
 
 def test_a_manifest_is_written_once(world, services: Services) -> None:
     prepare_run(services, "r1")
