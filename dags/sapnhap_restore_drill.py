@@ -4,7 +4,12 @@
 Every Sunday morning (after the nightly sync) every backed-up dataset is restored from the
 bucket into the scratch schema `restore_drill`, its row count and order-independent checksum
 are compared with the platform's, the data team gets the result by email (Vietnamese), and
-the scratch copy is dropped. A mismatch or a refused checksum fails the run.
+the scratch copy is dropped. A mismatch or a refused backup fails the run at once (no retries:
+it would only repeat the alarm); a lost connection is retried.
+
+Then, only after a drill that passed, **expire** deletes backups older than
+`SAPNHAP_BACKUP_RETENTION_DAYS` that no restore needs (attempts that never loaded); every
+backup a load committed is kept.
 
 Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender address.
 """
@@ -30,13 +35,29 @@ from sapnhap.airflow_support import default_args
 def sapnhap_restore_drill() -> None:
     @task
     def drill() -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from sapnhap.airflow_support import services_from_airflow
-        from sapnhap.restore import drill_recipients, restore_drill
+        from sapnhap.restore import RestoreError, drill_recipients, is_retryable, restore_drill
 
         services = services_from_airflow()
-        return restore_drill(services, recipients=drill_recipients(services))
+        try:
+            return restore_drill(services, recipients=drill_recipients(services))
+        except RestoreError as exc:
+            if is_retryable(exc):
+                raise
+            raise AirflowFailException(str(exc)) from exc
 
-    drill()
+    @task
+    def expire() -> dict:
+        from sapnhap import storage
+        from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.restore import expire_backups
+
+        result = expire_backups(services_from_airflow(), storage.retention_days_from_env())
+        return {k: (len(v) if isinstance(v, list) else v) for k, v in result.items()}
+
+    drill() >> expire()
 
 
 sapnhap_restore_drill()

@@ -7,6 +7,7 @@ PostgreSQL: ``SAPNHAP_TEST_PG_URL`` or the machine's server at 127.0.0.1:5432, e
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ import psycopg
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# Backup manifests are signed: one random key per test session (no key is ever committed).
+os.environ.setdefault("SAPNHAP_BACKUP_SIGNING_KEY", secrets.token_hex(32))
 
 SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

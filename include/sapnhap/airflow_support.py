@@ -12,6 +12,8 @@ from datetime import timedelta
 from sapnhap.services import (
     PLATFORM_CONN_ID,
     S3_CONN_ID,
+    SIGNING_CONN_ID,
+    SIGNING_KEY_ENV,
     SMTP_CONN_ID,
     S3Config,
     Services,
@@ -52,6 +54,16 @@ def postgres_dsn(conn_id: str) -> str:
     return libpq_dsn(conn.host, conn.port, conn.login, conn.password, conn.schema)
 
 
+def signing_key_from_airflow() -> str | None:
+    """The backup signing key: password of the ``sapnhap_backup_signing`` connection, else the environment."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    try:
+        return get_connection(SIGNING_CONN_ID).password or None
+    except AirflowNotFoundException:
+        return os.environ.get(SIGNING_KEY_ENV) or None
+
+
 def services_from_airflow() -> Services:
     """Platform, bucket and mail settings from the Airflow connections sapnhap uses."""
     s3_conn = get_connection(S3_CONN_ID)
@@ -76,6 +88,7 @@ def services_from_airflow() -> Services:
             starttls=bool(smtp_extra.get("starttls", False)),
             from_addr=smtp_extra.get("from_email", SmtpConfig.from_addr),
         ),
+        signing_key=signing_key_from_airflow(),
     )
 
 

@@ -29,6 +29,8 @@ from psycopg.conninfo import conninfo_to_dict
 from sapnhap.services import (
     PLATFORM_CONN_ID,
     S3_CONN_ID,
+    SIGNING_CONN_ID,
+    SIGNING_KEY_ENV,
     SMTP_CONN_ID,
     S3Config,
     SmtpConfig,
@@ -202,9 +204,24 @@ def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir
         {"conn_type": "smtp", "host": stack.smtp.host, "port": stack.smtp.port, "login": stack.smtp.user,
          "password": stack.smtp.password, "extra": {"from_email": stack.smtp.from_addr, "starttls": stack.smtp.starttls}}
     )
+    env["AIRFLOW_CONN_" + SIGNING_CONN_ID.upper()] = json.dumps(
+        {"conn_type": "generic", "password": env.get(SIGNING_KEY_ENV) or stack_signing_key(stack.workdir)}
+    )
     for conn_id, uri in legacy_connections.items():
         env["AIRFLOW_CONN_" + conn_id.upper()] = uri
     return env
+
+
+def stack_signing_key(workdir: Path) -> str:
+    """The embedded stack's backup signing key: random, made once per workdir, readable by its owner only."""
+    import secrets
+
+    path = workdir / "backup-signing.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def airflow(env: dict[str, str], *args: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ what the previous stage stored.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tempfile
 from dataclasses import asdict
@@ -65,7 +66,8 @@ def prepare_run(services: Services, run_id: str) -> dict:
     ensure_platform(services.platform_dsn)
     ref = load_reference()
     publish_reference(services.platform_dsn, ref)
-    storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env())
+    storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env(),
+                          object_lock=storage.object_lock_from_env())
     with psycopg.connect(services.platform_dsn) as conn:
         conn.execute(
             """INSERT INTO ops.runs (run_id, code_version, crosswalk_version) VALUES (%s, %s, %s)
@@ -244,13 +246,40 @@ def backup_stage(services: Services, source: Source, batch: dict) -> dict:
         "complete": True,
     }
     key = batch["prefix"] + MANIFEST
-    stored = storage.put_json(services.s3, key, manifest)
-    storage.verify_object(services.s3, stored.as_dict())
+    signed = storage.sign_manifest(manifest, services.signing_key)
+    try:
+        stored = storage.put_json(services.s3, key, signed, once=True)
+    except storage.ObjectExistsError:
+        # A retry of this task after the manifest was written: the same attempt's objects, keep it as it is.
+        _same_attempt_manifest(services, key, signed)
+    else:
+        storage.verify_object(services.s3, stored.as_dict())
     with psycopg.connect(services.platform_dsn) as conn:
         conn.execute(
             "UPDATE ops.batches SET status = 'backed_up', manifest_key = %s WHERE batch_id = %s", (key, batch["batch_id"])
         )
     return {**batch, "manifest_key": key}
+
+
+def _same_attempt_manifest(services: Services, key: str, ours: dict) -> None:
+    """Accept a manifest already in the bucket only if it is signed and lists exactly our objects."""
+    theirs = storage.get_json(services.s3, key)
+    storage.verify_manifest_signature(theirs, services.signing_key, name=key)
+    if (theirs.get("batch_id"), theirs.get("objects"), theirs.get("data_docs")) != (
+            ours["batch_id"], json.loads(json.dumps(ours["objects"], default=str)), ours["data_docs"]):
+        raise storage.ObjectExistsError(f"{key} already holds another backup of {ours['batch_id']}; "
+                                        "manifests are never replaced")
+
+
+def record_loaded_backup(conn: psycopg.Connection, manifest_key: str, manifest: dict, status: str) -> None:
+    """Remember, in the load's transaction, which backup attempt a committed load came from (restore replays these)."""
+    conn.execute(
+        """INSERT INTO ops.loaded_backups (manifest_key, batch_id, run_id, source_id, dataset, status)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (manifest_key) DO NOTHING""",
+        (manifest_key, manifest["batch_id"], manifest["batch_id"].split("|")[0], manifest["source_id"],
+         manifest["dataset"], status),
+    )
+    conn.execute("UPDATE ops.batches SET manifest_key = %s WHERE batch_id = %s", (manifest_key, manifest["batch_id"]))
 
 
 def load_stage(services: Services, source: Source, batch: dict) -> dict:
@@ -327,6 +356,7 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
                 manifest["decision"], batch_id,
             ),
         )
+        record_loaded_backup(conn, batch["manifest_key"], manifest, "blocked" if blocked else "loaded")
         conn.execute(
             """INSERT INTO ops.reconciliation (run_id, batch_id, source_id, dataset, extracted, loaded, quarantined,
                    merged_duplicates, not_loaded_blocked, ok)

@@ -77,6 +77,18 @@ CREATE TABLE IF NOT EXISTS ops.batches (
     committed_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS batches_run ON ops.batches (run_id);
+-- schema change (restore): one row per backup attempt whose load committed (a re-run of a source inside
+-- a run is a second attempt of the same batch_id); a restore replays exactly these, and retention keeps them.
+CREATE TABLE IF NOT EXISTS ops.loaded_backups (
+    manifest_key text PRIMARY KEY,
+    batch_id text NOT NULL,
+    run_id text NOT NULL,
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    status text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS loaded_backups_dataset ON ops.loaded_backups (dataset, source_id, loaded_at);
 CREATE TABLE IF NOT EXISTS ops.cursors (
     source_id text NOT NULL,
     dataset text NOT NULL,

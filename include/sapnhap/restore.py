@@ -1,19 +1,22 @@
-"""Restore: rebuild a dataset of the platform from the backups alone, and the weekly drill.
+"""Restore: rebuild a dataset of the platform from the backups alone, the weekly drill, retention.
 
-Every batch the nightly sync loaded left ``valid.parquet`` and a ``manifest.json`` (with the
-sha256 of every object) under ``backups/<source>/<dataset>/<date>/<run>/``. A restore
+Every attempt at a batch left ``valid.parquet`` and a signed ``manifest.json`` (with the sha256
+of every object) under ``backups/<source>/<dataset>/<date>/<run>/<attempt>/``, and every load
+that committed wrote its manifest key to ``ops.loaded_backups``. A restore
 
-1. lists the manifests of the dataset (of one source, or of all), keeps the batches that were
-   loaded (``ops.batches`` says so when the platform still has it; otherwise every batch whose
-   quality decision was not ``block``), orders them as they committed, and cuts after
-   ``as_of_run`` if given;
-2. downloads and verifies every object of every manifest against its sha256 and refuses, with
-   the key and both checksums, before anything is written;
+1. takes the backups the platform says were loaded (``ops.loaded_backups``, and ``ops.batches``
+   for loads older than it), per source and dataset, in commit order, up to ``as_of_run``; if the
+   platform lost its ops records, every signed complete backup in the bucket whose decision was
+   not ``block``;
+2. refuses, before anything is written, unless every one of them has its manifest in the
+   bucket, matching its checksum and its HMAC signature, and every object of every manifest
+   matches its sha256: the refusal lists every missing or damaged backup;
 3. replays the valid rows in order with :func:`sapnhap.load.merge_batch` (same upsert rules as
    the nightly load, so cross-source duplicates resolve the same way) into a work table;
-4. writes the result: into ``<target_schema>.<dataset>`` (a scratch copy), or for ``core`` by
-   syncing the core table to it in the same transaction (rows that differ are updated or
-   deleted, so the history trigger records what the restore changed, and nothing else).
+4. computes the plan (rows it would insert, update and delete in ``core``) and writes the
+   result: into ``<target_schema>.<dataset>`` (a scratch copy), or for ``core``, only when
+   confirmed, by syncing the core table to it in the same transaction (rows that differ are
+   updated or deleted, so the history trigger records what the restore changed, and nothing else).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pyarrow.parquet as pq
@@ -44,7 +47,29 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class RestoreError(storage.BackupError):
-    """A restore was refused: a checksum does not match, a backup is missing, or the request is invalid."""
+    """A restore was refused: a checksum does not match, a backup is missing, or the request is invalid.
+
+    ``missing`` lists the manifest keys (or batch ids, when no key was recorded) of loaded batches
+    whose backup is not in the bucket; ``retryable`` says whether trying again can help (a lost
+    connection) or not (a missing or damaged backup, a mismatch).
+    """
+
+    def __init__(self, message: str, *, missing: list[str] | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
+        self.retryable = retryable
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether running a restore or the drill again can succeed: yes for a lost connection to the
+    bucket or the platform; no for a missing, damaged or unsigned backup or a checksum mismatch."""
+    if isinstance(exc, RestoreError):
+        return exc.retryable
+    if isinstance(exc, storage.ObjectExistsError | storage.SignatureError):
+        return False
+    if isinstance(exc, storage.BackupError):
+        return "checksum mismatch" not in str(exc)
+    return isinstance(exc, psycopg.OperationalError)
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,9 @@ class RestoreReport:
     matches_platform: bool | None = None
     rows_by_source: dict[str, int] = field(default_factory=dict)
     platform_rows_by_source: dict[str, int] = field(default_factory=dict)
+    # What syncing core to the restored rows inserts, updates and deletes (total and per source).
+    plan: dict = field(default_factory=dict)
+    applied: bool = False
     message: str = ""
 
     def as_dict(self) -> dict:
@@ -110,30 +138,77 @@ def _rows_by_source(conn: psycopg.Connection, table: sql.Composable) -> dict[str
 
 
 def _manifest(services: Services, key: str) -> dict:
-    """Download a manifest and check it against the sha256 written with it."""
+    """Download a manifest, check it against the sha256 written with it and its signature.
+
+    Raises :class:`RestoreError` (with ``missing``) when it is not in the bucket, :class:`RestoreError`
+    when it is damaged or its signature does not hold, :class:`storage.BackupError` when the
+    bucket cannot be reached.
+    """
     try:
         head = storage._client(services.s3).head_object(Bucket=services.s3.bucket, Key=key)
-    except (BotoCoreError, ClientError) as exc:
-        raise RestoreError(f"restore refused: manifest {key} unreadable: {exc}") from exc
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise RestoreError(f"manifest {key} is not in the bucket", missing=[key]) from exc
+        raise RestoreError(f"manifest {key} unreadable: {exc}") from exc
+    except BotoCoreError as exc:
+        raise storage.BackupError(f"object storage: inspect {key} failed: {exc}") from exc
     expected = (head.get("Metadata") or {}).get("sha256")
     try:
         data = storage.get_bytes(services.s3, key, expected)
     except storage.BackupError as exc:
-        raise RestoreError(f"restore refused: manifest {key} does not match its checksum: {exc}") from exc
-    return json.loads(data.decode("utf-8"))
+        if "checksum mismatch" not in str(exc):
+            raise
+        raise RestoreError(f"manifest {key} does not match its checksum: {exc}") from exc
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RestoreError(f"manifest {key} is not a manifest: {exc}") from exc
+    try:
+        storage.verify_manifest_signature(manifest, services.signing_key, name=f"manifest {key}")
+    except storage.SignatureError as exc:
+        raise RestoreError(str(exc)) from exc
+    if not manifest.get("complete"):
+        raise RestoreError(f"manifest {key} is not a complete backup")
+    return manifest
 
 
-def _ops_batches(services: Services, batch_ids: list[str]) -> dict[str, tuple[str, datetime | None]]:
-    """batch_id -> (status, committed_at) from the platform, when its ops tables still hold them."""
+@dataclass(frozen=True)
+class LoadedBatch:
+    """A backup the platform says a committed load came from."""
+
+    manifest_key: str | None
+    batch_id: str
+    run_id: str
+    source_id: str
+    order: datetime
+
+
+def _loaded_batches(services: Services, dataset: str, source_id: str | None) -> list[LoadedBatch] | None:
+    """Backups of ``dataset`` whose load committed, in commit order; None if the platform has no ops records."""
     try:
         with psycopg.connect(services.platform_dsn) as conn:
-            rows = conn.execute(
-                "SELECT batch_id, status, committed_at FROM ops.batches WHERE batch_id = ANY(%s)",
-                (batch_ids,),
-            ).fetchall()
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM ops.batches)").fetchone()[0]:
+                return None
+            # Loads committed before ops.loaded_backups existed are known from ops.batches alone.
+            batches = sql.SQL(
+                """SELECT b.manifest_key, b.batch_id, b.run_id, b.source_id, coalesce(b.committed_at, b.created_at)
+                     FROM ops.batches b
+                    WHERE b.dataset = %(d)s AND b.status = 'loaded' AND (%(s)s::text IS NULL OR b.source_id = %(s)s)""")
+            if conn.execute("SELECT to_regclass('ops.loaded_backups') IS NOT NULL").fetchone()[0]:
+                query = sql.SQL(
+                    """SELECT manifest_key, batch_id, run_id, source_id, loaded_at FROM ops.loaded_backups
+                        WHERE dataset = %(d)s AND status = 'loaded' AND (%(s)s::text IS NULL OR source_id = %(s)s)
+                       UNION ALL {batches}
+                          AND NOT EXISTS (SELECT 1 FROM ops.loaded_backups l WHERE l.batch_id = b.batch_id)"""
+                ).format(batches=batches)
+            else:
+                query = batches
+            rows = conn.execute(query, {"d": dataset, "s": source_id}).fetchall()
     except psycopg.errors.UndefinedTable:
-        return {}
-    return {r[0]: (r[1], r[2]) for r in rows}
+        return None
+    loaded = [LoadedBatch(*r) for r in rows]
+    loaded.sort(key=lambda b: (b.order, b.batch_id, b.manifest_key or ""))
+    return loaded
 
 
 def _manifest_time(manifest: dict, key: str) -> datetime:
@@ -144,53 +219,109 @@ def _manifest_time(manifest: dict, key: str) -> datetime:
     return datetime.fromisoformat(key.split("/")[3]).replace(tzinfo=UTC)
 
 
+def _cut(items: list, run_of, as_of_run: str | None, dataset: str) -> list:
+    if as_of_run is None:
+        return items
+    positions = [i for i, item in enumerate(items) if run_of(item) == as_of_run]
+    if not positions:
+        raise RestoreError(f"no loaded batch of {dataset} in run {as_of_run!r} in the backups")
+    return items[: positions[-1] + 1]
+
+
+def _refusal(dataset: str, total: int, problems: list[str], missing: list[str]) -> RestoreError:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return RestoreError(
+        f"restore refused: {len(problems)} of {total} loaded batches of {dataset} have no verified backup; "
+        f"nothing was written:\n{lines}\nRecover these objects, or restore to an earlier run (--as-of-run).",
+        missing=missing,
+    )
+
+
 def list_backups(services: Services, dataset: str, *, source_id: str | None = None,
                  as_of_run: str | None = None) -> list[BackupBatch]:
-    """The loaded batches of ``dataset`` in the bucket, in commit order, up to ``as_of_run``."""
+    """The backups a restore of ``dataset`` replays, in commit order, up to ``as_of_run``, each
+    manifest verified (checksum, signature, completeness).
+
+    Raises :class:`RestoreError` listing every loaded batch whose manifest is missing or does
+    not verify: a restore never rebuilds from part of what the platform loaded.
+    """
     get_dataset(dataset)
+    if not services.signing_key:
+        raise RestoreError("restore refused: no backup signing key is configured (Airflow connection "
+                           "sapnhap_backup_signing or SAPNHAP_BACKUP_SIGNING_KEY): the backups cannot be verified")
+    loaded = _loaded_batches(services, dataset, source_id)
+    if loaded is None:
+        return _bucket_backups(services, dataset, source_id=source_id, as_of_run=as_of_run)
+    loaded = _cut(loaded, lambda b: b.run_id, as_of_run, dataset)
+    batches: list[BackupBatch] = []
+    problems: list[str] = []
+    missing: list[str] = []
+    for b in loaded:
+        if not b.manifest_key:
+            problems.append(f"batch {b.batch_id}: loaded, but no manifest key was recorded")
+            missing.append(b.batch_id)
+            continue
+        try:
+            m = _manifest(services, b.manifest_key)
+        except RestoreError as exc:
+            problems.append(f"batch {b.batch_id}: {exc}")
+            missing += exc.missing
+            continue
+        if (m.get("batch_id"), m.get("dataset"), m.get("source_id")) != (b.batch_id, dataset, b.source_id):
+            problems.append(f"batch {b.batch_id}: manifest {b.manifest_key} describes another batch "
+                            f"({m.get('batch_id')})")
+            continue
+        batches.append(BackupBatch(b.batch_id, b.run_id, b.source_id, b.manifest_key, m, b.order))
+    if problems:
+        raise _refusal(dataset, len(loaded), problems, missing)
+    return batches
+
+
+def _bucket_backups(services: Services, dataset: str, *, source_id: str | None,
+                    as_of_run: str | None) -> list[BackupBatch]:
+    """When the platform lost its ops records: every signed, complete, not blocked backup in the bucket."""
     prefix = f"backups/{source_id}/{dataset}/" if source_id else "backups/"
     keys = [
         k for k in storage.list_keys(services.s3, prefix)
         if k.endswith("/manifest.json") and k.split("/")[2] == dataset
     ]
-    manifests = {k: _manifest(services, k) for k in keys}
-    ops = _ops_batches(services, [m["batch_id"] for m in manifests.values()])
-    batches = []
-    for key, m in manifests.items():
-        status, committed = ops.get(m["batch_id"], (None, None))
-        if status is not None and status != "loaded":
-            continue  # blocked, or backed up but its load failed and was retried in a later run
-        if status is None and m.get("decision") == "block":
+    batches: list[BackupBatch] = []
+    problems: list[str] = []
+    for key in keys:
+        try:
+            m = _manifest(services, key)
+        except RestoreError as exc:
+            problems.append(str(exc))
             continue
-        order = committed or _manifest_time(m, key)
+        if m.get("decision") == "block":
+            continue
         batches.append(BackupBatch(m["batch_id"], m.get("run_id") or m["batch_id"].split("|")[0],
-                                   m["source_id"], key, m, order))
-    # A batch commits after its manifest is written and before the next run's: the two clocks
-    # order batches alike. The batch id breaks ties deterministically.
-    batches.sort(key=lambda b: (b.order, b.batch_id))
-    if as_of_run is not None:
-        positions = [i for i, b in enumerate(batches) if b.run_id == as_of_run]
-        if not positions:
-            raise RestoreError(f"no loaded batch of {dataset} in run {as_of_run!r} in the backups")
-        batches = batches[: positions[-1] + 1]
-    return batches
+                                   m["source_id"], key, m, _manifest_time(m, key)))
+    if problems:
+        raise _refusal(dataset, len(keys), problems, [])
+    batches.sort(key=lambda b: (b.order, b.batch_id, b.manifest_key))
+    return _cut(batches, lambda b: b.run_id, as_of_run, dataset)
 
 
 def verify_backups(services: Services, batches: list[BackupBatch]) -> int:
-    """Check every object of every manifest against its sha256; raise :class:`RestoreError` on the first mismatch."""
+    """Check every object of every manifest against its sha256; raise :class:`RestoreError` listing every mismatch."""
     n = 0
+    problems: list[str] = []
     for b in batches:
-        if not b.manifest.get("complete"):
-            raise RestoreError(f"restore refused: {b.manifest_key} is not a complete backup")
         for name, obj in b.manifest["objects"].items():
             try:
                 storage.get_bytes(services.s3, str(obj["key"]), str(obj["sha256"]))
             except storage.BackupError as exc:
-                raise RestoreError(
-                    f"restore refused: {name} of batch {b.batch_id} does not match manifest {b.manifest_key}: {exc}. "
-                    "Nothing was written. Restore from an earlier run (--as-of-run) or recover the object."
-                ) from exc
+                if "checksum mismatch" not in str(exc) and "NoSuchKey" not in str(exc):
+                    raise  # the bucket is unreachable: worth trying again
+                problems.append(f"{name} of batch {b.batch_id} does not match manifest {b.manifest_key}: {exc}")
+                continue
             n += 1
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise RestoreError(f"restore refused: {len(problems)} backup objects do not match their manifests; "
+                           f"nothing was written:\n{lines}\nRestore from an earlier run (--as-of-run) or recover "
+                           "the objects.")
     return n
 
 
@@ -200,26 +331,30 @@ def _check_target(target_schema: str) -> None:
 
 
 def restore_dataset(services: Services, dataset: str, *, source_id: str | None = None, as_of_run: str | None = None,
-                    target_schema: str = "core", compare: bool = False, drill: bool = False) -> RestoreReport:
+                    target_schema: str = "core", compare: bool = False, drill: bool = False,
+                    confirm: bool = False) -> RestoreReport:
     """Rebuild ``dataset`` (or one source's part of it) from the backups into ``target_schema``.
 
-    Returns a :class:`RestoreReport` with the batches replayed and the (rows, checksum) of the
-    result; with ``compare=True`` also those of ``core.<dataset>`` and whether they match.
-    Raises :class:`RestoreError` before writing anything if a checksum does not match.
+    Returns a :class:`RestoreReport` with the batches replayed, the (rows, checksum) of the result
+    and the plan (what syncing ``core`` to it inserts, updates and deletes); with ``compare=True``
+    also those of ``core.<dataset>`` and whether they match. Into ``core`` it writes only with
+    ``confirm=True``; without, it returns the plan and writes nothing (``applied`` is False).
+    Raises :class:`RestoreError` before writing anything if a loaded batch's backup is missing
+    or does not verify.
     """
     _check_target(target_schema)
     ds = get_dataset(dataset)
     batches = list_backups(services, dataset, source_id=source_id, as_of_run=as_of_run)
     if not batches:
-        raise RestoreError(f"no backup of {dataset}{' from ' + source_id if source_id else ''} in bucket "
-                           f"{services.s3.bucket}")
+        raise RestoreError(f"no loaded batch of {dataset}{' from ' + source_id if source_id else ''} to restore")
     verified = verify_backups(services, batches)
     core = sql.Identifier("core", ds.name)
+    writes_core = target_schema == "core"
     with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
         # The nightly load of these sources waits (same advisory locks) until the restore commits.
         for sid in sorted({b.source_id for b in batches}):
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{sid}/{dataset}",))
-        if target_schema == "core":
+        if writes_core:
             work = sql.Identifier("pg_temp", "restore_rows")
             conn.execute(sql.SQL("CREATE TEMP TABLE restore_rows (LIKE {} INCLUDING DEFAULTS INCLUDING INDEXES) "
                                  "ON COMMIT DROP").format(core))
@@ -237,14 +372,25 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
             merge_batch(conn, dataset=dataset, batch_id=b.batch_id, valid=valid, target=work, record_merges=False)
         rows, checksum = table_fingerprint(conn, work, dataset)
         report = RestoreReport(dataset, source_id, as_of_run, target_schema, [b.batch_id for b in batches],
-                               verified, rows, checksum, rows_by_source=_rows_by_source(conn, work))
-        if target_schema == "core":
+                               verified, rows, checksum, rows_by_source=_rows_by_source(conn, work),
+                               plan=_plan(conn, ds.name, work, list(ds.natural_key), target_columns(ds)))
+        if writes_core and not confirm:
+            report.platform_rows, report.platform_checksum = table_fingerprint(conn, core, dataset)
+            report.platform_rows_by_source = _rows_by_source(conn, core)
+            report.matches_platform = report.platform_checksum == report.checksum
+            report.message = (f"plan only, nothing written: core.{ds.name} would get {report.plan['insert']} "
+                              f"inserted, {report.plan['update']} updated, {report.plan['delete']} deleted rows; "
+                              "confirm to apply")
+            raise psycopg.Rollback()
+        if writes_core:
             _sync_core(conn, ds.name, work, list(ds.natural_key), target_columns(ds))
-            report.message = "core synced to the restored rows"
+            report.message = (f"core synced to the restored rows: {report.plan['insert']} inserted, "
+                              f"{report.plan['update']} updated, {report.plan['delete']} deleted")
             if as_of_run:
                 report.message += ("; cursors were not moved back: the next nightly run only reads what changed "
                                    "after them")
-        if compare or target_schema == "core":
+        report.applied = True
+        if compare or writes_core:
             report.platform_rows, report.platform_checksum = table_fingerprint(conn, core, dataset)
             report.platform_rows_by_source = _rows_by_source(conn, core)
             report.matches_platform = report.platform_checksum == report.checksum
@@ -254,9 +400,32 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
             (dataset, source_id, as_of_run, target_schema, len(batches), rows, checksum, report.matches_platform,
              drill, report.message or None),
         )
-    log.info("restored %s%s: %d batches, %d rows, checksum %s, matches platform: %s", dataset,
-             f"/{source_id}" if source_id else "", len(batches), rows, checksum, report.matches_platform)
+    log.info("restore of %s%s into %s: %d batches, %d rows, checksum %s, plan %s, applied: %s, matches platform: %s",
+             dataset, f"/{source_id}" if source_id else "", target_schema, len(batches), rows, checksum,
+             {k: report.plan[k] for k in ("insert", "update", "delete")}, report.applied, report.matches_platform)
     return report
+
+
+def _plan(conn: psycopg.Connection, table: str, work: sql.Composable, key_cols: list[str], cols: list[str]) -> dict:
+    """Rows syncing ``core.<table>`` to ``work`` would insert, update and delete, in total and per source."""
+    core = sql.Identifier("core", table)
+    join = sql.SQL(" AND ").join(sql.SQL("w.{0} = t.{0}").format(sql.Identifier(k)) for k in key_cols)
+    differs = sql.SQL(" OR ").join(sql.SQL("t.{0} IS DISTINCT FROM w.{0}").format(sql.Identifier(c))
+                                   for c in cols if c not in key_cols)
+    rows = conn.execute(sql.SQL(
+        """SELECT t.source_id, 'delete', count(*) FROM {core} t WHERE NOT EXISTS (SELECT 1 FROM {work} w WHERE {join})
+           GROUP BY 1
+           UNION ALL
+           SELECT w.source_id, 'insert', count(*) FROM {work} w WHERE NOT EXISTS (SELECT 1 FROM {core} t WHERE {join})
+           GROUP BY 1
+           UNION ALL
+           SELECT w.source_id, 'update', count(*) FROM {work} w JOIN {core} t ON {join} WHERE {differs} GROUP BY 1"""
+    ).format(core=core, work=work, join=join, differs=differs)).fetchall()
+    plan: dict = {"insert": 0, "update": 0, "delete": 0, "by_source": {}}
+    for sid, action, n in rows:
+        plan[action] += int(n)
+        plan["by_source"].setdefault(sid, {"insert": 0, "update": 0, "delete": 0})[action] += int(n)
+    return plan
 
 
 def _sync_core(conn: psycopg.Connection, table: str, work: sql.Composable, key_cols: list[str],
@@ -290,8 +459,16 @@ def drop_scratch(services: Services, schema: str) -> None:
 
 
 def backed_up_datasets(services: Services) -> list[str]:
-    """Datasets with at least one manifest in the bucket."""
-    return sorted({k.split("/")[2] for k in storage.list_keys(services.s3, "backups/") if k.endswith("/manifest.json")})
+    """Datasets with at least one manifest in the bucket, or a batch the platform loaded (whose
+    backups may all be gone: the drill must say so, not skip the dataset)."""
+    found = {k.split("/")[2] for k in storage.list_keys(services.s3, "backups/") if k.endswith("/manifest.json")}
+    try:
+        with psycopg.connect(services.platform_dsn) as conn:
+            found |= {r[0] for r in conn.execute(
+                "SELECT DISTINCT dataset FROM ops.batches WHERE status = 'loaded'").fetchall()}
+    except psycopg.errors.UndefinedTable:
+        pass
+    return sorted(found)
 
 
 def restore_drill(services: Services, *, recipients: list[str], datasets: list[str] | None = None,
@@ -305,12 +482,15 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
     """
     reports: list[RestoreReport] = []
     errors: dict[str, str] = {}
+    transient: list[str] = []
     try:
         for dataset in datasets or backed_up_datasets(services):
             try:
                 reports.append(restore_dataset(services, dataset, target_schema=schema, compare=True, drill=True))
             except (storage.BackupError, psycopg.Error) as exc:
                 errors[dataset] = str(exc)
+                if is_retryable(exc):
+                    transient.append(dataset)
     finally:
         drop_scratch(services, schema)
     ok = not errors and bool(reports) and all(r.matches_platform for r in reports)
@@ -318,8 +498,11 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
         _send_drill_mail(services, recipients, reports, errors, ok)
     result = {"ok": ok, "reports": [r.as_dict() for r in reports], "errors": errors, "sent_to": recipients}
     if not ok:
-        raise RestoreError(f"restore drill failed: {errors or [r.dataset for r in reports if not r.matches_platform]}"
-                           f"{'' if reports or errors else 'no backups found'}")
+        mismatched = [r.dataset for r in reports if not r.matches_platform]
+        raise RestoreError(f"restore drill failed: {errors or mismatched}"
+                           f"{'' if reports or errors else 'no backups found'}",
+                           # Only a lost connection is worth another try; a mismatch would only repeat the alarm.
+                           retryable=bool(errors) and len(transient) == len(errors) and not mismatched)
     return result
 
 
@@ -364,3 +547,50 @@ def drill_recipients(services: Services) -> list[str]:
     """Who gets the drill result: ``SAPNHAP_DRILL_RECIPIENTS`` (comma-separated), else the sender address."""
     text = os.environ.get("SAPNHAP_DRILL_RECIPIENTS", "")
     return [a.strip() for a in text.split(",") if a.strip()] or [services.smtp.from_addr]
+
+
+def expire_backups(services: Services, retention_days: int | None, *, now: datetime | None = None) -> dict:
+    """Delete backup objects older than ``retention_days`` that no restore of the platform needs.
+
+    Kept whatever their age: every object of every backup a load committed (``ops.loaded_backups``
+    and the ``loaded`` rows of ``ops.batches``), since a restore replays them all from the first
+    full load. Expired: attempts that never loaded (failed, blocked, superseded by a retry).
+    Objects still under Object Lock are left and counted. Refuses when the platform has no ops
+    records (nothing proves which backups are needed). Returns counts and the expired keys.
+    """
+    if not retention_days:
+        return {"expired": [], "kept": 0, "locked": [], "retention_days": None}
+    try:
+        with psycopg.connect(services.platform_dsn) as conn:
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM ops.batches)").fetchone()[0]:
+                raise RestoreError("retention refused: the platform has no ops.batches records, so nothing proves "
+                                   "which backups a restore needs; nothing was deleted")
+            needed = {r[0] for r in conn.execute(
+                "SELECT manifest_key FROM ops.batches WHERE status = 'loaded' AND manifest_key IS NOT NULL"
+            ).fetchall()}
+            needed |= {r[0] for r in conn.execute(
+                "SELECT manifest_key FROM ops.loaded_backups WHERE status = 'loaded'").fetchall()}
+    except psycopg.errors.UndefinedTable as exc:
+        raise RestoreError(f"retention refused: the platform's ops records are missing ({exc}); nothing was deleted") \
+            from exc
+    # An attempt's objects live under its own folder, next to its manifest: keep the whole folder.
+    keep_prefixes = tuple(k[: -len("manifest.json")] for k in needed if k.endswith("manifest.json"))
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    expired: list[str] = []
+    locked: list[str] = []
+    kept = 0
+    for key, modified in storage.list_objects(services.s3, "backups/"):
+        if key in needed or key.startswith(keep_prefixes) or modified >= cutoff:
+            kept += 1
+            continue
+        try:
+            storage.delete_object(services.s3, key)
+        except storage.BackupError as exc:
+            if "AccessDenied" not in str(exc):
+                raise
+            locked.append(key)  # Object Lock still holds it: a later run deletes it
+            continue
+        expired.append(key)
+    log.info("backup retention (%d days): %d objects expired, %d kept, %d still locked", retention_days,
+             len(expired), kept, len(locked))
+    return {"expired": expired, "kept": kept, "locked": locked, "retention_days": retention_days}

@@ -18,6 +18,7 @@ import psycopg
 
 from sapnhap import storage
 from sapnhap.embedded import PROJECT_ROOT, Stack, airflow, airflow_env, prepare_airflow, start_stack
+from sapnhap.services import Services
 from sapnhap.sources import load_sources
 
 DAG_ID = "sapnhap_nightly"
@@ -184,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--source", help="only this legacy system's part of the dataset")
     restore.add_argument("--as-of-run", help="replay the batches up to and including this run")
     restore.add_argument("--into", default="core", help="core (default), or a scratch schema to inspect")
+    restore.add_argument("--confirm", action="store_true",
+                         help="write into core; without it a restore into core prints its plan and writes nothing")
     args = parser.parse_args(argv)
     if args.command == "restore":
-        return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into)
+        return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into,
+                           confirm=args.confirm)
     if args.command == "demo":
         return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs)
     if args.command == "ui":
@@ -197,26 +201,37 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def run_restore(dataset: str, *, source_id: str | None, as_of_run: str | None, target_schema: str) -> int:
-    """``python -m sapnhap restore``: platform from ``SAPNHAP_PLATFORM_URL``, bucket from ``SAPNHAP_S3_URL``."""
+def run_restore(dataset: str, *, source_id: str | None, as_of_run: str | None, target_schema: str,
+                confirm: bool = False, services: Services | None = None) -> int:
+    """``python -m sapnhap restore``: platform from ``SAPNHAP_PLATFORM_URL``, bucket from ``SAPNHAP_S3_URL``,
+    signing key from ``SAPNHAP_BACKUP_SIGNING_KEY``.
+
+    Prints the report (with the plan) as JSON. Exit 0: restored, or (into core without
+    ``confirm``) planned with nothing written; 1: refused, with every missing or damaged backup
+    listed; 2: settings missing.
+    """
     import os
 
     from sapnhap.restore import RestoreError, restore_dataset
-    from sapnhap.services import Services, postgres_dsn_from_url, s3_from_url
+    from sapnhap.services import postgres_dsn_from_url, s3_from_url
 
-    missing = [v for v in ("SAPNHAP_PLATFORM_URL", "SAPNHAP_S3_URL") if not os.environ.get(v)]
-    if missing:
-        print(f"[sapnhap] set {' and '.join(missing)} (see .env.example)", file=sys.stderr)
-        return 2
-    services = Services(platform_dsn=postgres_dsn_from_url(os.environ["SAPNHAP_PLATFORM_URL"]),
-                        s3=s3_from_url(os.environ["SAPNHAP_S3_URL"]))
+    if services is None:
+        missing = [v for v in ("SAPNHAP_PLATFORM_URL", "SAPNHAP_S3_URL") if not os.environ.get(v)]
+        if missing:
+            print(f"[sapnhap] set {' and '.join(missing)} (see .env.example)", file=sys.stderr)
+            return 2
+        services = Services(platform_dsn=postgres_dsn_from_url(os.environ["SAPNHAP_PLATFORM_URL"]),
+                            s3=s3_from_url(os.environ["SAPNHAP_S3_URL"]))
     try:
         report = restore_dataset(services, dataset, source_id=source_id, as_of_run=as_of_run,
-                                 target_schema=target_schema)
+                                 target_schema=target_schema, confirm=confirm)
     except RestoreError as exc:
         print(f"[sapnhap] {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
+    if not report.applied:
+        print(f"[sapnhap] {report.message}. Nothing was written; run again with --confirm to apply this plan.",
+              file=sys.stderr)
     return 0
 
 

@@ -8,12 +8,15 @@ Secrets never live in code or committed files.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlparse
 
 PLATFORM_CONN_ID = "sapnhap_platform"
 S3_CONN_ID = "sapnhap_s3"
 SMTP_CONN_ID = "sapnhap_smtp"
+SIGNING_CONN_ID = "sapnhap_backup_signing"  # its password is the key that signs backup manifests
+SIGNING_KEY_ENV = "SAPNHAP_BACKUP_SIGNING_KEY"
 DEFAULT_BUCKET = "sapnhap-backups"
 
 
@@ -68,6 +71,8 @@ class Services:
     platform_dsn: str
     s3: S3Config = field(default_factory=S3Config)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    # HMAC key of the backup manifests; outside Airflow from SAPNHAP_BACKUP_SIGNING_KEY. No default key exists.
+    signing_key: str | None = field(default_factory=lambda: os.environ.get(SIGNING_KEY_ENV) or None, repr=False)
 
 
 def postgres_dsn_from_url(url: str) -> str:

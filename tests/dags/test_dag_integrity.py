@@ -72,7 +72,7 @@ def test_one_task_group_per_source_with_the_five_stages(dagbag) -> None:
 def test_restore_dags(dagbag) -> None:
     restore = dagbag.dags["sapnhap_restore"]
     assert type(restore.timetable).__name__ == "NullTimetable"  # manual trigger only
-    assert set(restore.params.keys()) == {"dataset", "source", "as_of_run", "target_schema"}
+    assert set(restore.params.keys()) == {"dataset", "source", "as_of_run", "target_schema", "confirm"}
     drill = dagbag.dags["sapnhap_restore_drill"]
     assert drill.timetable.expression == "0 5 * * 0"
     assert str(getattr(drill.timetable.timezone, "name", drill.timetable.timezone)) == "Asia/Ho_Chi_Minh"

@@ -369,7 +369,7 @@ def test_dropped_dataset_is_restored_from_backups_with_identical_checksums(world
         before = table_fingerprint(c, table, "residents")
         c.execute("DROP TABLE core.residents CASCADE")  # the lookup functions go with it
     ensure_platform(services.platform_dsn)
-    report = restore_dataset(services, "residents")
+    report = restore_dataset(services, "residents", confirm=True)
     with psycopg.connect(services.platform_dsn) as c:
         after = table_fingerprint(c, table, "residents")
     assert before[0] > 0 and after == before and report.checksum == before[1]
