@@ -15,6 +15,7 @@ the province portal's archive (one live URL, never guessed among communes). The 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -115,3 +116,12 @@ def nginx_map(redirects: pd.DataFrame, *, variable: str = "$sapnhap_redirect") -
     lines += [f"    {q(r.old_url)} {q(r.new_url)};" for r in redirects.itertuples(index=False)]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def export_redirects(redirects: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
+    """Write the redirect map as ``redirects.map`` (nginx) and ``redirects.csv``; returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    map_path, csv_path = folder / "redirects.map", folder / "redirects.csv"
+    map_path.write_text(nginx_map(redirects), encoding="utf-8")
+    redirects.to_csv(csv_path, index=False)
+    return map_path, csv_path

@@ -7,7 +7,15 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from sapnhap.portal import PortalError, check_redirects, merge_content, nginx_map, normalize_url, redirect_map
+from sapnhap.portal import (
+    PortalError,
+    check_redirects,
+    export_redirects,
+    merge_content,
+    nginx_map,
+    normalize_url,
+    redirect_map,
+)
 from sapnhap.reference import load_reference
 
 REF = load_reference("nso-2025.07")
@@ -65,9 +73,13 @@ def test_an_old_url_claimed_by_two_different_pages_is_an_error():
         redirect_map(merge_content(pages, REF), valid_from=date(2025, 12, 1), days=365)
 
 
-def test_nginx_map_and_csv_are_importable():
+def test_nginx_map_and_csv_are_importable(tmp_path):
     redirects = redirect_map(_merged(), valid_from=date(2025, 12, 1), days=365)
-    text = nginx_map(redirects)
+    map_path, csv_path = export_redirects(redirects, tmp_path)
+    back = pd.read_csv(csv_path, dtype=str)
+    assert back["old_url"].tolist() == redirects["old_url"].tolist()
+    text = map_path.read_text(encoding="utf-8")
+    assert text == nginx_map(redirects)
     assert text.startswith("# sapnhap: old portal URLs -> new portal URLs, valid 2025-12-01 .. 2026-12-01\n")
     assert text.count(";") == len(redirects) + 1 and text.rstrip().endswith("}")
     assert '"http://xa00697.hagiang.gov.vn/thu-tuc?id=7" "https://' in text
