@@ -27,7 +27,14 @@ from sapnhap import storage
 from sapnhap.corrections import append_requeued
 from sapnhap.datasets import get_dataset
 from sapnhap.extract import extract_to_parquet
-from sapnhap.load import LoadCounts, ReconciliationError, merge_batch, record_quarantine, resolve_quarantine
+from sapnhap.load import (
+    LoadCounts,
+    ReconciliationError,
+    merge_batch,
+    record_quarantine,
+    record_warnings,
+    resolve_quarantine,
+)
 from sapnhap.services import Services
 from sapnhap.sources import Source
 
@@ -311,6 +318,9 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
             counts.quarantined = quarantined_rows
             counts.merged_in_batch = len(merged_in_batch)
         record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
+        if "warnings" in objects:
+            record_warnings(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine,
+                            warnings=_read_parquet(services, objects["warnings"]))
         if not merged_in_batch.empty:
             ds = get_dataset(dataset)
             with conn.cursor() as cur:

@@ -206,7 +206,6 @@ CREATE TABLE IF NOT EXISTS ops.warnings (
     source_id text NOT NULL,
     dataset text NOT NULL,
     source_key text NOT NULL,
-    record_hash text NOT NULL,
     expectation text NOT NULL,
     column_name text,
     value_masked text,

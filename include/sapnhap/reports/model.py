@@ -27,7 +27,17 @@ STATE_LABEL_VI: dict[str, str] = {
     "block": "Bị chặn – KHÔNG nạp đêm nay",
     "failed": "Không đồng bộ được đêm nay",
 }
+# Notes extract leaves on a batch that loads normally: never the cause of a failure.
+EXTRACT_NOTES = ("unmapped legacy columns",)
+STAGE_VI: dict[str, str] = {
+    "extract": "trích xuất",
+    "transform": "chuyển đổi mã đơn vị",
+    "validate": "kiểm tra chất lượng",
+    "backup": "sao lưu",
+    "load": "nạp vào nền tảng",
+}
 BATCH_STATUS_VI: dict[str, str] = {
+    "failed": "lỗi, chưa nạp",
     "extracted": "mới trích xuất xong, chưa kiểm tra và nạp",
     "backed_up": "đã kiểm tra và sao lưu, chưa nạp",
     "loaded": "đã nạp",
@@ -80,6 +90,14 @@ def mask_value(dataset: str, column: str | None, value: object) -> str | None:
         kind = "citizen_id" if ds.column(column).type == "citizen_id" else "name"
         text = _mask_one(kind, text)
     return text
+
+
+def stage_failure_vi(message: str | None) -> str | None:
+    """'Lỗi ở bước sao lưu: ...' for a batch message written by ``runs.record_stage_failure``, else None."""
+    if not message or not message.startswith("failed at "):
+        return None
+    stage, _, detail = message[len("failed at "):].partition(": ")
+    return f"Lỗi ở bước {STAGE_VI.get(stage, stage)} ({stage}): {detail}"
 
 
 def mask_email(address: str) -> str:
@@ -203,8 +221,14 @@ class DatasetResult:
             reason = "Không có lô dữ liệu nào được ghi nhận đêm nay (thường do không kết nối được hệ thống cũ)."
         else:
             reason = f"Lô dữ liệu dừng ở trạng thái: {BATCH_STATUS_VI.get(self.batch_status, self.batch_status)}."
-        if self.message:
+        stage_error = stage_failure_vi(self.message)
+        if stage_error:
+            reason += f" {stage_error}"
+        elif self.message and not self.message.startswith(EXTRACT_NOTES):
             reason += f" Thông báo của hệ thống: {self.message}"
+        else:
+            # Extract's note (unmapped columns) is not why a later stage failed.
+            reason += " Chưa ghi nhận được lỗi cụ thể của bước bị dừng; bộ phận vận hành đang kiểm tra nhật ký."
         return reason
 
 
