@@ -1,0 +1,95 @@
+"""ops.runs ends as Airflow ended the run; the assessment of a new source never waits for the mail server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sapnhap.assessment import assessment_step, needs_assessment
+from sapnhap.embedded import free_port, read_mail
+from sapnhap.pipeline import extract_stage, prepare_run
+from sapnhap.reports import send_run_reports
+from sapnhap.runs import finish_run, sweep_runs
+from sapnhap.services import S3Config, Services, SmtpConfig
+from sapnhap.sources import get_source
+
+pytestmark = pytest.mark.integration
+
+
+def _runs(dsn: str) -> dict[str, tuple]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT run_id, status, finished_at IS NOT NULL, message FROM ops.runs").fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def _open(dsn: str, *run_ids: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        for r in run_ids:
+            conn.execute("INSERT INTO ops.runs (run_id) VALUES (%s)", (r,))  # as prepare opens a run
+
+
+def test_finish_run_records_airflow_final_state(platform_dsn: str) -> None:
+    _open(platform_dsn, "r1", "r2")
+    # Reconcile passed, then the report task failed: Airflow says failed, so does ops.runs.
+    with psycopg.connect(platform_dsn) as conn:
+        conn.execute("UPDATE ops.runs SET status = 'succeeded', finished_at = now() WHERE run_id = 'r1'")
+    finish_run(platform_dsn, "r1", "failed", "failed tasks: report")
+    finish_run(platform_dsn, "r2", "success")
+    finish_run(platform_dsn, "r0", "failed", "prepare never ran")  # a run that never opened its row
+    runs = _runs(platform_dsn)
+    assert runs["r1"] == ("failed", True, "failed tasks: report")
+    assert runs["r2"] == ("succeeded", True, None)
+    assert runs["r0"] == ("failed", True, "prepare never ran")
+    with pytest.raises(ValueError, match="not a final Airflow state"):
+        finish_run(platform_dsn, "r2", "running")
+
+
+def test_sweep_closes_runs_whose_airflow_run_ended(platform_dsn: str) -> None:
+    _open(platform_dsn, "failed_run", "good_run", "current", "forgotten", "still_running")
+    airflow = {"failed_run": "failed", "good_run": "success", "current": "running", "still_running": "running"}
+    closed = sweep_runs(platform_dsn, airflow.get, exclude=["current"])
+    assert closed == {"failed_run": "failed", "good_run": "succeeded", "forgotten": "failed"}
+    runs = _runs(platform_dsn)
+    assert runs["failed_run"][:2] == ("failed", True) and "without its final callback" in runs["failed_run"][2]
+    assert runs["good_run"] == ("succeeded", True, None)
+    assert runs["forgotten"][:2] == ("failed", True)
+    assert runs["current"][:2] == runs["still_running"][:2] == ("running", False)
+    assert sweep_runs(platform_dsn, airflow.get, exclude=["current"]) == {}  # nothing left to close
+
+
+@pytest.fixture
+def world(tmp_path: Path, pg_admin_dsn: str):
+    from sapnhap.demo.generator import generate_world
+
+    w = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=pg_admin_dsn, db_prefix=f"as{uuid.uuid4().hex[:6]}")
+    try:
+        yield w
+    finally:
+        w.drop_databases()
+
+
+def test_a_mail_outage_never_blocks_a_new_source_and_its_assessment_arrives_once(
+    world, platform_dsn: str, s3_config: S3Config, smtp_sink
+) -> None:
+    smtp, folder = smtp_sink
+    source = get_source("tq_sonduong_dancu")
+    connection = world.connections[source.conn_id]
+    down = Services(platform_dsn=platform_dsn, s3=s3_config,
+                    smtp=SmtpConfig(host="127.0.0.1", port=free_port(), timeout=3))
+    prepare_run(down, "r1")
+    result = assessment_step(down, source, connection, run_id="r1")  # the mail server is down: no exception
+    assert result["assessed"] and result["emails_sent"] == 0 and result["emails_pending"] == len(source.owners)
+    assert not needs_assessment(down, source)  # stored: not profiled again tomorrow
+    batch = extract_stage(down, source, "residents", connection, run_id="r1", run_date="2025-12-01")
+    assert batch["rows"] > 0  # the source goes on to load
+    assert assessment_step(down, source, connection, run_id="r1") == {"source_id": source.id, "assessed": False}
+
+    # The mail server is back: the report task sends the waiting assessment, once per owner.
+    up = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp)
+    send_run_reports(up, "r1", [source])
+    send_run_reports(up, "r1", [source])
+    assessments = [m for m in read_mail(folder) if "Đánh giá hiện trạng dữ liệu" in str(m["Subject"])]
+    assert sorted(str(m["To"]) for m in assessments) == sorted(o.lower() for o in source.owners)
