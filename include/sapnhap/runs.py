@@ -10,7 +10,8 @@ uncommitted, so the owner's email names the cause instead of an older note.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import psycopg
 
@@ -43,6 +44,19 @@ def finish_run(dsn: str, run_id: str, state: str, message: str | None = None) ->
         )
     log.info("run %s: %s", run_id, status)
     return status
+
+
+def close_run_from_context(context: Mapping[str, Any], dsn: str) -> str:
+    """The DAG-level ``on_success_callback``/``on_failure_callback``: close the run with the DagRun's state.
+
+    ``context["dag_run"]`` is the ended DagRun; ``context["reason"]`` (Airflow's, e.g.
+    ``task_failure``) becomes the message of a failed run.
+    """
+    dag_run = context["dag_run"]
+    state = str(getattr(dag_run.state, "value", dag_run.state))
+    reason = context.get("reason")
+    message = f"Airflow: {reason}" if state == "failed" and reason else None
+    return finish_run(dsn, dag_run.run_id, state, message)
 
 
 def sweep_runs(dsn: str, airflow_state: Callable[[str], str | None], *, exclude: Iterable[str] = ()) -> dict[str, str]:

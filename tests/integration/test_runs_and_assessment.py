@@ -12,7 +12,7 @@ from sapnhap.assessment import assessment_step, needs_assessment
 from sapnhap.embedded import free_port, read_mail
 from sapnhap.pipeline import extract_stage, prepare_run
 from sapnhap.reports import send_run_reports
-from sapnhap.runs import finish_run, sweep_runs
+from sapnhap.runs import close_run_from_context, finish_run, sweep_runs
 from sapnhap.services import S3Config, Services, SmtpConfig
 from sapnhap.sources import get_source
 
@@ -45,6 +45,21 @@ def test_finish_run_records_airflow_final_state(platform_dsn: str) -> None:
     assert runs["r0"] == ("failed", True, "prepare never ran")
     with pytest.raises(ValueError, match="not a final Airflow state"):
         finish_run(platform_dsn, "r2", "running")
+
+
+def test_the_dag_callback_closes_the_run_with_the_dag_runs_state(platform_dsn: str) -> None:
+    from types import SimpleNamespace
+
+    from airflow.utils.state import DagRunState
+
+    _open(platform_dsn, "manual__1", "manual__2")
+    failed = {"dag_run": SimpleNamespace(run_id="manual__1", state=DagRunState.FAILED), "reason": "task_failure"}
+    assert close_run_from_context(failed, platform_dsn) == "failed"
+    ok = {"dag_run": SimpleNamespace(run_id="manual__2", state=DagRunState.SUCCESS), "reason": "success"}
+    assert close_run_from_context(ok, platform_dsn) == "succeeded"
+    runs = _runs(platform_dsn)
+    assert runs["manual__1"] == ("failed", True, "Airflow: task_failure")
+    assert runs["manual__2"] == ("succeeded", True, None)
 
 
 def test_sweep_closes_runs_whose_airflow_run_ended(platform_dsn: str) -> None:
