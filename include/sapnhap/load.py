@@ -222,6 +222,33 @@ def record_quarantine(
         )
 
 
+def record_batch_counts(conn: psycopg.Connection, *, batch_id: str, status: str, counts: LoadCounts,
+                        failed_ratio: float | None, decision: str | None) -> None:
+    """Write a committed load's counts on its ``ops.batches`` row: the night's counts, not the attempt's.
+
+    A batch committed before (its load task died after the commit and was retried, or the
+    source was re-run) keeps what earlier attempts did: records inserted or updated add up
+    (no record is inserted twice), and a replay of the committed backup (status still
+    loaded/blocked) keeps its unchanged and cross-source counts instead of reporting every
+    row as unchanged.
+    """
+    conn.execute(
+        """UPDATE ops.batches SET
+               inserted = CASE WHEN committed_at IS NULL THEN %(inserted)s ELSE inserted + %(inserted)s END,
+               updated = CASE WHEN committed_at IS NULL THEN %(updated)s ELSE updated + %(updated)s END,
+               unchanged = CASE WHEN status IN ('loaded', 'blocked') THEN unchanged ELSE %(unchanged)s END,
+               merged_cross_source = CASE WHEN status IN ('loaded', 'blocked') THEN merged_cross_source
+                                          ELSE %(merged_cross_source)s END,
+               status = %(status)s, merged_in_batch = %(merged_in_batch)s, quarantined = %(quarantined)s,
+               failed_ratio = %(failed_ratio)s, decision = %(decision)s, committed_at = now()
+           WHERE batch_id = %(batch_id)s""",
+        {"inserted": counts.inserted, "updated": counts.updated, "unchanged": counts.unchanged,
+         "merged_cross_source": counts.merged_cross_source, "status": status,
+         "merged_in_batch": counts.merged_in_batch, "quarantined": counts.quarantined,
+         "failed_ratio": failed_ratio, "decision": decision, "batch_id": batch_id},
+    )
+
+
 def _check_ids(frame: pd.DataFrame) -> pd.Series:
     """The check id of each failure (``meta.check`` of the suite), else its expectation type.
 

@@ -83,15 +83,22 @@ def test_warnings_are_stored_counted_and_listed_and_reasons_are_per_check(world,
     # Quarantine rows carry the check id (two checks of one GX type are two reasons).
     assert q_checks and all(not e.startswith("expect_") for e, _, _ in q_checks)
 
-    # A rerun of the load writes nothing twice.
+    with psycopg.connect(services.platform_dsn) as conn:
+        committed = conn.execute("SELECT inserted, updated, unchanged FROM ops.batches WHERE batch_id = %s",
+                                 (batch["batch_id"],)).fetchone()
+    assert committed[0] > 0
+    # A retry of the load (its task died after the commit) writes nothing twice and keeps the night's counts.
     load_stage(services, source, batch)
     with psycopg.connect(services.platform_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM ops.warnings").fetchone()[0] == len(stored)
+        assert conn.execute("SELECT inserted, updated, unchanged FROM ops.batches WHERE batch_id = %s",
+                            (batch["batch_id"],)).fetchone() == committed
 
     send_run_reports(services, RUN, [source])
     (msg,) = [m for m in read_mail(smtp_sink[1]) if m["To"] == source.owners[0]]
     plain = msg.get_body(("plain",)).get_content()
     assert f"Cảnh báo: {warned}" in plain
+    assert f"Nạp mới: {committed[0]:,}".replace(",", ".") in plain
     for check, reason, count in q_checks:
         line = next(ln for ln in plain.splitlines() if f"/ {check} (cách ly)" in ln)
         assert f"{count} bản ghi" in line
