@@ -10,7 +10,7 @@ uncommitted, so the owner's email names the cause instead of an older note.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Airflow DagRun states -> ops.runs states.
 FINAL_STATES = {"success": "succeeded", "failed": "failed", "succeeded": "succeeded"}
 STAGE_FAILURE_PREFIX = "failed at "
+SOURCE_STAGES = ("assess", "extract", "transform", "validate", "backup", "load")
 MAX_MESSAGE_CHARS = 1000
 
 
@@ -106,3 +107,19 @@ def record_stage_failure(
             )
             written += cur.rowcount
     return written
+
+
+def stage_failure_from_context(context: Mapping[str, Any], dsn: str, datasets_of: Mapping[str, Sequence[str]]) -> int:
+    """A task-level ``on_failure_callback``: record why a source's stage task failed for good.
+
+    The task id is ``<source_id>.<stage>`` (the DAG's task group per source); other tasks
+    (prepare, report, ...) are ignored. ``datasets_of``: source id -> its datasets.
+    """
+    ti = context["ti"]
+    source_id, _, stage = str(ti.task_id).rpartition(".")
+    if stage not in SOURCE_STAGES or source_id not in datasets_of:
+        return 0
+    error = context.get("exception") or "the task ended without an exception (killed or timed out)"
+    run_id = context.get("run_id") or ti.run_id
+    return record_stage_failure(dsn, run_id=run_id, source_id=source_id, datasets=datasets_of[source_id],
+                                stage=stage, error=error)

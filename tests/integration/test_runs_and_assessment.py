@@ -12,7 +12,7 @@ from sapnhap.assessment import assessment_step, needs_assessment
 from sapnhap.embedded import free_port, read_mail
 from sapnhap.pipeline import extract_stage, prepare_run
 from sapnhap.reports import send_run_reports
-from sapnhap.runs import close_run_from_context, finish_run, sweep_runs
+from sapnhap.runs import close_run_from_context, finish_run, stage_failure_from_context, sweep_runs
 from sapnhap.services import S3Config, Services, SmtpConfig
 from sapnhap.sources import get_source
 
@@ -73,6 +73,29 @@ def test_sweep_closes_runs_whose_airflow_run_ended(platform_dsn: str) -> None:
     assert runs["forgotten"][:2] == ("failed", True)
     assert runs["current"][:2] == runs["still_running"][:2] == ("running", False)
     assert sweep_runs(platform_dsn, airflow.get, exclude=["current"]) == {}  # nothing left to close
+
+
+def test_a_failed_stage_task_writes_its_error_on_the_batches_it_left(platform_dsn: str) -> None:
+    from types import SimpleNamespace
+
+    from sapnhap.storage import BackupError
+
+    with psycopg.connect(platform_dsn) as conn:
+        conn.execute("""INSERT INTO ops.batches (batch_id, run_id, source_id, dataset, status, message) VALUES
+                        ('r1|src|residents', 'r1', 'src', 'residents', 'extracted', 'unmapped legacy columns: ghi_chu'),
+                        ('r1|src|households', 'r1', 'src', 'households', 'loaded', NULL)""")
+    datasets = {"src": ["residents", "households", "dossiers"]}
+    error = BackupError("object storage: put backups/x failed: Could not connect to the endpoint (001203012345)")
+    context = {"ti": SimpleNamespace(task_id="src.backup", run_id="r1"), "run_id": "r1", "exception": error}
+    assert stage_failure_from_context(context, platform_dsn, datasets) == 2
+    assert stage_failure_from_context({**context, "ti": SimpleNamespace(task_id="report", run_id="r1")},
+                                      platform_dsn, datasets) == 0
+    with psycopg.connect(platform_dsn) as conn:
+        rows = dict(conn.execute("SELECT dataset, status || ' ' || coalesce(message, '') FROM ops.batches").fetchall())
+    assert rows["residents"].startswith("extracted failed at backup: BackupError: object storage: put backups/x failed")
+    assert "001******345" in rows["residents"] and "001203012345" not in rows["residents"]
+    assert rows["households"] == "loaded "  # committed: its record is not rewritten
+    assert rows["dossiers"].startswith("failed failed at backup: BackupError")  # the stage never created it
 
 
 @pytest.fixture

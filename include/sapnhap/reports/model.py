@@ -30,6 +30,7 @@ STATE_LABEL_VI: dict[str, str] = {
 # Notes extract leaves on a batch that loads normally: never the cause of a failure.
 EXTRACT_NOTES = ("unmapped legacy columns",)
 STAGE_VI: dict[str, str] = {
+    "assess": "đánh giá hiện trạng",
     "extract": "trích xuất",
     "transform": "chuyển đổi mã đơn vị",
     "validate": "kiểm tra chất lượng",
