@@ -59,7 +59,7 @@ def profile_source(source: Source, connection: str) -> dict[str, dict]:
 
 
 def assess_source(services: Services, source: Source, connection: str, *, run_id: str) -> dict:
-    """Profile a source, store the profile, queue its email to every owner, try to send it; a small summary.
+    """Profile a source, store the profile, queue its email to the owners, try to send it; a small summary.
 
     The assessment row and the owners' emails (``ops.outbox``) are written in one transaction:
     the source counts as assessed exactly when its email is queued. A mail server that is down
@@ -73,23 +73,22 @@ def assess_source(services: Services, source: Source, connection: str, *, run_id
     storage.put_json(services.s3, key, profiles)
     counts = {name: p.get("row_count", 0) for name, p in profiles.items()}
     findings = {name: p.get("findings", []) for name, p in profiles.items()}
-    owners = list(dict.fromkeys(o.strip().lower() for o in source.owners))
     with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
         conn.execute(
             """INSERT INTO ops.assessments (source_id, run_id, profile_key, row_counts, findings, emailed_to)
                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_id, run_id) DO NOTHING""",
-            (source.id, run_id, key, Jsonb(counts), Jsonb(findings), owners),
+            (source.id, run_id, key, Jsonb(counts), Jsonb(findings), source.owners),
         )
-        for owner in owners:
-            message = render_assessment_email(profiles, source, from_addr=services.smtp.from_addr, to=[owner])
-            outbox.enqueue(conn, kind=outbox.ASSESSMENT, dedup_key=outbox.assessment_key(source.id, owner),
-                           run_id=run_id, recipient=owner, msg=message, meta={"source_id": source.id})
+        # One message to all the source's owners, as the assessment was always sent.
+        message = render_assessment_email(profiles, source, from_addr=services.smtp.from_addr)
+        outbox.enqueue(conn, kind=outbox.ASSESSMENT, dedup_key=outbox.assessment_key(source.id),
+                       run_id=run_id, recipient=", ".join(source.owners), msg=message, meta={"source_id": source.id})
     delivery = outbox.deliver_pending(services.platform_dsn, services.smtp, kinds=(outbox.ASSESSMENT,))
     if delivery.error:
         log.warning("assessment of %s stored; its email waits in ops.outbox (mail server: %s)", source.id, delivery.error)
     log.info("assessed %s: %s rows per dataset; profile at %s", source.id, counts, key)
     return {"source_id": source.id, "profile_key": key, "row_counts": counts,
-            "emails_sent": len(delivery.sent), "emails_pending": delivery.pending_at_start - len(delivery.sent)}
+            "email_sent": any(d["dedup_key"] == outbox.assessment_key(source.id) for d in delivery.sent)}
 
 
 def assessment_step(services: Services, source: Source, connection: str, *, run_id: str) -> dict:

@@ -54,9 +54,9 @@ def report_key(run_id: str, owner: str) -> str:
     return f"{OWNER_REPORT}|{run_id}|{owner.strip().lower()}"
 
 
-def assessment_key(source_id: str, owner: str) -> str:
-    """The outbox key of a source's assessment for one owner: one per (source, owner)."""
-    return f"{ASSESSMENT}|{source_id}|{owner.strip().lower()}"
+def assessment_key(source_id: str) -> str:
+    """The outbox key of a source's assessment (one message to all its owners): one per source."""
+    return f"{ASSESSMENT}|{source_id}"
 
 
 def exists(conn: psycopg.Connection, dedup_key: str) -> bool:
