@@ -31,13 +31,32 @@ def _run_ids() -> tuple[str, str]:
     return ctx["dag_run"].run_id, run_date
 
 
+def _close_run(context) -> None:  # noqa: ANN001 - Airflow callback context
+    """ops.runs ends in the state Airflow gives the run (DAG-level success and failure callbacks)."""
+    from sapnhap.airflow_support import services_from_airflow
+    from sapnhap.runs import close_run_from_context
+
+    close_run_from_context(context, services_from_airflow().platform_dsn)
+
+
+def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
+    """A source's stage failed for good: its batches say which stage and why (the owner's email shows it)."""
+    from sapnhap.airflow_support import services_from_airflow
+    from sapnhap.runs import stage_failure_from_context
+
+    datasets_of = {s.id: list(s.datasets) for s in SOURCES}
+    stage_failure_from_context(context, services_from_airflow().platform_dsn, datasets_of)
+
+
 @dag(
     dag_id="sapnhap_nightly",
     schedule="0 1 * * *",
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,  # one night at a time: batches of a source must commit in cursor order
-    default_args=default_args(),
+    default_args={**default_args(), "on_failure_callback": _stage_failed},
+    on_success_callback=_close_run,
+    on_failure_callback=_close_run,
     tags=["sapnhap", "nightly", "sync"],
     doc_md=__doc__,
 )

@@ -200,6 +200,7 @@ def record_quarantine(
     failing = by_row.loc[by_row.index.isin(quarantine["_row_id"]), payload_cols]
     payloads = dict(zip(failing.index, _payload(failing), strict=True))
     q = q.astype(object).where(q.notna(), None)
+    q["expectation"] = _check_ids(q)
     q["payload"] = q["_row_id"].map(payloads)
     q["fix_vi"] = q["fix_vi"] if "fix_vi" in q else None
     q["severity"] = q["severity"] if "severity" in q else "block"
@@ -219,6 +220,78 @@ def record_quarantine(
                DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now()""",
             params,
         )
+
+
+def record_batch_counts(conn: psycopg.Connection, *, batch_id: str, status: str, counts: LoadCounts,
+                        failed_ratio: float | None, decision: str | None) -> None:
+    """Write a committed load's counts on its ``ops.batches`` row: the night's counts, not the attempt's.
+
+    A batch committed before (its load task died after the commit and was retried, or the
+    source was re-run) keeps what earlier attempts did: records inserted or updated add up
+    (no record is inserted twice), and a replay of the committed backup (status still
+    loaded/blocked) keeps its unchanged and cross-source counts instead of reporting every
+    row as unchanged.
+    """
+    conn.execute(
+        """UPDATE ops.batches SET
+               inserted = CASE WHEN committed_at IS NULL THEN %(inserted)s ELSE inserted + %(inserted)s END,
+               updated = CASE WHEN committed_at IS NULL THEN %(updated)s ELSE updated + %(updated)s END,
+               unchanged = CASE WHEN status IN ('loaded', 'blocked') THEN unchanged ELSE %(unchanged)s END,
+               merged_cross_source = CASE WHEN status IN ('loaded', 'blocked') THEN merged_cross_source
+                                          ELSE %(merged_cross_source)s END,
+               status = %(status)s, merged_in_batch = %(merged_in_batch)s, quarantined = %(quarantined)s,
+               failed_ratio = %(failed_ratio)s, decision = %(decision)s, committed_at = now()
+           WHERE batch_id = %(batch_id)s""",
+        {"inserted": counts.inserted, "updated": counts.updated, "unchanged": counts.unchanged,
+         "merged_cross_source": counts.merged_cross_source, "status": status,
+         "merged_in_batch": counts.merged_in_batch, "quarantined": counts.quarantined,
+         "failed_ratio": failed_ratio, "decision": decision, "batch_id": batch_id},
+    )
+
+
+def _check_ids(frame: pd.DataFrame) -> pd.Series:
+    """The check id of each failure (``meta.check`` of the suite), else its expectation type.
+
+    Two checks may share one GX type (unknown code, split commune): the id keeps them apart,
+    in the unique key and in the owner's report.
+    """
+    if "check" not in frame:
+        return frame["expectation"]
+    return frame["check"].where(frame["check"].notna(), frame["expectation"])
+
+
+def record_warnings(conn: psycopg.Connection, *, dataset: str, batch_id: str, warnings: pd.DataFrame,
+                    quarantine: pd.DataFrame | None = None) -> int:
+    """Store one ``ops.warnings`` row per (record, warn check) of a batch; set ``ops.batches.warned``.
+
+    ``warnings`` is validate's warnings frame (values already masked). Records that are also
+    quarantined are left out (they were not loaded; their quarantine rows say why). Returns
+    the number of records with a warning. Idempotent per batch.
+    """
+    if warnings is None or warnings.empty:
+        conn.execute("UPDATE ops.batches SET warned = 0 WHERE batch_id = %s", (batch_id,))
+        return 0
+    w = warnings
+    if quarantine is not None and len(quarantine):
+        w = w[~w["_row_id"].isin(quarantine["_row_id"])]
+    w = w.astype(object).where(w.notna(), None)
+    checks = _check_ids(w) if len(w) else []
+    params = [
+        (batch_id, sid, dataset, key, check, col, None if val is None else str(val), reason, fix)
+        for sid, key, check, col, val, reason, fix in zip(
+            w["source_id"], w["source_key"], checks, w["column"], w["value"], w["reason_vi"],
+            w["fix_vi"] if "fix_vi" in w else [None] * len(w), strict=True)
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO ops.warnings (batch_id, source_id, dataset, source_key, expectation, column_name, value_masked,
+                   reason_vi, fix_vi)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+            params,
+        )
+    warned = int(w["_row_id"].nunique())
+    conn.execute("UPDATE ops.batches SET warned = %s WHERE batch_id = %s", (warned, batch_id))
+    return warned
 
 
 def resolve_quarantine(conn: psycopg.Connection, *, source_id: str, dataset: str, batch_id: str, loaded_keys: list[str]) -> int:

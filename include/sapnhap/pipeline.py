@@ -27,7 +27,15 @@ from sapnhap import storage
 from sapnhap.corrections import append_requeued
 from sapnhap.datasets import get_dataset
 from sapnhap.extract import extract_to_parquet
-from sapnhap.load import LoadCounts, ReconciliationError, merge_batch, record_quarantine, resolve_quarantine
+from sapnhap.load import (
+    LoadCounts,
+    ReconciliationError,
+    merge_batch,
+    record_batch_counts,
+    record_quarantine,
+    record_warnings,
+    resolve_quarantine,
+)
 from sapnhap.services import Services
 from sapnhap.sources import Source
 
@@ -311,6 +319,9 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
             counts.quarantined = quarantined_rows
             counts.merged_in_batch = len(merged_in_batch)
         record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
+        if "warnings" in objects:
+            record_warnings(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine,
+                            warnings=_read_parquet(services, objects["warnings"]))
         if not merged_in_batch.empty:
             ds = get_dataset(dataset)
             with conn.cursor() as cur:
@@ -346,16 +357,8 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
                        VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
                     [(source.id, dataset, f["sha256"], f["file_name"], int(f["rows"]), batch_id) for f in manifest["files"]],
                 )
-        conn.execute(
-            """UPDATE ops.batches SET status = %s, merged_in_batch = %s, quarantined = %s, inserted = %s, updated = %s,
-                   unchanged = %s, merged_cross_source = %s, failed_ratio = %s, decision = %s, committed_at = now()
-               WHERE batch_id = %s""",
-            (
-                "blocked" if blocked else "loaded", counts.merged_in_batch, counts.quarantined, counts.inserted,
-                counts.updated, counts.unchanged, counts.merged_cross_source, manifest["failed_ratio"],
-                manifest["decision"], batch_id,
-            ),
-        )
+        record_batch_counts(conn, batch_id=batch_id, status="blocked" if blocked else "loaded", counts=counts,
+                            failed_ratio=manifest["failed_ratio"], decision=manifest["decision"])
         record_loaded_backup(conn, batch["manifest_key"], manifest, "blocked" if blocked else "loaded")
         conn.execute(
             """INSERT INTO ops.reconciliation (run_id, batch_id, source_id, dataset, extracted, loaded, quarantined,

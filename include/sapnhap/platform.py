@@ -178,6 +178,43 @@ CREATE TABLE IF NOT EXISTS ops.handover_records (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, old_unit_code)
 );
+-- schema change (outbox): every owner email is stored before it is sent, and sent once.
+CREATE TABLE IF NOT EXISTS ops.outbox (
+    outbox_id bigserial PRIMARY KEY,
+    kind text NOT NULL,
+    dedup_key text NOT NULL UNIQUE,
+    run_id text NOT NULL,
+    recipient text NOT NULL,
+    message_id text NOT NULL UNIQUE,
+    subject text NOT NULL,
+    message bytea,
+    batch_ids text[] NOT NULL DEFAULT '{}',
+    meta jsonb NOT NULL DEFAULT '{}',
+    status text NOT NULL DEFAULT 'pending',
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_attempt_at timestamptz,
+    sent_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON ops.outbox (created_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_recipient ON ops.outbox (kind, recipient);
+-- schema change (outbox): one row per (record, warn check) of a batch; the record still loads.
+CREATE TABLE IF NOT EXISTS ops.warnings (
+    warning_id bigserial PRIMARY KEY,
+    batch_id text NOT NULL,
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    source_key text NOT NULL,
+    expectation text NOT NULL,
+    column_name text,
+    value_masked text,
+    reason_vi text NOT NULL,
+    fix_vi text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (batch_id, source_key, expectation, column_name)
+);
+CREATE INDEX IF NOT EXISTS warnings_source ON ops.warnings (source_id, dataset);
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,
@@ -344,6 +381,7 @@ GRANT SELECT ON ops.runs, ops.batches, ops.reconciliation, ops.merged_duplicates
 GRANT SELECT (quarantine_id, source_id, dataset, source_key, expectation, column_name, value_masked, reason_vi,
               fix_vi, severity, status, first_batch_id, last_batch_id, resolved_batch_id, first_seen, last_seen)
     ON ops.quarantine TO {ANALYST_ROLE};
+GRANT SELECT ON ops.warnings TO {ANALYST_ROLE};
 GRANT SELECT ON ALL TABLES IN SCHEMA core, history, ops, registry TO {AUDITOR_ROLE};
 """
 

@@ -165,9 +165,9 @@ def test_owner_reports_are_vietnamese_masked_with_chart_and_their_quarantine(nig
         assert images and images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
         expected = {qid for qid, sid in open_rows if sid in owned}
         attachments = [p for p in message.iter_attachments() if str(p.get_filename()).endswith(".xlsx")]
-        if not expected:
-            assert not attachments
+        if not expected and not attachments:
             continue
+        # Attached when there are open quarantine rows or tonight's warnings (sheet canh_bao).
         (attachment,) = attachments
         sheet = load_workbook(io.BytesIO(attachment.get_content()), read_only=True)["cach_ly"]
         rows = list(sheet.iter_rows(values_only=True))

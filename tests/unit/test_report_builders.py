@@ -333,3 +333,52 @@ def test_message_and_content_ids_never_hold_a_digit_run():
     ids = {message_id() for _ in range(5000)}
     assert len(ids) == 5000
     assert not any(ch.isdigit() for i in ids for ch in i.split("@")[0])
+
+
+def test_checks_of_one_expectation_type_are_reported_under_their_own_reason(sources, run_rows):
+    # Rows recorded with the GX type only (before check ids were stored): unknown and split codes.
+    kinds = [("mapping_status.unknown_code", "Mã xã cũ không có trong danh mục", 3),
+             ("mapping_status.review", "Xã cũ bị chia tách vào nhiều xã mới", 2)]
+    rows, i = [], 100
+    for _check, reason, n in kinds:
+        for _ in range(n):
+            i += 1
+            rows.append(qrow(i, "src_alpha", "residents", column="mapping_status", value="x",
+                             expectation="expect_column_values_to_not_be_in_set", reason_vi=reason))
+    run_rows["quarantine"] = rows
+    report = {r.owner: r for r in assemble_owner_reports(RUN, sources, **run_rows)}["a@tinh.gov.vn"]
+    _, plain, _ = texts(build_owner_email(report, from_addr="x@tinh.gov.vn"))
+    for _check, reason, n in kinds:
+        line_index = plain.index(f"Lý do: {reason}")
+        header = [ln for ln in plain[:line_index].splitlines() if ln.strip()][-1]
+        assert f"{n} bản ghi" in header
+
+
+def test_a_failed_stage_names_itself_and_an_extract_note_is_not_the_cause(sources, run_rows):
+    run_rows["batches"].append(batch("src_beta", "dossiers", status="extracted", extracted=40,
+                                     message="unmapped legacy columns: ghi_chu"))
+    report = {r.owner: r for r in assemble_owner_reports(RUN, sources, **run_rows)}["b@tinh.gov.vn"]
+    _, plain, _ = texts(build_owner_email(report, from_addr="x@tinh.gov.vn"))
+    assert "unmapped legacy columns" not in plain and "Chưa ghi nhận được lỗi cụ thể" in plain
+
+    run_rows["batches"][-1]["message"] = "failed at backup: BackupError: object storage unreachable"
+    report = {r.owner: r for r in assemble_owner_reports(RUN, sources, **run_rows)}["b@tinh.gov.vn"]
+    _, plain, _ = texts(build_owner_email(report, from_addr="x@tinh.gov.vn"))
+    assert "Lỗi ở bước sao lưu (backup): BackupError: object storage unreachable" in plain
+
+
+def test_warnings_are_counted_listed_and_attached(sources, run_rows):
+    run_rows["warnings"] = [
+        {"warning_id": 1, "batch_id": f"{RUN}|src_alpha|residents", "source_id": "src_alpha", "dataset": "residents",
+         "source_key": "K0900", "expectation": "old_code_after_merger", "column_name": "old_commune_code",
+         "value_masked": "00703", "reason_vi": "Bản ghi phát sinh từ 01/07/2025 nhưng vẫn dùng mã xã cũ.",
+         "fix_vi": "Cập nhật mã xã mới"},
+    ]
+    report = {r.owner: r for r in assemble_owner_reports(RUN, sources, **run_rows)}["a@tinh.gov.vn"]
+    msg = build_owner_email(report, from_addr="x@tinh.gov.vn")
+    _, plain, _ = texts(msg)
+    assert "/ old_code_after_merger (cảnh báo): 1 bản ghi" in plain
+    assert "Bản ghi phát sinh từ 01/07/2025 nhưng vẫn dùng mã xã cũ." in plain and "canh_bao" in plain
+    part = next(p for p in msg.iter_attachments() if (p.get_filename() or "").endswith(".xlsx"))
+    (row,) = read_quarantine_workbook(part.get_content(), "canh_bao")
+    assert (row["source_key"], row["expectation"], row["value"]) == ("K0900", "old_code_after_merger", "00703")

@@ -17,6 +17,11 @@ from sapnhap.reports.model import QuarantineRow
 XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 SHEET_ROWS = "cach_ly"
 SHEET_HELP = "huong_dan"
+SHEET_WARNINGS = "canh_bao"
+# Warn-severity failures of the report's batches: the records were loaded; the owner checks them.
+WARNING_COLUMNS: tuple[str, ...] = (
+    "warning_id", "source_id", "dataset", "source_key", "expectation", "column", "value", "reason_vi", "fix_vi", "batch",
+)
 COLUMNS: tuple[str, ...] = (
     "quarantine_id",
     "source_id",
@@ -61,8 +66,12 @@ def _text_cell(ws, value: object) -> WriteOnlyCell:  # noqa: ANN001 - openpyxl w
     return cell
 
 
-def quarantine_workbook(rows: Sequence[QuarantineRow]) -> bytes:
-    """An XLSX with one sheet of the rows (:data:`COLUMNS`) and one sheet explaining the columns."""
+def quarantine_workbook(rows: Sequence[QuarantineRow], warnings: Sequence[QuarantineRow] = ()) -> bytes:
+    """An XLSX with one sheet of the rows (:data:`COLUMNS`), one explaining the columns, and the warnings.
+
+    ``warnings`` (rows of ``ops.warnings``) go to a sheet of their own (:data:`WARNING_COLUMNS`)
+    when there are any.
+    """
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(SHEET_ROWS)
     for i, name in enumerate(COLUMNS):
@@ -71,6 +80,13 @@ def quarantine_workbook(rows: Sequence[QuarantineRow]) -> bytes:
     ws.append(list(COLUMNS))
     for r in rows:
         ws.append([_text_cell(ws, v) for v in row_values(r)])
+    if warnings:
+        warn_ws = wb.create_sheet(SHEET_WARNINGS)
+        warn_ws.append(list(WARNING_COLUMNS))
+        for w in warnings:
+            values = [w.quarantine_id, w.source_id, w.dataset, w.source_key, w.expectation, w.column, w.value,
+                      w.reason_vi, w.fix_vi, w.first_batch_id]
+            warn_ws.append([_text_cell(warn_ws, v) for v in values])
     help_ws = wb.create_sheet(SHEET_HELP)
     help_ws.column_dimensions["A"].width = 20
     help_ws.column_dimensions["B"].width = 90
@@ -85,10 +101,16 @@ def quarantine_workbook(rows: Sequence[QuarantineRow]) -> bytes:
     return buf.getvalue()
 
 
-def read_quarantine_workbook(data: bytes) -> list[dict[str, object]]:
-    """The rows of a workbook made by :func:`quarantine_workbook` (or returned by an owner)."""
+def read_quarantine_workbook(data: bytes, sheet: str = SHEET_ROWS) -> list[dict[str, object]]:
+    """The rows of one sheet of a workbook made by :func:`quarantine_workbook` (or returned by an owner).
+
+    A sheet the workbook does not have reads as no rows.
+    """
     wb = load_workbook(io.BytesIO(data), read_only=True)
-    ws = wb[SHEET_ROWS]
+    if sheet not in wb.sheetnames:
+        wb.close()
+        return []
+    ws = wb[sheet]
     rows = ws.iter_rows(values_only=True)
     header = [str(h) for h in next(rows)]
     out = []

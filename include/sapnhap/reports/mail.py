@@ -147,7 +147,7 @@ def build_owner_email(
         chart_png = pass_rate_chart(report.history, {s.source.id: s.block_ratio for s in report.sources})
     subject = owner_subject(report)
     chart_cid = message_id()
-    name = attachment_name(report) if report.open_rows else None
+    name = attachment_name(report) if report.open_rows or report.warning_rows else None
     open_by_source = {s.source.id: 0 for s in report.sources}
     for row in report.open_rows:
         open_by_source[row.source_id] = open_by_source.get(row.source_id, 0) + 1
@@ -169,8 +169,8 @@ def build_owner_email(
     msg.add_alternative(render_template("owner_report.html.j2", **context), subtype="html", cte="quoted-printable")
     msg.get_payload()[1].add_related(chart_png, "image", "png", cid=chart_cid, filename="ty_le_dat.png")
     if name:
-        msg.add_attachment(quarantine_workbook(report.open_rows), maintype=XLSX_TYPE[0], subtype=XLSX_TYPE[1],
-                           filename=name)
+        msg.add_attachment(quarantine_workbook(report.open_rows, report.warning_rows), maintype=XLSX_TYPE[0],
+                           subtype=XLSX_TYPE[1], filename=name)
     return msg
 
 

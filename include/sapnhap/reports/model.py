@@ -9,7 +9,7 @@ can reach an email even when an upstream stage forgot to mask it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -27,7 +27,18 @@ STATE_LABEL_VI: dict[str, str] = {
     "block": "Bị chặn – KHÔNG nạp đêm nay",
     "failed": "Không đồng bộ được đêm nay",
 }
+# Notes extract leaves on a batch that loads normally: never the cause of a failure.
+EXTRACT_NOTES = ("unmapped legacy columns",)
+STAGE_VI: dict[str, str] = {
+    "assess": "đánh giá hiện trạng",
+    "extract": "trích xuất",
+    "transform": "chuyển đổi mã đơn vị",
+    "validate": "kiểm tra chất lượng",
+    "backup": "sao lưu",
+    "load": "nạp vào nền tảng",
+}
 BATCH_STATUS_VI: dict[str, str] = {
+    "failed": "lỗi, chưa nạp",
     "extracted": "mới trích xuất xong, chưa kiểm tra và nạp",
     "backed_up": "đã kiểm tra và sao lưu, chưa nạp",
     "loaded": "đã nạp",
@@ -80,6 +91,14 @@ def mask_value(dataset: str, column: str | None, value: object) -> str | None:
         kind = "citizen_id" if ds.column(column).type == "citizen_id" else "name"
         text = _mask_one(kind, text)
     return text
+
+
+def stage_failure_vi(message: str | None) -> str | None:
+    """'Lỗi ở bước sao lưu: ...' for a batch message written by ``runs.record_stage_failure``, else None."""
+    if not message or not message.startswith("failed at "):
+        return None
+    stage, _, detail = message[len("failed at "):].partition(": ")
+    return f"Lỗi ở bước {STAGE_VI.get(stage, stage)} ({stage}): {detail}"
 
 
 def mask_email(address: str) -> str:
@@ -135,6 +154,18 @@ class QuarantineRow:
             resolved_batch_id=row.get("resolved_batch_id"),
         )
 
+    @classmethod
+    def from_warning(cls, row: dict[str, Any]) -> QuarantineRow:
+        """Build from an ``ops.warnings`` row: a warn check failed, the record was loaded."""
+        return cls.from_ops({
+            **row,
+            "quarantine_id": row["warning_id"],
+            "severity": "warn",
+            "status": "open",
+            "first_batch_id": row["batch_id"],
+            "last_batch_id": row["batch_id"],
+        })
+
 
 @dataclass
 class CheckSummary:
@@ -175,6 +206,8 @@ class DatasetResult:
     reconciled: bool | None = None
     cursor_value: str | None = None
     cursor_updated_at: datetime | None = None
+    run_id: str | None = None
+    batch_id: str | None = None
 
     @property
     def reconciliation_vi(self) -> str:
@@ -189,8 +222,14 @@ class DatasetResult:
             reason = "Không có lô dữ liệu nào được ghi nhận đêm nay (thường do không kết nối được hệ thống cũ)."
         else:
             reason = f"Lô dữ liệu dừng ở trạng thái: {BATCH_STATUS_VI.get(self.batch_status, self.batch_status)}."
-        if self.message:
+        stage_error = stage_failure_vi(self.message)
+        if stage_error:
+            reason += f" {stage_error}"
+        elif self.message and not self.message.startswith(EXTRACT_NOTES):
             reason += f" Thông báo của hệ thống: {self.message}"
+        else:
+            # Extract's note (unmapped columns) is not why a later stage failed.
+            reason += " Chưa ghi nhận được lỗi cụ thể của bước bị dừng; bộ phận vận hành đang kiểm tra nhật ký."
         return reason
 
 
@@ -232,6 +271,9 @@ class OwnerReport:
     open_rows: list[QuarantineRow]
     history: list[dict[str, Any]]
     quarantine_changes: int = 0
+    # Batches of earlier runs no report to this owner covered (a killed run's, a report that never ran).
+    earlier: list[DatasetResult] = field(default_factory=list)
+    warning_rows: list[QuarantineRow] = field(default_factory=list)
 
     @property
     def source_ids(self) -> list[str]:
@@ -245,6 +287,18 @@ class OwnerReport:
     def changed(self) -> int:
         """Records new or changed in the platform tonight (re-read, unchanged rows are not news)."""
         return sum(d.inserted + d.updated for s in self.sources for d in s.datasets)
+
+    @property
+    def earlier_changed(self) -> int:
+        """Records new or changed by earlier batches not reported before."""
+        return sum(d.inserted + d.updated for d in self.earlier)
+
+    @property
+    def covered_batch_ids(self) -> list[str]:
+        """The committed batches this report tells the owner about (tonight's and earlier unreported ones)."""
+        ids = [d.batch_id for s in self.sources for d in s.datasets
+               if d.batch_id and d.batch_status in ("loaded", "blocked")]
+        return sorted({*ids, *(d.batch_id for d in self.earlier if d.batch_id)})
 
     @property
     def state(self) -> State:
@@ -308,16 +362,20 @@ def dataset_result(
         reconciled=bool(reconciliation["ok"]) if reconciliation is not None and reconciliation.get("ok") is not None else None,
         cursor_value=scrub_text(cursor.get("cursor_value")) if cursor else None,
         cursor_updated_at=cursor.get("updated_at") if cursor else None,
+        run_id=batch.get("run_id") if batch else None,
+        batch_id=batch.get("batch_id") if batch else None,
     )
 
 
 def summarize_checks(rows: Sequence[QuarantineRow], run_id: str, examples: int = EXAMPLES_PER_CHECK) -> list[CheckSummary]:
-    """Group the open rows seen in this run by (source, dataset, check, column), with a few examples."""
+    """Group the open rows seen in this run by (source, dataset, check, column, reason), with a few examples."""
     groups: dict[tuple, CheckSummary] = {}
     for r in rows:
         if r.status != "open" or run_of(r.last_batch_id) != run_id:
             continue
-        key = (r.source_id, r.dataset, r.expectation, r.column or "", r.severity)
+        # Grouped by the check (its id, and its reason for rows recorded with the GX type only):
+        # two checks of one expectation type are two reasons.
+        key = (r.source_id, r.dataset, r.expectation, r.column or "", r.severity, r.reason_vi)
         g = groups.get(key)
         if g is None:
             g = groups[key] = CheckSummary(r.source_id, r.dataset, r.expectation, r.column, r.severity, r.reason_vi, r.fix_vi)
@@ -346,18 +404,24 @@ def assemble_owner_reports(
     history: Sequence[dict[str, Any]] = (),
     cursors: Sequence[dict[str, Any]] = (),
     run_started_at: datetime | None = None,
+    warnings: Sequence[dict[str, Any]] = (),
+    unreported: Mapping[str, Sequence[dict[str, Any]]] | None = None,
 ) -> list[OwnerReport]:
     """One report per owner (owners compared case-insensitively), covering all that owner's sources.
 
     ``batches``/``reconciliation``: this run's ``ops.batches``/``ops.reconciliation`` rows;
     ``quarantine``: ``ops.quarantine`` rows of these sources that are open or were touched in
     this run; ``history``: per run, source and dataset, ``extracted`` and ``quarantined`` of
-    the recent runs (for the chart); ``cursors``: ``ops.cursors`` rows.
+    the recent runs (for the chart); ``cursors``: ``ops.cursors`` rows; ``warnings``:
+    ``ops.warnings`` rows of this run's batches; ``unreported``: owner -> committed batches of
+    earlier runs no report to that owner covered (see ``queries.fetch_unreported_batches``).
     """
     batch_by = {(b["source_id"], b["dataset"]): b for b in batches if b.get("run_id", run_id) == run_id}
     recon_by = {(r["source_id"], r["dataset"]): r for r in reconciliation if r.get("run_id", run_id) == run_id}
     cursor_by = {(c["source_id"], c["dataset"]): c for c in cursors}
     q_rows = [QuarantineRow.from_ops(q) for q in quarantine]
+    w_rows = [QuarantineRow.from_warning(w) for w in warnings]
+    by_id = {s.id: s for s in sources}
 
     results: dict[str, SourceResult] = {}
     for s in sources:
@@ -368,8 +432,10 @@ def assemble_owner_reports(
             for d in names
         ]
         mine = [r for r in q_rows if r.source_id == s.id]
+        warned = [r for r in w_rows if r.source_id == s.id]
         resolved = sum(1 for r in mine if r.status == "resolved" and run_of(r.resolved_batch_id) == run_id)
-        results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine, run_id), resolved=resolved)
+        results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine + warned, run_id),
+                                     resolved=resolved)
 
     reports = []
     for owner, owned in _owners(sources).items():
@@ -389,6 +455,12 @@ def assemble_owner_reports(
                 open_rows=[r for r in rows if r.status == "open"],
                 history=[h for h in history if h["source_id"] in ids],
                 quarantine_changes=changes,
+                earlier=[
+                    dataset_result(by_id[b["source_id"]], b["dataset"], b)
+                    for b in (unreported or {}).get(owner, ())
+                    if b["source_id"] in ids
+                ],
+                warning_rows=[r for r in w_rows if r.source_id in ids],
             )
         )
     return reports
@@ -405,6 +477,8 @@ def should_send(report: OwnerReport) -> tuple[bool, str]:
         return True, f"a source is {report.state}"
     if report.changed:
         return True, f"{report.changed} records new or changed"
+    if report.earlier_changed or any(d.state == "block" for d in report.earlier):
+        return True, f"{report.earlier_changed} records new or changed in earlier batches not reported before"
     if report.quarantine_changes:
         return True, f"{report.quarantine_changes} quarantine rows opened or resolved"
     if any(s.source.daily_confirmation for s in report.sources):

@@ -29,6 +29,7 @@ class RunData:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     cursors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 _QUARANTINE = sql.SQL(
@@ -62,6 +63,46 @@ ORDER BY recent.started, b.source_id, b.dataset
 """
 
 
+# Warn-severity failures of this run's batches (their records were loaded).
+_WARNINGS = """
+SELECT warning_id, batch_id, source_id, dataset, source_key, expectation, column_name, value_masked, reason_vi, fix_vi
+FROM ops.warnings
+WHERE source_id = ANY(%(sources)s) AND split_part(batch_id, '|', 1) = %(run)s
+ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, warning_id
+"""
+
+# Batches committed by other runs that no report to the owner covers yet (a killed run's, a
+# run whose report never ran), committed within the lookback (the first report after this
+# query existed would otherwise list the whole history).
+_UNREPORTED = """
+SELECT o.owner, b.batch_id, b.run_id, b.source_id, b.dataset, b.status, b.extracted, b.merged_in_batch, b.quarantined,
+       b.warned, b.inserted, b.updated, b.unchanged, b.merged_cross_source, b.failed_ratio, b.decision, b.message,
+       b.created_at, b.committed_at
+FROM unnest(%(owners)s::text[]) AS o(owner)
+JOIN ops.batches b ON b.source_id = ANY(%(sources)s) AND b.status IN ('loaded', 'blocked')
+                  AND b.run_id <> %(run)s AND b.committed_at >= now() - %(lookback)s::interval
+WHERE NOT EXISTS (
+    SELECT 1 FROM ops.outbox x
+    WHERE x.kind = 'owner_report' AND x.recipient = o.owner AND b.batch_id = ANY(x.batch_ids)
+)
+ORDER BY o.owner, b.committed_at, b.batch_id
+"""
+UNREPORTED_LOOKBACK = "7 days"
+
+
+def fetch_unreported_batches(
+    conn: psycopg.Connection, run_id: str, source_ids: list[str], owners: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per owner (lower case): committed batches of these sources from other runs no report to them covers."""
+    params = {"run": run_id, "sources": source_ids, "owners": [o.strip().lower() for o in owners],
+              "lookback": UNREPORTED_LOOKBACK}
+    out: dict[str, list[dict[str, Any]]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_UNREPORTED, params).fetchall():
+            out.setdefault(row.pop("owner"), []).append(row)
+    return out
+
+
 def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str]) -> RunData:
     """Everything the owner reports of ``run_id`` need, for these sources."""
     params = {"run": run_id, "sources": source_ids, "limit": HISTORY_RUNS}
@@ -85,7 +126,8 @@ def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str])
             "SELECT source_id, dataset, cursor_value, updated_at FROM ops.cursors WHERE source_id = ANY(%(sources)s)",
             params,
         ).fetchall()
+        warnings = cur.execute(_WARNINGS, params).fetchall()
     started = run["started_at"] if run else None
     if started is None and batches:
         started = min(b["created_at"] for b in batches)
-    return RunData(run_id, started, batches, recon, quarantine, history, cursors)
+    return RunData(run_id, started, batches, recon, quarantine, history, cursors, warnings)
