@@ -178,6 +178,16 @@ CREATE TABLE IF NOT EXISTS ops.handover_records (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, old_unit_code)
 );
+-- schema change (keys): one lease per (source, dataset), taken by the extract, released by the load's commit
+CREATE TABLE IF NOT EXISTS ops.batch_leases (
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    run_id text NOT NULL,
+    batch_id text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (source_id, dataset)
+);
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,

@@ -167,10 +167,176 @@ def test_in_system_duplicates_updated_on_later_nights_are_all_accounted_for(tmp_
     # Night 3: the other duplicate is edited and wins back; a third row of the same person appears.
     legacy.upsert(resident("2", "002190000001", "2025-08-04 08:00:00", name="Trần Thị Bình D"),
                   resident("4", "002190000001", "2025-08-04 07:00:00", name="Trần Thị Bình E"))
-    _, third = night(services, source, legacy, "n3")
+    batch, third = night(services, source, legacy, "n3")
     assert core_holder(dsn, "002190000001") == ("2", "Trần Thị Bình D")
     outcome = outcome_of(dsn, SOURCE_ID, legacy.keys())
     assert outcome == {"1": "merged->core", "2": "core", "3": "core", "4": "merged->core"}, outcome
     loaded = third["inserted"] + third["updated"] + third["unchanged"]
     assert third["extracted"] == loaded + third["quarantined"] + third["merged_in_batch"] + third["merged_cross_source"]
 
+    # A rerun of the same batch (a retried load task) changes nothing.
+    before = table_state(dsn)
+    again = load_stage(services, source, batch)
+    assert table_state(dsn) == before
+    assert {k: again[k] for k in ("inserted", "updated", "unchanged", "merged_in_batch", "merged_cross_source")} == {
+        k: third[k] for k in ("inserted", "updated", "unchanged", "merged_in_batch", "merged_cross_source")}
+
+
+
+# -- ordering -------------------------------------------------------------------------------------
+
+
+def _end_run(dsn: str, run_id: str, status: str = "failed") -> None:
+    """What the run's reconcile (or the outbox's state sync) records when a run ends."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE ops.runs SET status = %s, finished_at = now() WHERE run_id = %s", (status, run_id))
+
+
+def test_an_older_extract_loaded_after_a_newer_one_is_refused(tmp_path: Path, services: Services) -> None:
+    from sapnhap.ordering import BatchLockedError, StaleBatchError
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    legacy.upsert(resident("1", "002190000001", "2025-08-01 08:00:00", name="Version One"),
+                  resident("3", "002190000003", "2025-08-01 09:00:00"))
+    night(services, source, legacy, "n0")
+    # Run "a" extracts version two, then its worker hangs; the run is ended (failed) meanwhile.
+    legacy.upsert(resident("1", "002190000001", "2025-08-02 08:00:00", name="Version Two"))
+    prepare_run(services, "a")
+    old = until_backup(services, source, legacy.uri, "a")
+    _end_run(dsn, "a")
+    # Run "b" takes the lease over (run "a" is no longer running) and reads version three.
+    legacy.upsert(resident("1", "002190000001", "2025-08-03 08:00:00", name="Version Three"))
+    prepare_run(services, "b")
+    new = until_backup(services, source, legacy.uri, "b")
+    with pytest.raises(BatchLockedError, match=r"run b took the hg_bacquang_sqlite/residents lease over"):
+        load_stage(services, source, old)
+    assert load_stage(services, source, new)["status"] == "loaded"
+    after_new = table_state(dsn)
+    assert core_holder(dsn, "002190000001") == ("1", "Version Three")
+    assert after_new["cursor"] == [("2025-08-03 08:00:00", "b|hg_bacquang_sqlite|residents")]
+
+    # The hung worker of run "a" wakes up and loads its older extract: refused, nothing written.
+    with pytest.raises(StaleBatchError, match=r"extracted from cursor '2025-08-01 09:00:00'.*committed cursor "
+                                              r"'2025-08-03 08:00:00'.*nothing written"):
+        load_stage(services, source, old)
+    assert table_state(dsn) == after_new
+    assert core_holder(dsn, "002190000001") == ("1", "Version Three")
+
+
+def test_a_second_run_at_once_fails_clearly_and_doubles_nothing(tmp_path: Path, services: Services) -> None:
+    from sapnhap.handover import build_handover
+    from sapnhap.ordering import BatchLockedError
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    legacy.upsert(resident("1", "002190000001", "2025-08-01 08:00:00"),
+                  resident("2", "002190000001", "2025-08-02 08:00:00"),
+                  resident("3", "002190000003", "2025-08-02 09:00:00"))
+    prepare_run(services, "a")
+    prepare_run(services, "b")
+    batch_a = extract_stage(services, source, "residents", legacy.uri, run_id="a", run_date="2026-11-20")
+    with pytest.raises(BatchLockedError, match=r"run a holds the extract-to-load lease .* run b extracted nothing"):
+        extract_stage(services, source, "residents", legacy.uri, run_id="b", run_date="2026-11-20")
+    for stage in (transform_stage, validate_stage, backup_stage):
+        batch_a = stage(services, source, batch_a)
+    assert load_stage(services, source, batch_a)["merged_in_batch"] == 1
+
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ops.batches WHERE run_id = 'b'").fetchone()[0] == 0
+    records_a = build_handover(services, "a", sources=[source])
+    assert build_handover(services, "b", sources=[source]) == []  # run b handed nothing over
+    with psycopg.connect(dsn) as conn:
+        stored_a = conn.execute("SELECT old_unit_code, object_key, sha256, created_at FROM ops.handover_records"
+                                " ORDER BY 1").fetchall()
+    assert records_a and {r[0] for r in stored_a} == {r["old_unit_code"] for r in records_a}
+    # The handover task of run a retried: the same records, not re-written.
+    assert build_handover(services, "a", sources=[source]) == records_a
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT old_unit_code, object_key, sha256, created_at FROM ops.handover_records"
+                            " ORDER BY 1").fetchall() == stored_a
+
+    # Run b's retry, after run a loaded: it reads from a's cursor; no merge is listed twice.
+    batch_b = until_backup(services, source, legacy.uri, "b")
+    load_stage(services, source, batch_b)
+    with psycopg.connect(dsn) as conn:
+        merged = conn.execute("SELECT source_key, kept_source_key FROM ops.merged_duplicates").fetchall()
+        leases = conn.execute("SELECT count(*) FROM ops.batch_leases").fetchone()[0]
+    assert merged == [("1", "2")] and leases == 0
+    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "merged->core", "2": "core", "3": "core"}
+
+
+def test_a_lease_of_a_run_that_never_ended_expires(tmp_path: Path, services: Services,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from sapnhap.ordering import BatchLockedError
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    legacy.upsert(resident("1", "002190000001", "2025-08-01 08:00:00"))
+    prepare_run(services, "killed")
+    prepare_run(services, "next")
+    extract_stage(services, source, "residents", legacy.uri, run_id="killed", run_date="2026-11-20")
+    # kill -9 of the worker: ops.runs still says "running" and the lease stays.
+    with pytest.raises(BatchLockedError):
+        extract_stage(services, source, "residents", legacy.uri, run_id="next", run_date="2026-11-20")
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute("UPDATE ops.batch_leases SET expires_at = now() - interval '1 second'")
+    assert load_stage(services, source, until_backup(services, source, legacy.uri, "next"))["inserted"] == 1
+
+
+# -- timeouts -------------------------------------------------------------------------------------
+
+
+def test_a_held_lock_on_a_core_table_fails_the_load_fast_and_writes_nothing(
+    tmp_path: Path, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from sapnhap.db import PlatformTimeoutError
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    legacy.upsert(resident("1", "002190000001", "2025-08-01 08:00:00"), resident("3", "002190000003", "2025-08-01 09:00:00"))
+    prepare_run(services, "t1")
+    batch = until_backup(services, source, legacy.uri, "t1")
+    before = table_state(dsn)
+    monkeypatch.setenv("SAPNHAP_LOCK_TIMEOUT_LOAD", "1s")
+    blocker = psycopg.connect(dsn)
+    try:
+        # An analyst's session (or a frozen load) holding the table; it would let go after 30 s.
+        blocker.execute("LOCK TABLE core.residents IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(30, blocker.rollback)
+        release.start()
+        started = time.monotonic()
+        with pytest.raises(PlatformTimeoutError, match=r"t1\|hg_bacquang_sqlite\|residents: waited longer than "
+                                                       r"lock_timeout=1s \(step load\).*nothing written"):
+            load_stage(services, source, batch)
+        assert time.monotonic() - started < 15
+        release.cancel()
+        blocker.rollback()
+    finally:
+        blocker.close()
+    assert table_state(dsn) == before
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT status FROM ops.batches WHERE run_id = 't1'").fetchone()[0] == "backed_up"
+    assert load_stage(services, source, batch)["inserted"] == 2  # the retry, once the lock is gone
+
+
+def test_platform_sessions_carry_the_step_timeouts(platform_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sapnhap import db
+
+    monkeypatch.setenv("SAPNHAP_STATEMENT_TIMEOUT_REPORT", "90s")
+    with db.connect(platform_dsn, "load") as conn:
+        load = conn.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout'),"
+                            " current_setting('idle_in_transaction_session_timeout')").fetchone()
+    with db.connect(platform_dsn, "report") as conn:
+        report = conn.execute("SELECT current_setting('statement_timeout')").fetchone()[0]
+    assert load == ("30s", "1h", "10min")
+    assert report == "90s"
+    monkeypatch.setenv("SAPNHAP_LOCK_TIMEOUT_LOAD", "1s; DROP TABLE x")
+    with pytest.raises(ValueError, match="SAPNHAP_LOCK_TIMEOUT_LOAD"):
+        db.connect(platform_dsn, "load")

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import getaddresses
 
-import psycopg
-
+from sapnhap import db
 from sapnhap.reports.mail import build_owner_email, wire_bytes
 from sapnhap.reports.model import assemble_owner_reports, mask_email, should_send
 from sapnhap.reports.queries import fetch_run_data
@@ -55,7 +54,7 @@ def send_run_reports(services: Services, run_id: str, sources: list[Source]) -> 
     "skipped": [{"to", "sources", "reason"}]}``.
     """
     source_ids = sorted({s.id for s in sources})
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "report") as conn:
         data = fetch_run_data(conn, run_id, source_ids)
     reports = assemble_owner_reports(
         run_id, sources, batches=data.batches, reconciliation=data.reconciliation, quarantine=data.quarantine,
