@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,6 +22,8 @@ from psycopg import sql
 
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.platform import LINEAGE_DDL
+
+log = logging.getLogger(__name__)
 
 COPY_CHUNK = 100_000
 
@@ -177,6 +180,26 @@ def merge_batch(
                 assignments=assignments,
             )
         )
+        # A record whose natural key changed in its legacy system (a corrected citizen id) now lives
+        # at its new key: its row at the old key is no longer current (the trigger keeps it in
+        # history). Kept when other records were merged into it there: they would lose their holder.
+        cur.execute(
+            sql.SQL(
+                """DELETE FROM {table} t USING stage_rows s
+                   WHERE t.source_id = s.source_id AND t.source_key = s.source_key AND NOT ({key_join})
+                     AND NOT EXISTS (SELECT 1 FROM ops.merged_duplicates m
+                                     WHERE m.dataset = %s AND m.kept_source_id = t.source_id
+                                       AND m.kept_source_key = t.source_key AND m.natural_key = {old_key})"""
+            ).format(
+                table=table,
+                key_join=key_join,
+                old_key=sql.SQL(" || '|' || ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key),
+            ),
+            (ds.name,),
+        )
+        if cur.rowcount:
+            log.info("%s %s: %d records moved to a new natural key; their rows at the old key went to history",
+                     ds.name, batch_id, cur.rowcount)
     return counts
 
 

@@ -230,6 +230,8 @@ CREATE TABLE IF NOT EXISTS core.{t} (
     {", ".join(cols)},
     PRIMARY KEY ({key})
 );
+-- schema change (keys): a legacy record by (source_id, source_key), for the merge's re-keyed records
+CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
 {unit_indexes}CREATE TABLE IF NOT EXISTS history.{t} (
     history_id bigserial PRIMARY KEY,
     {", ".join(history_cols)},

@@ -183,6 +183,22 @@ def test_in_system_duplicates_updated_on_later_nights_are_all_accounted_for(tmp_
 
 
 
+def test_a_record_whose_natural_key_changed_leaves_no_stale_row(tmp_path: Path, services: Services) -> None:
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    legacy.upsert(resident("1", "002190000009", "2025-08-01 08:00:00"), resident("3", "002190000003", "2025-08-01 09:00:00"))
+    night(services, source, legacy, "k1")
+    # The legacy system corrects the citizen id of record 1.
+    legacy.upsert(resident("1", "002190000010", "2025-08-02 08:00:00"))
+    night(services, source, legacy, "k2")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT citizen_id FROM core.residents WHERE source_key = '1'").fetchall()
+        history = conn.execute("SELECT citizen_id, change FROM history.residents WHERE source_key = '1'").fetchall()
+    assert rows == [("002190000010",)]
+    assert history == [("002190000009", "delete")]
+    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "core", "3": "core"}
+
 # -- ordering -------------------------------------------------------------------------------------
 
 
