@@ -187,12 +187,15 @@ def merge_batch(
             sql.SQL(
                 """DELETE FROM {table} t USING stage_rows s
                    WHERE t.source_id = s.source_id AND t.source_key = s.source_key AND NOT ({key_join})
+                     AND NOT EXISTS (SELECT 1 FROM stage_rows s2 WHERE s2.source_id = t.source_id
+                                       AND s2.source_key = t.source_key AND {same_key})
                      AND NOT EXISTS (SELECT 1 FROM ops.merged_duplicates m
                                      WHERE m.dataset = %s AND m.kept_source_id = t.source_id
                                        AND m.kept_source_key = t.source_key AND m.natural_key = {old_key})"""
             ).format(
                 table=table,
                 key_join=key_join,
+                same_key=sql.SQL(" AND ").join(sql.SQL("t.{0} = s2.{0}").format(sql.Identifier(k)) for k in key),
                 old_key=sql.SQL(" || '|' || ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key),
             ),
             (ds.name,),
