@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -72,38 +73,12 @@ def night(services: Services, source: Source, legacy: Legacy, run_id: str) -> tu
 
 
 def outcome_of(dsn: str, source_id: str, keys: list[str], dataset: str = "residents") -> dict[str, str]:
-    """Where each legacy record ended: 'core', 'quarantine', 'merged->core' (chain followed) or 'missing'.
+    """Where each legacy record ended (``sapnhap.runner.account_for``): loaded, quarantined, merged or missing."""
+    from sapnhap.runner import account_for
 
-    A merged record counts only when its latest merge row (by batch commit order) names a kept
-    record that is itself in core or quarantine, following merges of merges.
-    """
-    with psycopg.connect(dsn) as conn:
-        in_core = {(r[0], r[1]) for r in conn.execute(f"SELECT source_id, source_key FROM core.{dataset}")}  # noqa: S608
-        quarantined = {(r[0], r[1]) for r in conn.execute(
-            "SELECT source_id, source_key FROM ops.quarantine WHERE dataset = %s AND status = 'open'", (dataset,))}
-        latest = {
-            (r[0], r[1]): (r[2], r[3])
-            for r in conn.execute(
-                """SELECT DISTINCT ON (m.source_id, m.source_key) m.source_id, m.source_key, m.kept_source_id,
-                          m.kept_source_key
-                   FROM ops.merged_duplicates m JOIN ops.batches b USING (batch_id)
-                   WHERE m.dataset = %s
-                   ORDER BY m.source_id, m.source_key, b.committed_at DESC, m.batch_id DESC""",
-                (dataset,),
-            )
-        }
-
-    def resolve(record: tuple[str, str], seen: frozenset = frozenset()) -> str:
-        if record in in_core:
-            return "core"
-        if record in quarantined:
-            return "quarantine"
-        if record in latest and record not in seen:
-            end = resolve(latest[record], seen | {record})
-            return "merged->" + end.removeprefix("merged->") if end != "missing" else "missing"
-        return "missing"
-
-    return {k: resolve((source_id, k)) for k in keys}
+    ledger = pd.DataFrame({"source_id": source_id, "dataset": dataset, "source_key": keys})
+    outcome = account_for(dsn, ledger)
+    return dict(zip(outcome["source_key"], outcome["outcome"], strict=True))
 
 
 def core_holder(dsn: str, citizen_id: str) -> tuple[str, str] | None:
@@ -147,7 +122,7 @@ def test_in_system_duplicates_updated_on_later_nights_are_all_accounted_for(tmp_
     _, first = night(services, source, legacy, "n1")
     assert first["merged_in_batch"] == 1 and first["inserted"] == 2
     assert core_holder(dsn, "002190000001") == ("2", "Trần Thị Bình B")
-    assert set(outcome_of(dsn, SOURCE_ID, legacy.keys()).values()) <= {"core", "merged->core"}
+    assert set(outcome_of(dsn, SOURCE_ID, legacy.keys()).values()) <= {"loaded", "merged"}
 
     # Night 2: the older duplicate is edited (and only it is read: the cursor is past the other);
     # it is now the newer record and wins, and the record it displaces is listed as merged into it.
@@ -155,7 +130,7 @@ def test_in_system_duplicates_updated_on_later_nights_are_all_accounted_for(tmp_
     _, second = night(services, source, legacy, "n2")
     assert core_holder(dsn, "002190000001") == ("1", "Trần Thị Bình C")
     outcome = outcome_of(dsn, SOURCE_ID, legacy.keys())
-    assert outcome == {"1": "core", "2": "merged->core", "3": "core"}, outcome
+    assert outcome == {"1": "loaded", "2": "merged", "3": "loaded"}, outcome
     assert second["merged_cross_source"] + second["merged_in_batch"] == 1 and second["updated"] == 0
     with psycopg.connect(dsn) as conn:
         merged = conn.execute(
@@ -170,7 +145,7 @@ def test_in_system_duplicates_updated_on_later_nights_are_all_accounted_for(tmp_
     batch, third = night(services, source, legacy, "n3")
     assert core_holder(dsn, "002190000001") == ("2", "Trần Thị Bình D")
     outcome = outcome_of(dsn, SOURCE_ID, legacy.keys())
-    assert outcome == {"1": "merged->core", "2": "core", "3": "core", "4": "merged->core"}, outcome
+    assert outcome == {"1": "merged", "2": "loaded", "3": "loaded", "4": "merged"}, outcome
     loaded = third["inserted"] + third["updated"] + third["unchanged"]
     assert third["extracted"] == loaded + third["quarantined"] + third["merged_in_batch"] + third["merged_cross_source"]
 
@@ -197,7 +172,7 @@ def test_a_record_whose_natural_key_changed_leaves_no_stale_row(tmp_path: Path, 
         history = conn.execute("SELECT citizen_id, change FROM history.residents WHERE source_key = '1'").fetchall()
     assert rows == [("002190000010",)]
     assert history == [("002190000009", "delete")]
-    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "core", "3": "core"}
+    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "loaded", "3": "loaded"}
 
 # -- ordering -------------------------------------------------------------------------------------
 
@@ -281,7 +256,7 @@ def test_a_second_run_at_once_fails_clearly_and_doubles_nothing(tmp_path: Path, 
         merged = conn.execute("SELECT source_key, kept_source_key FROM ops.merged_duplicates").fetchall()
         leases = conn.execute("SELECT count(*) FROM ops.batch_leases").fetchone()[0]
     assert merged == [("1", "2")] and leases == 0
-    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "merged->core", "2": "core", "3": "core"}
+    assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "merged", "2": "loaded", "3": "loaded"}
 
 
 def test_a_lease_of_a_run_that_never_ended_expires(tmp_path: Path, services: Services,
@@ -356,3 +331,17 @@ def test_platform_sessions_carry_the_step_timeouts(platform_dsn: str, monkeypatc
     monkeypatch.setenv("SAPNHAP_LOCK_TIMEOUT_LOAD", "1s; DROP TABLE x")
     with pytest.raises(ValueError, match="SAPNHAP_LOCK_TIMEOUT_LOAD"):
         db.connect(platform_dsn, "load")
+
+
+def test_a_merge_into_a_record_that_vanished_is_not_accounted_for(platform_dsn: str) -> None:
+    from sapnhap.runner import account_for
+
+    with psycopg.connect(platform_dsn) as conn:
+        conn.execute(
+            """INSERT INTO ops.merged_duplicates
+               (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
+               VALUES ('residents', '002190000001', 's', 'a', 's', 'b', 'duplicate_in_batch', 'r|s|residents')"""
+        )
+    ledger = pd.DataFrame({"source_id": "s", "dataset": "residents", "source_key": ["a", "b"]})
+    # Neither 'b' nor anything 'b' went to is in core or quarantine: 'a' is as lost as 'b'.
+    assert account_for(platform_dsn, ledger)["outcome"].tolist() == ["missing", "missing"]
