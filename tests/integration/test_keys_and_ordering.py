@@ -58,6 +58,10 @@ class Legacy:
         with sqlite3.connect(self.path) as db:
             return [r[0] for r in db.execute("SELECT rid FROM residents ORDER BY rid")]
 
+    def rows(self) -> dict[str, dict]:
+        with sqlite3.connect(self.path) as db:
+            return {r[0]: dict(zip(COLUMNS, r, strict=True)) for r in db.execute("SELECT * FROM residents")}
+
 
 def until_backup(services: Services, source: Source, connection: str, run_id: str) -> dict:
     batch = extract_stage(services, source, "residents", connection, run_id=run_id, run_date="2026-11-20")
@@ -173,6 +177,71 @@ def test_a_record_whose_natural_key_changed_leaves_no_stale_row(tmp_path: Path, 
     assert rows == [("002190000010",)]
     assert history == [("002190000009", "delete")]
     assert outcome_of(dsn, SOURCE_ID, legacy.keys()) == {"1": "loaded", "3": "loaded"}
+
+
+def test_nights_of_edits_new_rows_and_in_system_duplicates_lose_nothing(tmp_path: Path, services: Services) -> None:
+    import random
+    from datetime import datetime, timedelta
+
+    rng = random.Random(7)
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    clock = [datetime(2025, 8, 1, 8, 0)]
+    counter = {"rid": 0, "person": 0}
+
+    def stamp() -> str:  # every write gets a later, distinct last_modified
+        clock[0] += timedelta(minutes=rng.randint(1, 90))
+        return clock[0].strftime("%Y-%m-%d %H:%M:%S")
+
+    def new_row(citizen_id: str | None = None) -> dict:
+        counter["rid"] += 1
+        if citizen_id is None:
+            counter["person"] += 1
+            citizen_id = f"00219{counter['person']:07d}"
+        return resident(str(counter["rid"]), citizen_id, stamp(), name=f"Người {counter['rid']}")
+
+    batch = None
+    for n in range(7):
+        rows = legacy.rows()
+        by_id: dict[str, list[str]] = {}
+        for rid, r in rows.items():
+            by_id.setdefault(r["id_number"], []).append(rid)
+        changes = []
+        if n == 0:
+            changes = [new_row() for _ in range(10)]
+            changes += [new_row(c["id_number"]) for c in changes[:3]]  # second legacy rows of 3 people
+        else:
+            for rid in rng.sample(sorted(rows), 3):  # edits, duplicates included
+                changes.append({**rows[rid], "full_name": f"Sửa {n} {rid}", "last_modified": stamp()})
+            changes.append(new_row())
+            changes.append(new_row(rng.choice(sorted(by_id))))  # a new duplicate of someone
+            singles = sorted(rid for ids in by_id.values() if len(ids) == 1 for rid in ids
+                             if rid not in {c["rid"] for c in changes})
+            counter["person"] += 1
+            moved = rng.choice(singles)
+            changes.append({**rows[moved], "id_number": f"00219{counter['person']:07d}", "last_modified": stamp()})
+        legacy.upsert(*changes)
+        batch, _ = night(services, source, legacy, f"night-{n}")
+
+        rows = legacy.rows()
+        outcome = outcome_of(dsn, SOURCE_ID, sorted(rows))
+        assert "missing" not in outcome.values(), (n, outcome)
+        newest: dict[str, tuple[str, str]] = {}
+        for rid, r in rows.items():
+            if r["id_number"] not in newest or r["last_modified"] > newest[r["id_number"]][1]:
+                newest[r["id_number"]] = (rid, r["last_modified"])
+        with psycopg.connect(dsn) as conn:
+            held = dict(conn.execute("SELECT citizen_id, source_key FROM core.residents").fetchall())
+            twice = conn.execute("SELECT count(*) - count(DISTINCT source_key) FROM core.residents").fetchone()[0]
+            bad = conn.execute("SELECT count(*) FROM ops.reconciliation WHERE NOT ok OR extracted <> loaded"
+                               " + quarantined + merged_duplicates + not_loaded_blocked").fetchone()[0]
+        assert held == {cid: rid for cid, (rid, _) in newest.items()}, n  # the newest legacy row holds each person
+        assert twice == 0 and bad == 0
+
+    before = table_state(dsn)
+    load_stage(services, source, batch)  # the last night's load, retried
+    assert table_state(dsn) == before
 
 # -- ordering -------------------------------------------------------------------------------------
 
