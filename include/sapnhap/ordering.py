@@ -13,7 +13,8 @@ over:
 
 At load, inside the load's transaction, a batch is refused (nothing written) when another run
 took its lease over, or when its extract started below a cursor another batch has committed
-since (:class:`StaleBatchError`). The committed cursor never moves backwards.
+since, or before another batch of the same source and dataset committed
+(:class:`StaleBatchError`). The committed cursor never moves backwards.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def lease_hours() -> float:
     return hours
 
 
-def take_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id: str, batch_id: str) -> None:
-    """Take the (source, dataset) lease for ``run_id`` and commit it, or raise :class:`BatchLockedError`."""
+def take_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id: str, batch_id: str) -> str:
+    """Take the (source, dataset) lease for ``run_id`` and commit it, or raise :class:`BatchLockedError`.
+
+    Returns when it was taken (the database's clock, ISO text): the batch's extract starts then.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lease:{source_id}/{dataset}",))
         held = conn.execute(
@@ -71,13 +75,15 @@ def take_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id
                 )
             log.warning("%s/%s: lease of run %s taken over by run %s (%s)", source_id, dataset, holder, run_id,
                         "lease expired" if expired else "that run is no longer running")
-        conn.execute(
+        taken = conn.execute(
             """INSERT INTO ops.batch_leases (source_id, dataset, run_id, batch_id, expires_at)
                VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))
                ON CONFLICT (source_id, dataset) DO UPDATE SET run_id = EXCLUDED.run_id, batch_id = EXCLUDED.batch_id,
-                   taken_at = now(), expires_at = EXCLUDED.expires_at""",
+                   taken_at = now(), expires_at = EXCLUDED.expires_at
+               RETURNING taken_at""",
             (source_id, dataset, run_id, batch_id, lease_hours() * 3600),
-        )
+        ).fetchone()[0]
+    return taken.isoformat()
 
 
 def release_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id: str) -> None:
@@ -93,10 +99,12 @@ def _strictly_later(a: str, b: str) -> bool:
 
 
 def check_load_order(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id: str, batch_id: str,
-                     cursor_from: str | None) -> str | None:
+                     cursor_from: str | None, extract_started_at: str | None = None) -> str | None:
     """Refuse a batch that would load out of order; return the committed cursor (row locked).
 
     Runs inside the load's transaction: the lease and cursor rows stay locked until it commits.
+    ``extract_started_at`` (from :func:`take_lease`) also orders datasets without a cursor
+    (export files, full extracts): another batch committed since then is newer.
     """
     lease = conn.execute(
         "SELECT run_id, taken_at FROM ops.batch_leases WHERE source_id = %s AND dataset = %s FOR UPDATE",
@@ -121,6 +129,19 @@ def check_load_order(conn: psycopg.Connection, *, source_id: str, dataset: str, 
             f"cursor {committed!r}; loading this older extract would put records back to older versions and move "
             f"the cursor back. Refused, nothing written: the next extract reads these rows again."
         )
+    if extract_started_at is not None:
+        newer = conn.execute(
+            """SELECT batch_id, committed_at FROM ops.batches
+               WHERE source_id = %s AND dataset = %s AND batch_id <> %s AND committed_at > %s::timestamptz
+               ORDER BY committed_at DESC LIMIT 1""",
+            (source_id, dataset, batch_id, extract_started_at),
+        ).fetchone()
+        if newer is not None:
+            raise StaleBatchError(
+                f"{batch_id}: extracted from {extract_started_at}, but batch {newer[0]} committed after that "
+                f"({newer[1]:%Y-%m-%d %H:%M:%S %Z}); loading this older extract could put records back to older "
+                f"versions. Refused, nothing written: the next extract reads these rows again."
+            )
     return committed
 
 

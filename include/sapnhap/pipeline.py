@@ -98,9 +98,10 @@ def extract_stage(services: Services, source: Source, dataset: str, connection: 
     """
     batch_id = batch_id_for(run_id, source.id, dataset)
     with db.connect(services.platform_dsn, "extract") as conn:
-        take_lease(conn, source_id=source.id, dataset=dataset, run_id=run_id, batch_id=batch_id)
+        started = take_lease(conn, source_id=source.id, dataset=dataset, run_id=run_id, batch_id=batch_id)
     try:
-        return _extract(services, source, dataset, connection, run_id=run_id, run_date=run_date, batch_id=batch_id)
+        batch = _extract(services, source, dataset, connection, run_id=run_id, run_date=run_date, batch_id=batch_id)
+        return {**batch, "extract_started_at": started}
     except BaseException:
         try:
             with db.connect(services.platform_dsn, "extract") as conn:
@@ -331,7 +332,8 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
             # A retried load of a batch that committed: the record of what it did stands, nothing is redone.
             return {"batch_id": batch_id, "dataset": dataset, **done}
         committed_cursor = check_load_order(conn, source_id=source.id, dataset=dataset, run_id=run_id,
-                                            batch_id=batch_id, cursor_from=manifest["cursor"]["from"])
+                                            batch_id=batch_id, cursor_from=manifest["cursor"]["from"],
+                                            extract_started_at=batch.get("extract_started_at"))
         if blocked:
             counts = LoadCounts(extracted=manifest["counts"]["extracted"], quarantined=quarantined_rows,
                                 merged_in_batch=len(merged_in_batch))

@@ -285,6 +285,27 @@ def test_an_older_extract_loaded_after_a_newer_one_is_refused(tmp_path: Path, se
     assert core_holder(dsn, "002190000001") == ("1", "Version Three")
 
 
+def test_an_older_full_extract_loaded_after_a_newer_one_is_refused(tmp_path: Path, services: Services) -> None:
+    from sapnhap.ordering import StaleBatchError
+
+    full = residents_source().model_copy(deep=True)
+    full.datasets["residents"].cursor = None  # no cursor: every night reads the whole table
+    legacy = Legacy(tmp_path / "legacy.db")
+    dsn = services.platform_dsn
+    legacy.upsert(resident("1", "002190000001", "2025-08-02 08:00:00", name="Version Two"))
+    prepare_run(services, "a")
+    old = until_backup(services, full, legacy.uri, "a")
+    _end_run(dsn, "a")
+    legacy.upsert(resident("1", "002190000001", "2025-08-03 08:00:00", name="Version Three"))
+    prepare_run(services, "b")
+    load_stage(services, full, until_backup(services, full, legacy.uri, "b"))
+    after_new = table_state(dsn)
+    with pytest.raises(StaleBatchError, match=r"a\|hg_bacquang_sqlite\|residents: extracted from .* but batch "
+                                              r"b\|hg_bacquang_sqlite\|residents committed after that"):
+        load_stage(services, full, old)
+    assert table_state(dsn) == after_new
+    assert core_holder(dsn, "002190000001") == ("1", "Version Three")
+
 def test_a_second_run_at_once_fails_clearly_and_doubles_nothing(tmp_path: Path, services: Services) -> None:
     from sapnhap.handover import build_handover
     from sapnhap.ordering import BatchLockedError
