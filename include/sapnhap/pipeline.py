@@ -327,7 +327,7 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
     with db.connect(services.platform_dsn, "load") as conn, db.explain_timeouts("load", batch_id), conn.transaction():
         # One batch of a source/dataset at a time: a retry waits for a crashed twin's rollback.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
-        done = _committed_counts(conn, batch_id)
+        done = _committed_counts(conn, batch_id, batch["manifest_key"])
         if done is not None:
             # A retried load of a batch that committed: the record of what it did stands, nothing is redone.
             return {"batch_id": batch_id, "dataset": dataset, **done}
@@ -400,15 +400,16 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
     return {"batch_id": batch_id, "dataset": dataset, "status": "blocked" if blocked else "loaded", **asdict(counts)}
 
 
-def _committed_counts(conn: psycopg.Connection, batch_id: str) -> dict | None:
-    """What a committed load of ``batch_id`` recorded (status and counts), or None when it has not committed."""
+def _committed_counts(conn: psycopg.Connection, batch_id: str, manifest_key: str) -> dict | None:
+    """What the committed load of this backup of ``batch_id`` recorded (status and counts), or None."""
     row = conn.execute(
         """SELECT b.status, b.extracted, b.inserted, b.updated, b.unchanged, b.merged_in_batch, b.merged_cross_source,
                   b.quarantined, coalesce(r.not_loaded_blocked, 0)
            FROM ops.batches b LEFT JOIN ops.reconciliation r ON r.batch_id = b.batch_id
-           WHERE b.batch_id = %s AND b.status IN ('loaded', 'blocked') AND b.committed_at IS NOT NULL
+           WHERE b.batch_id = %s AND b.manifest_key = %s AND b.status IN ('loaded', 'blocked')
+             AND b.committed_at IS NOT NULL
            FOR UPDATE OF b""",
-        (batch_id,),
+        (batch_id, manifest_key),
     ).fetchone()
     if row is None:
         return None
