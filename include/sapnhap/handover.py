@@ -24,7 +24,7 @@ import psycopg
 import pyarrow.parquet as pq
 
 import sapnhap
-from sapnhap import storage
+from sapnhap import db, storage
 from sapnhap.datasets import get_dataset
 from sapnhap.reports.mail import render_template
 from sapnhap.services import Services
@@ -154,53 +154,91 @@ def build_handover(services: Services, run_id: str | None = None, *, sources: li
     """Build, store and list the handover records of a run (default: the latest run with backups).
 
     Returns one ``{"old_unit_code", "old_unit_level", "object_key", "sha256", ...}`` per record.
+    Idempotent per (run, old unit): a record whose content is already stored is neither
+    re-rendered nor re-written. Only sources with a batch the run committed (loaded or blocked)
+    get records: a run that handed nothing over (its extracts found another run holding the
+    lease) writes none, so two runs at once do not list the same records twice.
     """
     sources = sources if sources is not None else load_sources()
     created_at = datetime.now(LOCAL_TZ)
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "handover") as conn:
         run_id = run_id or _latest_run(conn)
+        # Two builds of one run (a retried task next to its zombie) take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"handover:{run_id}",))
         run = conn.execute("SELECT crosswalk_version, code_version FROM ops.runs WHERE run_id = %s", (run_id,)).fetchone()
         crosswalk_version = run[0] if run and run[0] else conn.execute(
             "SELECT version FROM registry.reference_versions ORDER BY published_at DESC LIMIT 1").fetchone()[0]
         code_version = run[1] if run and run[1] else sapnhap.__version__
-        batches = {
-            (r[0], r[1]): (r[2], r[3], r[4], r[5], r[6])
-            for r in conn.execute(
-                """SELECT source_id, dataset, manifest_key, extracted, quarantined, inserted + updated + unchanged,
-                          merged_in_batch + merged_cross_source
-                   FROM ops.batches WHERE run_id = %s""",
-                (run_id,),
-            ).fetchall()
-        }
+        rows = conn.execute(
+            """SELECT source_id, dataset, manifest_key, extracted, quarantined, inserted + updated + unchanged,
+                      merged_in_batch + merged_cross_source, status IN ('loaded', 'blocked')
+               FROM ops.batches WHERE run_id = %s""",
+            (run_id,),
+        ).fetchall()
+        batches = {(r[0], r[1]): (r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        committed = {r[0] for r in rows if r[7]}
+        skipped = sorted(s.id for s in sources if s.id not in committed)
+        if skipped:
+            log.info("run %s: no committed batch of %s: no handover record for them", run_id, ", ".join(skipped))
+        sources = [s for s in sources if s.id in committed]
         names, crosswalk = _unit_names(conn, crosswalk_version, sorted({d for s in sources for d in s.old_units.districts}))
         records: list[HandoverRecord] = []
         for source in sources:
             records += _source_records(services, conn, source, run_id, batches, names, crosswalk,
                                        crosswalk_version, code_version)
+        records = _one_per_unit(records)
         out = []
+        written = 0
         for record in records:
-            html = render_handover_html(record, created_at=created_at)
-            key = f"handover/{storage.safe_run_id(run_id)}/{record.old_unit_code}.html"
-            stored = storage.put_bytes(services.s3, key, html.encode("utf-8"), "text/html; charset=utf-8")
-            record.object_key, record.sha256 = stored.key, stored.sha256
             datasets = [asdict(line) for line in record.lines]
-            conn.execute(
-                """INSERT INTO ops.handover_records (run_id, old_unit_code, old_unit_level, old_unit_name, source_ids,
-                       new_unit_codes, crosswalk_version, datasets, object_key, sha256)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-                   ON CONFLICT (run_id, old_unit_code) DO UPDATE SET old_unit_level = EXCLUDED.old_unit_level,
-                       old_unit_name = EXCLUDED.old_unit_name, source_ids = EXCLUDED.source_ids,
-                       new_unit_codes = EXCLUDED.new_unit_codes, crosswalk_version = EXCLUDED.crosswalk_version,
-                       datasets = EXCLUDED.datasets, object_key = EXCLUDED.object_key, sha256 = EXCLUDED.sha256,
-                       created_at = now()""",
-                (run_id, record.old_unit_code, record.old_unit_level, record.old_unit_name,
-                 [s["id"] for s in record.sources], [u["code"] for u in record.new_units], crosswalk_version,
-                 json.dumps(datasets, ensure_ascii=False), stored.key, stored.sha256),
-            )
+            content = (run_id, record.old_unit_code, record.old_unit_level, record.old_unit_name,
+                       [s["id"] for s in record.sources], [u["code"] for u in record.new_units], crosswalk_version,
+                       json.dumps(datasets, ensure_ascii=False))
+            stored_before = conn.execute(
+                """SELECT object_key, sha256 FROM ops.handover_records
+                   WHERE run_id = %s AND old_unit_code = %s AND old_unit_level = %s
+                     AND old_unit_name IS NOT DISTINCT FROM %s AND source_ids = %s AND new_unit_codes = %s
+                     AND crosswalk_version IS NOT DISTINCT FROM %s AND datasets = %s::jsonb""",
+                content,
+            ).fetchone()
+            if stored_before is not None:
+                record.object_key, record.sha256 = stored_before
+            else:
+                html = render_handover_html(record, created_at=created_at)
+                key = f"handover/{storage.safe_run_id(run_id)}/{record.old_unit_code}.html"
+                stored = storage.put_bytes(services.s3, key, html.encode("utf-8"), "text/html; charset=utf-8")
+                record.object_key, record.sha256 = stored.key, stored.sha256
+                conn.execute(
+                    """INSERT INTO ops.handover_records (run_id, old_unit_code, old_unit_level, old_unit_name, source_ids,
+                           new_unit_codes, crosswalk_version, datasets, object_key, sha256)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+                       ON CONFLICT (run_id, old_unit_code) DO UPDATE SET old_unit_level = EXCLUDED.old_unit_level,
+                           old_unit_name = EXCLUDED.old_unit_name, source_ids = EXCLUDED.source_ids,
+                           new_unit_codes = EXCLUDED.new_unit_codes, crosswalk_version = EXCLUDED.crosswalk_version,
+                           datasets = EXCLUDED.datasets, object_key = EXCLUDED.object_key, sha256 = EXCLUDED.sha256,
+                           created_at = now()""",
+                    (*content, record.object_key, record.sha256),
+                )
+                written += 1
             out.append({"run_id": run_id, "old_unit_code": record.old_unit_code, "old_unit_level": record.old_unit_level,
-                        "object_key": stored.key, "sha256": stored.sha256, "datasets": len(datasets)})
-    log.info("run %s: %d handover records stored under handover/%s/", run_id, len(out), storage.safe_run_id(run_id))
+                        "object_key": record.object_key, "sha256": record.sha256, "datasets": len(datasets)})
+    log.info("run %s: %d handover records (%d new or changed) under handover/%s/", run_id, len(out), written,
+             storage.safe_run_id(run_id))
     return out
+
+
+def _one_per_unit(records: list[HandoverRecord]) -> list[HandoverRecord]:
+    """One record per old unit: sources serving the same unit are listed together, not in turn overwritten."""
+    by_unit: dict[str, HandoverRecord] = {}
+    for record in records:
+        first = by_unit.setdefault(record.old_unit_code, record)
+        if first is record:
+            continue
+        # New lists: a source's district records share their lines list.
+        first.sources = [*first.sources, *(s for s in record.sources if s not in first.sources)]
+        first.lines = [*first.lines, *record.lines]
+        first.new_units = [*first.new_units, *(u for u in record.new_units if u not in first.new_units)]
+    return list(by_unit.values())
 
 
 def _source_records(services: Services, conn: psycopg.Connection, source: Source, run_id: str, batches: dict,

@@ -2,8 +2,9 @@
 
 Bulk ``COPY`` into a temporary staging table, then one merge into the core table. Identical
 rows change nothing (a rerun is a no-op); changed rows update the core row and the trigger
-keeps the previous version in ``history``. Rows whose natural key another source already
-holds are merged duplicates: listed in ``ops.merged_duplicates``, and the newer record wins.
+keeps the previous version in ``history``. A record is ``(source_id, source_key)``: rows whose
+natural key another record already holds (another source's, or another legacy row of the same
+system) are merged duplicates: listed in ``ops.merged_duplicates``, and the newer record wins.
 The incremental cursor, the consumed files, the quarantine and the reconciliation row are
 written in the same transaction, so a crash leaves nothing half-loaded and nothing skipped.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,6 +22,8 @@ from psycopg import sql
 
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.platform import LINEAGE_DDL
+
+log = logging.getLogger(__name__)
 
 COPY_CHUNK = 100_000
 
@@ -37,6 +41,8 @@ class LoadCounts:
     updated: int = 0
     unchanged: int = 0
     merged_in_batch: int = 0
+    # Rows meeting another record's natural key in core (another source's, or another legacy row
+    # of the same system): listed in ops.merged_duplicates whichever of the two is kept.
     merged_cross_source: int = 0
     quarantined: int = 0
     blocked: int = 0
@@ -117,48 +123,55 @@ def merge_batch(
         key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
         key_text = sql.SQL(" || '|' || ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key)
         table = target if target is not None else sql.Identifier("core", ds.name)
-        # Rows whose key another source already holds: merged duplicates (R5), listed with both sides.
+        # A record is (source_id, source_key): two legacy rows of one system sharing a natural key
+        # are two records, and the one that loses the key must be listed, never silently replaced.
+        same_record = sql.SQL("(t.source_id = s.source_id AND t.source_key = s.source_key)")
+        incoming_wins = sql.SQL("(s.updated_at > t.updated_at OR (t.updated_at IS NULL AND s.updated_at IS NOT NULL))")
+        # Rows whose key another record already holds: merged duplicates (R5), listed with both sides.
         if record_merges:
             cur.execute(
                 sql.SQL(
                     """INSERT INTO ops.merged_duplicates
                        (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
                        SELECT %s, {key_text},
-                              CASE WHEN s.updated_at > t.updated_at THEN t.source_id ELSE s.source_id END,
-                              CASE WHEN s.updated_at > t.updated_at THEN t.source_key ELSE s.source_key END,
-                              CASE WHEN s.updated_at > t.updated_at THEN s.source_id ELSE t.source_id END,
-                              CASE WHEN s.updated_at > t.updated_at THEN s.source_key ELSE t.source_key END,
-                              'duplicate_across_sources', %s
+                              CASE WHEN {wins} THEN t.source_id ELSE s.source_id END,
+                              CASE WHEN {wins} THEN t.source_key ELSE s.source_key END,
+                              CASE WHEN {wins} THEN s.source_id ELSE t.source_id END,
+                              CASE WHEN {wins} THEN s.source_key ELSE t.source_key END,
+                              CASE WHEN t.source_id = s.source_id THEN 'duplicate_in_source'
+                                   ELSE 'duplicate_across_sources' END,
+                              %s
                        FROM stage_rows s JOIN {table} t ON {key_join}
-                       WHERE t.source_id <> s.source_id
+                       WHERE NOT {same}
                        ON CONFLICT DO NOTHING"""
-                ).format(key_text=key_text, table=table, key_join=key_join),
+                ).format(key_text=key_text, table=table, key_join=key_join, wins=incoming_wins, same=same_record),
                 (ds.name, batch_id),
             )
-        # Classify before merging: each staged row is new, changed, identical, or another source's key.
+        # Classify before merging: each staged row is new, changed, identical, or meets another record's key.
         cur.execute(
             sql.SQL(
                 """SELECT count(*) FILTER (WHERE t.source_id IS NULL),
-                          count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash <> s.record_hash),
-                          count(*) FILTER (WHERE t.source_id = s.source_id AND t.record_hash = s.record_hash),
-                          count(*) FILTER (WHERE t.source_id <> s.source_id)
+                          count(*) FILTER (WHERE {same} AND t.record_hash <> s.record_hash),
+                          count(*) FILTER (WHERE {same} AND t.record_hash = s.record_hash),
+                          count(*) FILTER (WHERE t.source_id IS NOT NULL AND NOT {same})
                    FROM stage_rows s LEFT JOIN {table} t ON {key_join}"""
-            ).format(table=table, key_join=key_join)
+            ).format(table=table, key_join=key_join, same=same_record)
         )
         counts.inserted, counts.updated, counts.unchanged, counts.merged_cross_source = cur.fetchone()
         non_key = [c for c in cols if c not in key]
         assignments = sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in [*non_key, "valid_from"]
         )
-        # Update only when the content changed, and across sources only when the incoming record is newer.
+        # The same record: update when its content changed. Another record (of any source): replace
+        # it only when the incoming one is newer, exactly as the merge rows above say.
         cur.execute(
             sql.SQL(
                 """INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM stage_rows
                    ON CONFLICT ({key}) DO UPDATE SET {assignments}
-                   WHERE t.record_hash IS DISTINCT FROM EXCLUDED.record_hash
-                     AND (t.source_id = EXCLUDED.source_id
-                          OR EXCLUDED.updated_at > t.updated_at
-                          OR (t.updated_at IS NULL AND EXCLUDED.updated_at IS NOT NULL))
+                   WHERE CASE WHEN t.source_id = EXCLUDED.source_id AND t.source_key = EXCLUDED.source_key
+                              THEN t.record_hash IS DISTINCT FROM EXCLUDED.record_hash
+                              ELSE EXCLUDED.updated_at > t.updated_at
+                                   OR (t.updated_at IS NULL AND EXCLUDED.updated_at IS NOT NULL) END
 """
             ).format(
                 target=table,
@@ -167,6 +180,29 @@ def merge_batch(
                 assignments=assignments,
             )
         )
+        # A record whose natural key changed in its legacy system (a corrected citizen id) now lives
+        # at its new key: its row at the old key is no longer current (the trigger keeps it in
+        # history). Kept when other records were merged into it there: they would lose their holder.
+        cur.execute(
+            sql.SQL(
+                """DELETE FROM {table} t USING stage_rows s
+                   WHERE t.source_id = s.source_id AND t.source_key = s.source_key AND NOT ({key_join})
+                     AND NOT EXISTS (SELECT 1 FROM stage_rows s2 WHERE s2.source_id = t.source_id
+                                       AND s2.source_key = t.source_key AND {same_key})
+                     AND NOT EXISTS (SELECT 1 FROM ops.merged_duplicates m
+                                     WHERE m.dataset = %s AND m.kept_source_id = t.source_id
+                                       AND m.kept_source_key = t.source_key AND m.natural_key = {old_key})"""
+            ).format(
+                table=table,
+                key_join=key_join,
+                same_key=sql.SQL(" AND ").join(sql.SQL("t.{0} = s2.{0}").format(sql.Identifier(k)) for k in key),
+                old_key=sql.SQL(" || '|' || ").join(sql.SQL("t.{}::text").format(sql.Identifier(k)) for k in key),
+            ),
+            (ds.name,),
+        )
+        if cur.rowcount:
+            log.info("%s %s: %d records moved to a new natural key; their rows at the old key went to history",
+                     ds.name, batch_id, cur.rowcount)
     return counts
 
 

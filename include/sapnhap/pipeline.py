@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import sapnhap
-from sapnhap import storage
+from sapnhap import db, storage
 from sapnhap.corrections import append_requeued
 from sapnhap.datasets import get_dataset
 from sapnhap.extract import extract_to_parquet
@@ -36,6 +36,7 @@ from sapnhap.load import (
     record_warnings,
     resolve_quarantine,
 )
+from sapnhap.ordering import advance_cursor, check_load_order, release_lease, take_lease
 from sapnhap.services import Services
 from sapnhap.sources import Source
 
@@ -71,12 +72,12 @@ def prepare_run(services: Services, run_id: str) -> dict:
     from sapnhap.reference import load_reference
     from sapnhap.reference.platform import publish_reference
 
-    ensure_platform(services.platform_dsn)
+    ensure_platform(db.dsn_for(services.platform_dsn, "prepare"))
     ref = load_reference()
-    publish_reference(services.platform_dsn, ref)
+    publish_reference(db.dsn_for(services.platform_dsn, "prepare"), ref)
     storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env(),
                           object_lock=storage.object_lock_from_env())
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "prepare") as conn:
         conn.execute(
             """INSERT INTO ops.runs (run_id, code_version, crosswalk_version) VALUES (%s, %s, %s)
                ON CONFLICT (run_id) DO NOTHING""",
@@ -86,7 +87,7 @@ def prepare_run(services: Services, run_id: str) -> dict:
 
 
 def _platform_state(services: Services, source: Source, dataset: str) -> tuple[str | None, set[str]]:
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "extract") as conn:
         row = conn.execute(
             "SELECT cursor_value FROM ops.cursors WHERE source_id = %s AND dataset = %s", (source.id, dataset)
         ).fetchone()
@@ -97,7 +98,30 @@ def _platform_state(services: Services, source: Source, dataset: str) -> tuple[s
 
 
 def extract_stage(services: Services, source: Source, dataset: str, connection: str, *, run_id: str, run_date: str) -> dict:
-    """Extract new/changed rows of one dataset since the committed cursor; store them raw in the bucket."""
+    """Extract new/changed rows of one dataset since the committed cursor; store them raw in the bucket.
+
+    Takes the (source, dataset) lease first (see :mod:`sapnhap.ordering`): another run still
+    running with it raises :class:`~sapnhap.ordering.BatchLockedError` and nothing is extracted.
+    A failed extract gives the lease back; a successful one keeps it until its load commits.
+    """
+    batch_id = batch_id_for(run_id, source.id, dataset)
+    with db.connect(services.platform_dsn, "extract") as conn:
+        started = take_lease(conn, source_id=source.id, dataset=dataset, run_id=run_id, batch_id=batch_id)
+    try:
+        batch = _extract(services, source, dataset, connection, run_id=run_id, run_date=run_date, batch_id=batch_id)
+        return {**batch, "extract_started_at": started}
+    except BaseException:
+        try:
+            with db.connect(services.platform_dsn, "extract") as conn:
+                release_lease(conn, source_id=source.id, dataset=dataset, run_id=run_id)
+        except psycopg.Error as exc:
+            # The extract's own error is the one to see; the lease ends with the run or expires.
+            log.warning("%s/%s: lease of run %s not released: %s", source.id, dataset, run_id, type(exc).__name__)
+        raise
+
+
+def _extract(services: Services, source: Source, dataset: str, connection: str, *, run_id: str, run_date: str,
+             batch_id: str) -> dict:
     cursor_value, seen = _platform_state(services, source, dataset)
     prefix = storage.batch_prefix(source.id, dataset, run_date, run_id)
     with tempfile.TemporaryDirectory(prefix="sapnhap-extract-") as tmp:
@@ -105,15 +129,16 @@ def extract_stage(services: Services, source: Source, dataset: str, connection: 
             source, dataset, connection, Path(tmp) / "raw.parquet", cursor_value=cursor_value, seen_file_sha256=seen
         )
         # Quarantined records come back: corrected by their owner, or decided by the data team.
-        requeued, correction_files = append_requeued(services, source, dataset, result.path, seen)
+        requeued, correction_files = append_requeued(
+            replace(services, platform_dsn=db.dsn_for(services.platform_dsn, "extract")), source, dataset, result.path, seen
+        )
         result.rows += requeued
         result.files += correction_files
         raw = storage.put_file(services.s3, prefix + "raw.parquet", result.path, "application/vnd.apache.parquet")
     if result.unmapped_columns:
         # Documented policy: new legacy columns are kept in the raw backup and reported, never dropped.
         log.warning("%s/%s: legacy columns not mapped (kept in raw backup): %s", source.id, dataset, result.unmapped_columns)
-    batch_id = batch_id_for(run_id, source.id, dataset)
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "extract") as conn:
         conn.execute(
             """INSERT INTO ops.batches (batch_id, run_id, source_id, dataset, status, extracted, cursor_from, cursor_to, message)
                VALUES (%s, %s, %s, %s, 'extracted', %s, %s, %s, %s)
@@ -141,7 +166,7 @@ def extract_stage(services: Services, source: Source, dataset: str, connection: 
 def _decisions(services: Services) -> pd.DataFrame | None:
     from sapnhap.reference.platform import load_decisions
 
-    return load_decisions(services.platform_dsn)
+    return load_decisions(db.dsn_for(services.platform_dsn, "transform"))
 
 
 def transform_stage(services: Services, source: Source, batch: dict) -> dict:
@@ -158,7 +183,7 @@ def transform_stage(services: Services, source: Source, batch: dict) -> dict:
     if get_dataset(batch["dataset"]).has_unit:
         # Split-commune records with no rule and no decision wait for the data team, with their candidates.
         enqueue_reviews(
-            services.platform_dsn,
+            db.dsn_for(services.platform_dsn, "transform"),
             result.frame.assign(record_key=record_keys(result.frame)),
             record_key_col="record_key",
             run_id=batch["batch_id"].split("|")[0],
@@ -262,7 +287,7 @@ def backup_stage(services: Services, source: Source, batch: dict) -> dict:
         _same_attempt_manifest(services, key, signed)
     else:
         storage.verify_object(services.s3, stored.as_dict())
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "backup") as conn:
         conn.execute(
             "UPDATE ops.batches SET status = 'backed_up', manifest_key = %s WHERE batch_id = %s", (key, batch["batch_id"])
         )
@@ -303,12 +328,20 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
     merged_in_batch = _read_parquet(services, objects["merged_in_batch"])
     dataset = manifest["dataset"]
     batch_id = manifest["batch_id"]
+    run_id = batch_id.split("|")[0]
     blocked = manifest["decision"] == "block"
     quarantined_rows = int(quarantine["_row_id"].nunique()) if len(quarantine) else 0
 
-    with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
+    with db.connect(services.platform_dsn, "load") as conn, db.explain_timeouts("load", batch_id), conn.transaction():
         # One batch of a source/dataset at a time: a retry waits for a crashed twin's rollback.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
+        done = _committed_counts(conn, batch_id, batch["manifest_key"])
+        if done is not None:
+            # A retried load of a batch that committed: the record of what it did stands, nothing is redone.
+            return {"batch_id": batch_id, "dataset": dataset, **done}
+        committed_cursor = check_load_order(conn, source_id=source.id, dataset=dataset, run_id=run_id,
+                                            batch_id=batch_id, cursor_from=manifest["cursor"]["from"],
+                                            extract_started_at=batch.get("extract_started_at"))
         if blocked:
             counts = LoadCounts(extracted=manifest["counts"]["extracted"], quarantined=quarantined_rows,
                                 merged_in_batch=len(merged_in_batch))
@@ -344,13 +377,8 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
             resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
                                loaded_keys=valid["source_key"].tolist())
             # The cursor moves only here, inside the load's transaction: after a crash it has not moved.
-            if manifest["cursor"]["to"] is not None:
-                conn.execute(
-                    """INSERT INTO ops.cursors (source_id, dataset, cursor_value, batch_id) VALUES (%s, %s, %s, %s)
-                       ON CONFLICT (source_id, dataset) DO UPDATE SET cursor_value = EXCLUDED.cursor_value,
-                       batch_id = EXCLUDED.batch_id, updated_at = now()""",
-                    (source.id, dataset, manifest["cursor"]["to"], batch_id),
-                )
+            advance_cursor(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
+                           committed=committed_cursor, cursor_to=manifest["cursor"]["to"])
             with conn.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO ops.source_files (source_id, dataset, sha256, file_name, rows, batch_id)
@@ -371,12 +399,31 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
             (batch_id.split("|")[0], batch_id, source.id, dataset, counts.extracted, counts.loaded,
              counts.quarantined, counts.merged, counts.blocked),
         )
+        release_lease(conn, source_id=source.id, dataset=dataset, run_id=run_id)
     return {"batch_id": batch_id, "dataset": dataset, "status": "blocked" if blocked else "loaded", **asdict(counts)}
+
+
+def _committed_counts(conn: psycopg.Connection, batch_id: str, manifest_key: str) -> dict | None:
+    """What the committed load of this backup of ``batch_id`` recorded (status and counts), or None."""
+    row = conn.execute(
+        """SELECT b.status, b.extracted, b.inserted, b.updated, b.unchanged, b.merged_in_batch, b.merged_cross_source,
+                  b.quarantined, coalesce(r.not_loaded_blocked, 0)
+           FROM ops.batches b LEFT JOIN ops.reconciliation r ON r.batch_id = b.batch_id
+           WHERE b.batch_id = %s AND b.manifest_key = %s AND b.status IN ('loaded', 'blocked')
+             AND b.committed_at IS NOT NULL
+           FOR UPDATE OF b""",
+        (batch_id, manifest_key),
+    ).fetchone()
+    if row is None:
+        return None
+    counts = LoadCounts(extracted=row[1], inserted=row[2], updated=row[3], unchanged=row[4], merged_in_batch=row[5],
+                        merged_cross_source=row[6], quarantined=row[7], blocked=row[8])
+    return {"status": row[0], **asdict(counts)}
 
 
 def reconcile_run(services: Services, run_id: str, expected: list[tuple[str, str]]) -> pd.DataFrame:
     """Check that every expected (source, dataset) batch of the run was reconciled; raise if not."""
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "reconcile") as conn:
         rows = conn.execute(
             """SELECT source_id, dataset, extracted, loaded, quarantined, merged_duplicates, not_loaded_blocked, ok
                FROM ops.reconciliation WHERE run_id = %s""",
@@ -393,7 +440,7 @@ def reconcile_run(services: Services, run_id: str, expected: list[tuple[str, str
         if missing or not bad.empty
         else None
     )
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "reconcile") as conn:
         conn.execute(
             "UPDATE ops.runs SET status = %s, finished_at = now(), message = %s WHERE run_id = %s",
             ("failed" if problem else "succeeded", problem, run_id),

@@ -215,6 +215,16 @@ CREATE TABLE IF NOT EXISTS ops.warnings (
     UNIQUE NULLS NOT DISTINCT (batch_id, source_key, expectation, column_name)
 );
 CREATE INDEX IF NOT EXISTS warnings_source ON ops.warnings (source_id, dataset);
+-- schema change (keys): one lease per (source, dataset), taken by the extract, released by the load's commit
+CREATE TABLE IF NOT EXISTS ops.batch_leases (
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    run_id text NOT NULL,
+    batch_id text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (source_id, dataset)
+);
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,
@@ -257,6 +267,8 @@ CREATE TABLE IF NOT EXISTS core.{t} (
     {", ".join(cols)},
     PRIMARY KEY ({key})
 );
+-- schema change (keys): a legacy record by (source_id, source_key), for the merge's re-keyed records
+CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
 {unit_indexes}CREATE TABLE IF NOT EXISTS history.{t} (
     history_id bigserial PRIMARY KEY,
     {", ".join(history_cols)},

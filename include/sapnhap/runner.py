@@ -44,31 +44,50 @@ def run_nightly(
     return NightlyResult("success" if proc.returncode == 0 else "failed", log)
 
 
+def _outcome(record: tuple[str, str], loaded: set, quarantined: set, kept_in: dict) -> str:
+    if record in loaded:
+        return "loaded"
+    seen = {record}
+    kept = kept_in.get(record)
+    while kept is not None and kept not in seen:
+        if kept in loaded or kept in quarantined:
+            return "merged"
+        seen.add(kept)
+        kept = kept_in.get(kept)
+    return "quarantined" if record in quarantined else "missing"
+
+
 def account_for(dsn: str, ledger: pd.DataFrame) -> pd.DataFrame:
     """Outcome of every record in ``ledger`` (source_id, dataset, source_key): loaded, quarantined, merged.
 
-    A record is ``loaded`` when a core row carries its source key, ``merged`` when it was merged
-    into another record (same natural key), ``quarantined`` when it sits in quarantine, and
-    ``missing`` otherwise.
+    A record is ``loaded`` when a core row carries its source key, ``merged`` when its latest
+    merge (``ops.merged_duplicates``, by batch commit order) names a record that is itself
+    loaded, quarantined or merged so (a merge into a record that vanished proves nothing),
+    ``quarantined`` when it sits in quarantine, and ``missing`` otherwise.
     """
     outcomes = []
     with psycopg.connect(dsn) as conn:
         for dataset in sorted(ledger["dataset"].unique()):
-            loaded = conn.execute(f"SELECT source_id, source_key FROM core.{dataset}").fetchall()
-            merged = conn.execute(
-                "SELECT source_id, source_key FROM ops.merged_duplicates WHERE dataset = %s", (dataset,)
-            ).fetchall()
-            quarantined = conn.execute(
+            loaded = {tuple(r) for r in conn.execute(f"SELECT source_id, source_key FROM core.{dataset}").fetchall()}
+            kept_in = {
+                (r[0], r[1]): (r[2], r[3])
+                for r in conn.execute(
+                    """SELECT DISTINCT ON (m.source_id, m.source_key) m.source_id, m.source_key, m.kept_source_id,
+                              m.kept_source_key
+                       FROM ops.merged_duplicates m LEFT JOIN ops.batches b ON b.batch_id = m.batch_id
+                       WHERE m.dataset = %s
+                       ORDER BY m.source_id, m.source_key, b.committed_at DESC NULLS LAST, m.batch_id DESC""",
+                    (dataset,),
+                ).fetchall()
+            }
+            quarantined = {tuple(r) for r in conn.execute(
                 "SELECT source_id, source_key FROM ops.quarantine WHERE dataset = %s AND status = 'open' AND severity = 'block'",
                 (dataset,),
-            ).fetchall()
+            ).fetchall()}
+
             sub = ledger[ledger["dataset"] == dataset][["source_id", "dataset", "source_key"]].copy()
-            keys = list(zip(sub["source_id"], sub["source_key"].astype(str), strict=True))
-            state = pd.Series("missing", index=sub.index)
-            for name, rows in (("quarantined", quarantined), ("merged", merged), ("loaded", loaded)):
-                found = set(map(tuple, rows))
-                state[[k in found for k in keys]] = name
-            sub["outcome"] = state
+            keys = zip(sub["source_id"], sub["source_key"].astype(str), strict=True)
+            sub["outcome"] = [_outcome(k, loaded, quarantined, kept_in) for k in keys]
             outcomes.append(sub)
     return pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
 

@@ -135,8 +135,23 @@ def _source_key(raw: pd.DataFrame, primary_key: list[str]) -> np.ndarray:
 
 
 def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Merge rows repeating a natural key inside the batch: the latest ``updated_at`` wins."""
+    """Merge rows repeating a record or a natural key inside the batch: the latest ``updated_at`` wins.
+
+    A record (``source_key``) read twice, e.g. its legacy row and its requeued correction, keeps
+    its latest version (on a tie, the row read last), even when the two carry different natural
+    keys: one record is one row. Then rows of different records sharing a natural key are merged
+    into the latest one. Every dropped row is listed with the record it went to.
+    """
     key = list(ds.natural_key)
+    by_time = ["updated_at"] if "updated_at" in frame else []
+    in_time = frame.sort_values(by_time, kind="stable", na_position="first") if by_time else frame
+    repeated = in_time.duplicated(subset=["source_key"], keep="last")
+    repeated_index = repeated[repeated].index
+    same = frame.loc[repeated_index, ["source_key", *key]].copy()
+    same["kept_source_key"] = same["source_key"]
+    same["reason"] = "same_record_in_batch"
+    frame = frame.drop(index=repeated_index)
+
     keyed = frame[key].notna().all(axis=1)
     order = frame.assign(_has_key=keyed).sort_values(
         ["updated_at", "source_key"] if "updated_at" in frame else ["source_key"], kind="stable", na_position="first"
@@ -148,7 +163,9 @@ def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFram
     merged = frame.loc[dup_index, ["source_key", *key]].copy()
     merged["kept_source_key"] = kept.reindex(pd.MultiIndex.from_frame(merged[key]) if len(key) > 1 else merged[key[0]]).to_numpy()
     merged["reason"] = "duplicate_in_batch"
-    return survivors, merged.reset_index(drop=True)
+    # Merges into another record first: a repeated record's ops row is keyed like its own merge's.
+    merged = merged.reset_index(drop=True)
+    return survivors, pd.concat([merged, same], ignore_index=True) if len(same) else merged
 
 
 def record_keys(frame: pd.DataFrame) -> pd.Series:

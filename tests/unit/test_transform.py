@@ -95,6 +95,19 @@ def test_repeated_natural_key_in_batch_is_merged_latest_wins(ref) -> None:
     assert len(result.frame) + len(merged) == len(raw)
 
 
+
+def test_a_record_read_twice_in_a_batch_keeps_its_latest_version(ref) -> None:
+    # The legacy row and its requeued correction, under different natural keys: one record, one row.
+    source = get_source("hg_vixuyen_motcua")
+    raw = _raw(id=["7", "8", "7"], ma_ho_so=["HS9", "HS2", "HS1"],
+               ngay_cap_nhat=["2024-02-03 10:00:00", "2024-02-02 10:00:00", "2024-02-01 10:00:00"])
+    result = transform_frame(raw, source, "dossiers", reference=ref)
+    assert sorted(zip(result.frame["source_key"], result.frame["dossier_code"], strict=True)) == [
+        ("7", "HS9"), ("8", "HS2")]
+    merged = result.merged_duplicates
+    assert merged[["source_key", "kept_source_key", "reason"]].values.tolist() == [["7", "7", "same_record_in_batch"]]
+    assert len(result.frame) + len(merged) == len(raw)
+
 def test_records_after_the_merger_with_old_codes_are_flagged(ref) -> None:
     source = get_source("hg_vixuyen_motcua")
     result = transform_frame(_raw(ngay_nhan=["30/06/2025", "02/07/2025"]), source, "dossiers", reference=ref)

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import getaddresses
 
-import psycopg
-
+from sapnhap import db
 from sapnhap.reports import outbox
 from sapnhap.reports.mail import build_owner_email, wire_bytes
 from sapnhap.reports.model import assemble_owner_reports, mask_email, should_send
@@ -52,7 +51,7 @@ def queue_run_reports(services: Services, run_id: str, sources: list[Source]) ->
     """
     source_ids = sorted({s.id for s in sources})
     owners = sorted({o.strip().lower() for s in sources for o in s.owners})
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "report") as conn:
         todo = [o for o in owners if not outbox.exists(conn, outbox.report_key(run_id, o))]
         existing = [o for o in owners if o not in todo]
         if not todo:
@@ -65,7 +64,7 @@ def queue_run_reports(services: Services, run_id: str, sources: list[Source]) ->
         unreported=unreported,
     )
     queued, skipped = [], []
-    with psycopg.connect(services.platform_dsn, autocommit=True) as conn:
+    with db.connect(services.platform_dsn, "report", autocommit=True) as conn:
         for report in reports:
             if report.owner not in todo:
                 continue
@@ -91,7 +90,7 @@ def queue_run_reports(services: Services, run_id: str, sources: list[Source]) ->
 
 
 def _stored_reports(dsn: str, run_id: str) -> list[dict]:
-    with psycopg.connect(dsn) as conn:
+    with db.connect(dsn, "report") as conn:
         rows = conn.execute(
             """SELECT recipient, subject, meta, status FROM ops.outbox
                WHERE kind = %s AND run_id = %s ORDER BY recipient""",
