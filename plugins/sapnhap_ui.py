@@ -108,7 +108,8 @@ async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:  
 def _render(request: Request, page: str, user, **context) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(
         request, f"{page}.html",
-        {"pages": PAGES, "page": page, "user_name": user.get_name(), "can_act": _can_act(user), **context},
+        {"pages": PAGES, "page": page, "user_name": user.get_name(), "can_act": _can_act(user),
+         "can_trigger": _can_trigger(user), **context},
     )
 
 
@@ -118,12 +119,14 @@ async def index(user: User) -> RedirectResponse:  # noqa: ARG001
 
 
 @app.get("/tonight", response_class=HTMLResponse)
-def tonight_page(request: Request, user: User, run_id: str | None = None) -> HTMLResponse:
+def tonight_page(request: Request, user: User, run_id: str | None = None, message: str | None = None,
+                 error: str | None = None) -> HTMLResponse:
     from sapnhap.ui_queries import NIGHTLY_DAG_ID, tonight
 
     data = tonight(_services().platform_dsn, run_id)
     peak = max([t.extracted for t in data.trend] + [1])
-    return _render(request, "tonight", user, data=data, peak=peak, dag_id=NIGHTLY_DAG_ID)
+    return _render(request, "tonight", user, data=data, peak=peak, dag_id=NIGHTLY_DAG_ID, message=message,
+                   error=error)
 
 
 def _filter(source_id: str | None, dataset: str | None, expectation: str | None, severity: str | None,
@@ -221,6 +224,44 @@ def review_decide(
     log.info("review group %s: %d records -> %s, decided by %s", group_id, n, new_commune_code, user.get_name())
     msg = f"Đã ghi quyết định cho {n} bản ghi (người quyết định: {user.get_name()}); áp dụng ở lần chạy tới."
     return RedirectResponse(f"{URL_PREFIX}/review?message={quote(msg)}", status_code=303)
+
+
+def _can_trigger(user) -> bool:  # noqa: ANN001
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    from sapnhap.ui_queries import NIGHTLY_DAG_ID
+
+    return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
+                                                details=DagDetails(id=NIGHTLY_DAG_ID), user=user)
+
+
+@app.post("/run-source")
+def run_source(request: Request, user: User, source_id: FormText, back: Annotated[str, Form()] = "tonight",
+               ) -> RedirectResponse:
+    """Run the nightly DAG now for one source (its ``sources`` param): applies decisions and corrections at once."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import AirflowException
+    from airflow.utils.types import DagRunTriggeredByType
+
+    from sapnhap.ui_queries import NIGHTLY_DAG_ID
+
+    _same_origin(request)
+    page = back if back in {slug for slug, _ in PAGES} else "tonight"
+    if not _can_trigger(user):
+        raise HTTPException(403, "Tài khoản này không được chạy DAG.")
+    if source_id not in _source_ids():
+        raise HTTPException(404, f"Không có hệ thống nguồn '{source_id}'.")
+    try:
+        run = trigger_dag(NIGHTLY_DAG_ID, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=user.get_name(),
+                          conf={"sources": [source_id]}, note=f"Sáp nhập: chạy ngay {source_id} ({user.get_name()})")
+    except AirflowException as exc:
+        log.warning("could not trigger %s for %s: %s", NIGHTLY_DAG_ID, source_id, exc)
+        err = f"Chưa chạy được: DAG {NIGHTLY_DAG_ID} chưa được nạp vào Airflow."
+        return RedirectResponse(f"{URL_PREFIX}/{page}?error={quote(err)}", status_code=303)
+    log.info("%s triggered %s for %s: %s", user.get_name(), NIGHTLY_DAG_ID, source_id, run.run_id if run else None)
+    msg = f"Đã yêu cầu chạy {NIGHTLY_DAG_ID} cho {source_id} (lần chạy {run.run_id if run else ''})."
+    return RedirectResponse(f"{URL_PREFIX}/{page}?message={quote(msg)}", status_code=303)
 
 
 @app.get("/lookup", response_class=HTMLResponse)

@@ -72,12 +72,11 @@ def _api_server_env(home: Path, services: Services, port: int) -> dict[str, str]
 
     pg = conninfo_to_dict(services.platform_dsn)
     (home / "passwords.json").write_text(json.dumps({ADMIN: ADMIN_PASSWORD, VIEWER: VIEWER_PASSWORD}))
-    (home / "dags").mkdir(exist_ok=True)
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{VIEWER}:viewer",
@@ -105,7 +104,8 @@ def airflow_url(tmp_path_factory: pytest.TempPathFactory, world: UiWorld) -> Ite
     port = free_port()
     env = _api_server_env(home, world.services, port)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for args in (["db", "migrate"], ["dags", "reserialize"]):  # the DAGs are known, so "run now" can trigger
+        subprocess.run([airflow, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     log = (home / "api-server.log").open("w")
     proc = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -320,14 +320,32 @@ def test_review_group_decided_recorded_and_applied_next_run(admin_page, airflow_
     assert page.locator("#run-id").inner_text() == world.run_ids[-1]
 
 
+def test_run_one_source_now(admin_page, airflow_url: str, world: UiWorld) -> None:  # noqa: ANN001
+    page = admin_page
+    page.get_by_role("button", name=f"Chạy ngay {world.source.id}").click()
+    page.wait_for_load_state()
+    assert "Đã yêu cầu chạy sapnhap_nightly" in page.locator("#flash").inner_text()
+    runs = page.request.get(f"{airflow_url}/api/v2/dags/sapnhap_nightly/dagRuns").json()["dag_runs"]
+    assert [(r["conf"], r["triggering_user_name"]) for r in runs] == [({"sources": [world.source.id]}, ADMIN)]
+    # A form posted from another site with the team's session cookie is refused.
+    forged = page.request.post(f"{airflow_url}/sapnhap/run-source", max_redirects=0,
+                               form={"source_id": world.source.id}, headers={"origin": "http://other.example"})
+    assert forged.status == 403
+    assert len(page.request.get(f"{airflow_url}/api/v2/dags/sapnhap_nightly/dagRuns").json()["dag_runs"]) == 1
+
+
 def test_viewer_sees_but_cannot_decide(browser, airflow_url: str) -> None:  # noqa: ANN001
     page = _login(browser, airflow_url, VIEWER, VIEWER_PASSWORD, "/sapnhap/review")
     try:
         assert "(chỉ xem)" in page.locator("header").inner_text()
         assert page.locator("form[action='review/decide']").count() == 0
+        assert page.locator("form.run-now").count() == 0
         response = page.request.post(airflow_url + "/sapnhap/review/decide", max_redirects=0,
                                      form={"group_id": "x", "new_commune_code": "00691"},
                                      headers={"origin": airflow_url})
+        assert response.status == 403
+        response = page.request.post(airflow_url + "/sapnhap/run-source", max_redirects=0,
+                                     form={"source_id": "hg_bacquang_sqlite"}, headers={"origin": airflow_url})
         assert response.status == 403
     finally:
         page.context.close()
