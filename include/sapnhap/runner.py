@@ -178,6 +178,33 @@ def ui_env(env: dict[str, str], port: int) -> dict[str, str]:
     }
 
 
+def stop_group(proc, grace: float = 60) -> None:  # noqa: ANN001 - subprocess.Popen started with start_new_session
+    """SIGTERM the process group of ``proc`` (it leads it), SIGKILL what is left after ``grace`` seconds."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        if not alive():
+            break
+        os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + wait
+        while alive() and time.monotonic() < deadline:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.5)
+
+
 def run_ui(workdir: Path, *, port: int) -> int:
     """The Airflow UI on the demo's world: services stay up until Ctrl-C (``make airflow-ui``).
 
@@ -186,6 +213,7 @@ def run_ui(workdir: Path, *, port: int) -> int:
     every sapnhap DAG active; the "Sáp nhập" pages of ``plugins/``.
     """
     import os
+    import signal
     import subprocess
 
     workdir = workdir.resolve()
@@ -207,11 +235,19 @@ def run_ui(workdir: Path, *, port: int) -> int:
               f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated). Ctrl-C stops everything.")
         print(f"[sapnhap] the data team's pages: http://127.0.0.1:{port}/sapnhap/tonight (or 'Sáp nhập' in the menu)")
         print(f"[sapnhap] platform: psql \"{stack.platform_dsn}\"; mail folder: {stack.mail_dir}")
+        # Ctrl-C, or a plain `kill`, stops Airflow first, then saves the bucket, then stops the services.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+        # Its own process group: `airflow standalone` does not stop its scheduler, API server and
+        # workers when it is terminated, so the whole group is.
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
+                                start_new_session=True)
         try:
-            subprocess.run([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env, check=False)
+            proc.wait()
         except KeyboardInterrupt:
             pass
         finally:
+            stop_group(proc)
             if embedded_s3:
                 print(f"[sapnhap] saving the bucket to {snapshot}: {snapshot_bucket(stack, snapshot)} objects")
     return 0

@@ -12,7 +12,7 @@ import pytest
 
 from sapnhap import storage
 from sapnhap.embedded import PROJECT_ROOT, Stack, _start_smtp
-from sapnhap.runner import restore_bucket_snapshot, snapshot_bucket, ui_env
+from sapnhap.runner import restore_bucket_snapshot, snapshot_bucket, stop_group, ui_env
 from sapnhap.services import S3Config, SmtpConfig
 
 pytestmark = pytest.mark.integration
@@ -76,3 +76,13 @@ def test_the_ui_environment_loads_the_plugin_with_active_dags(tmp_path: Path) ->
     assert any(v.get("nav_top_level") and v["href"] == "sapnhap/tonight" for v in views)
     assert {v["href"] for v in views} >= {"sapnhap/tonight", "sapnhap/quarantine", "sapnhap/review",
                                           "sapnhap/lookup", "sapnhap/docs"}
+
+
+def test_stopping_the_ui_stops_every_airflow_process(tmp_path: Path) -> None:
+    import os
+
+    # Like `airflow standalone`: a leader whose children outlive a SIGTERM to it, one of them deaf to SIGTERM.
+    proc = subprocess.Popen(["bash", "-c", "(trap '' TERM; sleep 300) & sleep 300 & wait"], start_new_session=True)
+    stop_group(proc, grace=2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
