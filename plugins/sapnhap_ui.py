@@ -105,6 +105,24 @@ async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:  
     return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
 
 
+@app.exception_handler(Exception)
+async def _platform_unavailable(request: Request, exc: Exception) -> HTMLResponse:
+    """The platform is unreachable or not created yet: say so in Vietnamese instead of a bare 500."""
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        text = ("Nền tảng dữ liệu chưa được khởi tạo (chưa có lần chạy nào). "
+                "Hãy chạy DAG sapnhap_nightly (hoặc `make demo`) rồi mở lại trang này.")
+    elif isinstance(exc, psycopg.OperationalError):
+        text = "Không kết nối được cơ sở dữ liệu của nền tảng (kết nối sapnhap_platform). Hãy báo quản trị hệ thống."
+    else:
+        log.exception("Sáp nhập page %s failed", request.url.path)
+        text = "Trang gặp lỗi ngoài dự kiến; chi tiết đã được ghi vào nhật ký của Airflow API server."
+    log.warning("Sáp nhập page %s: %s", request.url.path, type(exc).__name__)
+    return HTMLResponse(f"<!doctype html><meta charset='utf-8'><title>Sáp nhập</title>"
+                        f"<p style='font-family:sans-serif;padding:1rem'>{text}</p>", status_code=503)
+
+
 def _render(request: Request, page: str, user, **context) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(
         request, f"{page}.html",
