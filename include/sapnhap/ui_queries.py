@@ -388,22 +388,35 @@ def decide_group(dsn: str, group_id: str, new_commune_code: str, *, decided_by: 
 
 
 def recent_decisions(dsn: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest decisions with who took them and whether a run has applied them yet."""
+    """The latest decisions with who took them and whether a run has applied them yet.
+
+    Applied means the record is on the platform mapped by the decision (``mapping_method =
+    'decision'`` in its core table), not merely out of the queue.
+    """
+    from sapnhap.datasets import DATASETS
+
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        rows = cur.execute(
             """SELECT d.record_key, d.old_commune_code, d.new_commune_code, n.new_commune_name, d.decided_by,
-                      d.decided_at, q.source_id, q.dataset,
-                      NOT EXISTS (SELECT 1 FROM ops.quarantine oq
-                                  WHERE oq.source_id || ':' || oq.source_key = d.record_key
-                                    AND oq.status = 'open') AS applied
+                      d.decided_at, q.source_id, q.dataset
                FROM registry.mapping_decisions d
                LEFT JOIN registry.review_queue q USING (record_key)
                LEFT JOIN LATERAL (SELECT new_commune_name FROM registry.crosswalk c
                                   WHERE c.new_commune_code = d.new_commune_code
                                     AND c.reference_version = d.reference_version LIMIT 1) n ON true
-               ORDER BY d.decided_at DESC LIMIT %s""",
+               ORDER BY d.decided_at DESC, d.record_key LIMIT %s""",
             (limit,),
         ).fetchall()
+        applied: set[str] = set()
+        for dataset in sorted({r["dataset"] for r in rows if r["dataset"] in DATASETS}):
+            keys = [r["record_key"] for r in rows if r["dataset"] == dataset]
+            applied |= {key for (key,) in conn.execute(
+                sql.SQL("SELECT source_id || ':' || source_key FROM core.{t} "
+                        "WHERE source_id || ':' || source_key = ANY(%s) AND mapping_method = 'decision'").format(
+                    t=sql.Identifier(dataset)),
+                (keys,),
+            )}
+    return [{**r, "applied": r["record_key"] in applied} for r in rows]
 
 
 # ---------------------------------------------------------------------------- Tra cứu
