@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ User = Annotated[Any, Depends(current_user)]
 FormText = Annotated[str, Form()]
 
 app = FastAPI(title="Sáp nhập", docs_url=None, redoc_url=None, openapi_url=None)
+# Public third-party styles and scripts only (Data Docs assets for offline viewing): no login needed.
+app.mount("/static", StaticFiles(directory=Path(__file__).with_name("sapnhap_ui_static")), name="static")
 
 
 @app.exception_handler(LoginRequired)
@@ -304,7 +307,7 @@ def docs_page(request: Request, user: User, run_id: str | None = None) -> HTMLRe
 def bucket_object(key: str, user: User) -> Response:  # noqa: ARG001
     """Data Docs pages, batch manifests and handover records, read from the bucket."""
     from sapnhap import storage
-    from sapnhap.ui_queries import bucket_key_allowed
+    from sapnhap.ui_queries import DATA_DOCS_DIR, bucket_key_allowed, offline_data_docs
 
     if not bucket_key_allowed(key):
         raise HTTPException(404)
@@ -313,6 +316,8 @@ def bucket_object(key: str, user: User) -> Response:  # noqa: ARG001
     except Exception as exc:  # noqa: BLE001 - a missing object is a 404 for the browser
         raise HTTPException(404, "Không có tệp này trong kho sao lưu.") from exc
     media = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    if media == "text/html" and f"/{DATA_DOCS_DIR}" in key:
+        data = offline_data_docs(data.decode("utf-8"), f"{URL_PREFIX}/static/gx").encode("utf-8")
     if media.startswith("text/") or media == "application/json":
         media += "; charset=utf-8"
     return Response(data, media_type=media)

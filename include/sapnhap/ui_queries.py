@@ -508,3 +508,32 @@ def bucket_key_allowed(key: str) -> bool:
     if key.startswith("handover/") and key.endswith(".html"):
         return True
     return key.startswith("backups/") and (f"/{DATA_DOCS_DIR}" in key or key.endswith(f"/{MANIFEST_NAME}"))
+
+
+# Where GX's Data Docs pages load their styles and scripts from, and the copy the plugin serves
+# instead (plugins/sapnhap_ui_static/gx/): the data team's network may have no internet access.
+DATA_DOCS_ASSETS: dict[str, str] = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "css/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "js/bootstrap.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "js/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "js/popper.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "css/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "js/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "css/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "js/bootstrap-table-filter-control.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "css/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "js/bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "css/fontawesome.all.min.css",
+}
+
+
+def offline_data_docs(html: str, assets_url: str) -> str:
+    """A Data Docs page with its CDN styles and scripts pointing at the bundled copies under ``assets_url``."""
+    base = assets_url.rstrip("/")
+    for cdn, local in DATA_DOCS_ASSETS.items():
+        html = html.replace(f'"{cdn}"', f'"{base}/{local}"')
+    return html

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from sapnhap.corrections import correction_prefix
 from sapnhap.embedded import PROJECT_ROOT, free_port
 from sapnhap.reports.attachment import read_quarantine_workbook
 from sapnhap.services import PLATFORM_CONN_ID, S3_CONN_ID, SMTP_CONN_ID, S3Config, Services, SmtpConfig
+from sapnhap.ui_queries import DATA_DOCS_ASSETS
 
 pytestmark = pytest.mark.integration
 
@@ -383,9 +385,23 @@ def test_data_docs_page_and_airflow_navigation(admin_page, airflow_url: str) -> 
     page.goto(airflow_url + "/sapnhap/docs")
     assert page.locator("#docs .docs-link").count() >= 1
     _shot(page, "docs")
+    # Offline: every request that leaves this machine fails; the GX page still gets its styles and scripts.
+    blocked: list[str] = []
+
+    def offline(route) -> None:  # noqa: ANN001
+        blocked.append(route.request.url)
+        route.abort()
+
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), offline)
     page.locator("#docs .docs-link").first.click()
-    page.wait_for_load_state()
+    page.wait_for_load_state("networkidle")
     assert page.url.endswith("/data_docs/index.html")
+    assert page.evaluate("typeof window.jQuery === 'function' && typeof window.jQuery.fn.bootstrapTable === 'function'")
+    assert page.evaluate("[...document.styleSheets].some(s => (s.href || '').endsWith('/sapnhap/static/gx/css/"
+                         "bootstrap.min.css') && s.cssRules.length > 1000)")
+    assert not set(blocked) & set(DATA_DOCS_ASSETS)  # nothing bundled is asked of the internet
+    _shot(page, "data-docs")
+    page.unroute_all()
     # The plugin's pages are in Airflow's own navigation.
     page.goto(airflow_url + "/")
     nav = page.get_by_role("link", name="Sáp nhập")

@@ -42,3 +42,16 @@ def test_data_docs_sit_next_to_the_manifest() -> None:
     assert outcome.data_docs_key == BATCH + "data_docs/index.html"
     assert DatasetOutcome("src", "dossiers", "extracted", 1, 0, 0, 0, 0, 0, 0, 0, None, None, None,
                           None).data_docs_key is None
+
+
+def test_every_data_docs_asset_is_bundled_and_rewritten() -> None:
+    from sapnhap.embedded import PROJECT_ROOT
+    from sapnhap.ui_queries import DATA_DOCS_ASSETS, offline_data_docs
+
+    bundle = PROJECT_ROOT / "plugins" / "sapnhap_ui_static" / "gx"
+    for local in DATA_DOCS_ASSETS.values():
+        assert (bundle / local).stat().st_size > 100, local
+    page = "".join(f'<link href="{cdn}"><script src="{cdn}"></script>' for cdn in DATA_DOCS_ASSETS)
+    offline = offline_data_docs(page + '<script src="https://cdn.jsdelivr.net/npm/vega@5"></script>', "/sapnhap/static/gx/")
+    assert not any(cdn in offline for cdn in DATA_DOCS_ASSETS)
+    assert offline.count('"/sapnhap/static/gx/') == 2 * len(DATA_DOCS_ASSETS)
