@@ -257,6 +257,16 @@ def _can_trigger(user) -> bool:  # noqa: ANN001
                                                 details=DagDetails(id=NIGHTLY_DAG_ID), user=user)
 
 
+def _runs_one_source() -> bool:
+    """Whether the deployed nightly DAG takes the ``sources`` param (else a run would sync every source)."""
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    from sapnhap.ui_queries import NIGHTLY_DAG_ID
+
+    dag = SerializedDagModel.get_dag(NIGHTLY_DAG_ID)
+    return dag is not None and "sources" in dag.params
+
+
 @app.post("/run-source")
 def run_source(request: Request, user: User, source_id: FormText, back: Annotated[str, Form()] = "tonight",
                ) -> RedirectResponse:
@@ -273,6 +283,10 @@ def run_source(request: Request, user: User, source_id: FormText, back: Annotate
         raise HTTPException(403, "Tài khoản này không được chạy DAG.")
     if source_id not in _source_ids():
         raise HTTPException(404, f"Không có hệ thống nguồn '{source_id}'.")
+    if not _runs_one_source():
+        err = (f"DAG {NIGHTLY_DAG_ID} đang chạy chưa có tham số 'sources' (chưa chọn được một nguồn): "
+               "hãy chờ lần chạy đêm nay.")
+        return RedirectResponse(f"{URL_PREFIX}/{page}?error={quote(err)}", status_code=303)
     try:
         run = trigger_dag(NIGHTLY_DAG_ID, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=user.get_name(),
                           conf={"sources": [source_id]}, note=f"Sáp nhập: chạy ngay {source_id} ({user.get_name()})")
