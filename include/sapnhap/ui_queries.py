@@ -218,11 +218,40 @@ def quarantine_filter_choices(dsn: str) -> dict[str, list[str]]:
         }
 
 
+def last_run_warnings(dsn: str, flt: QuarantineFilter = QuarantineFilter()) -> list[QuarantineRow]:
+    """Warn-check failures (``ops.warnings``; the records loaded) of the latest run, matching ``flt``."""
+    clauses = [sql.SQL("split_part(batch_id, '|', 1) = (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT 1)")]
+    params: dict[str, Any] = {}
+    for name in ("source_id", "dataset", "expectation"):
+        value = getattr(flt, name)
+        if value:
+            clauses.append(sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
+            params[name] = value
+    if flt.source_key:
+        clauses.append(sql.SQL("source_key ILIKE {}").format(sql.Placeholder("source_key")))
+        params["source_key"] = f"%{flt.source_key}%"
+    query = sql.SQL(
+        """SELECT warning_id, batch_id, source_id, dataset, source_key, expectation, column_name, value_masked,
+                  reason_vi, fix_vi
+           FROM ops.warnings WHERE {where}
+           ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, warning_id"""
+    ).format(where=sql.SQL(" AND ").join(clauses))
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, params).fetchall()
+    return [QuarantineRow.from_warning(r) for r in rows]
+
+
 def quarantine_xlsx(dsn: str, flt: QuarantineFilter) -> bytes:
-    """The workbook the owner gets with their report, for the rows of ``flt`` (all of them, no page limit)."""
+    """The workbook the owner gets with their report, for the rows of ``flt`` (all of them, no page limit).
+
+    Blocking rows in the rows sheet; last night's warnings (records loaded) in their own sheet,
+    as in the report's attachment. A ``severity`` filter picks one of the two.
+    """
     from sapnhap.reports.attachment import quarantine_workbook
 
-    return quarantine_workbook(open_quarantine(dsn, flt, limit=None))
+    rows = open_quarantine(dsn, flt, limit=None) if flt.severity in (None, "block") else []
+    warnings = last_run_warnings(dsn, flt) if flt.severity in (None, "warn") else []
+    return quarantine_workbook(rows, warnings)
 
 
 class UploadError(ValueError):
