@@ -14,7 +14,14 @@ $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(BIN)/.installed  ## create .venv with everything
+# The browser tests (tests/ui) drive Debian's Chromium: Playwright's own browser download is not used.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "need Chromium at $(CHROMIUM) (Debian: apt-get install chromium)"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+install: $(BIN)/.installed $(CHROMIUM)  ## create .venv with everything, and Chromium for the browser tests
 
 demo: install  ## the nightly sync end to end on embedded services
 	$(BIN)/python -m sapnhap demo $(ARGS)
@@ -29,7 +36,7 @@ lint: install
 bench: install  ## province-scale benchmark (not part of the tests)
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)
 
-airflow-ui: install  ## the Airflow UI on the embedded default (services stay up until Ctrl-C)
+airflow-ui: install  ## the Airflow UI on the demo's world, with the Sáp nhập pages (services stay up until Ctrl-C)
 	$(BIN)/python -m sapnhap ui $(ARGS)
 
 clean:

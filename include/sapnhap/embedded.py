@@ -136,15 +136,16 @@ def _start_s3(stoppers: list) -> S3Config:
     return S3Config(endpoint_url=f"http://127.0.0.1:{port}", access_key="embedded", secret_key="embedded")
 
 
-def _start_smtp(workdir: Path, stoppers: list) -> tuple[SmtpConfig, Path | None]:
+def _start_smtp(workdir: Path, stoppers: list, *, keep_mail: bool = False) -> tuple[SmtpConfig, Path | None]:
     url = os.environ.get("SAPNHAP_SMTP_URL")
     if url:
         return smtp_from_url(url), None
     from aiosmtpd.controller import Controller
 
     mail_dir = workdir / "mail"
-    for old in mail_dir.glob("*.eml"):
-        old.unlink()
+    if not keep_mail:
+        for old in mail_dir.glob("*.eml"):
+            old.unlink()
     port = free_port()
     controller = Controller(MailSink(mail_dir), hostname="127.0.0.1", port=port)
     controller.start()
@@ -152,14 +153,17 @@ def _start_smtp(workdir: Path, stoppers: list) -> tuple[SmtpConfig, Path | None]
     return SmtpConfig(host="127.0.0.1", port=port, from_addr="sapnhap@tuyenquang.gov.vn.example"), mail_dir
 
 
-def start_stack(workdir: Path) -> Stack:
-    """Start (or connect to) PostgreSQL, S3 and SMTP; stop them with :meth:`Stack.stop`."""
+def start_stack(workdir: Path, *, keep_mail: bool = False) -> Stack:
+    """Start (or connect to) PostgreSQL, S3 and SMTP; stop them with :meth:`Stack.stop`.
+
+    The mail folder starts empty unless ``keep_mail`` (the UI keeps the demo's emails).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     stoppers: list = []
     try:
         platform = _start_postgres(workdir, stoppers)
         s3 = _start_s3(stoppers)
-        smtp, mail_dir = _start_smtp(workdir, stoppers)
+        smtp, mail_dir = _start_smtp(workdir, stoppers, keep_mail=keep_mail)
     except BaseException:
         for stop in reversed(stoppers):
             stop()

@@ -164,8 +164,75 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int) -> int:
     return 0
 
 
+def restore_bucket_snapshot(stack: Stack, source: Path) -> int:
+    """Upload a folder written by :func:`snapshot_bucket` back into the bucket; return objects uploaded.
+
+    The embedded S3 lives in memory: without this, ``make airflow-ui`` would start with none of
+    the demo's backups, Data Docs and handover records.
+    """
+    import mimetypes
+
+    if not source.is_dir():
+        return 0
+    storage.ensure_bucket(stack.s3, retention_days=storage.retention_days_from_env())
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    for path in files:
+        key = path.relative_to(source).as_posix()
+        storage.put_file(stack.s3, key, path, mimetypes.guess_type(key)[0] or "application/octet-stream")
+    return len(files)
+
+
+def ui_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """What ``make airflow-ui`` adds to the demo's Airflow environment."""
+    return {
+        **env,
+        "AIRFLOW__API__PORT": str(port),
+        # The demo world is meant to run: the nightly at 01:00, the accounts DAG after the loads.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Ho_Chi_Minh",
+        # Airflow 3.3's UI has no server-side default time zone (it follows the browser); the
+        # Sáp nhập pages set it to Vietnam's. The API server's own process runs in it too.
+        "TZ": "Asia/Ho_Chi_Minh",
+    }
+
+
+def stop_group(proc, grace: float = 60) -> None:  # noqa: ANN001 - subprocess.Popen started with start_new_session
+    """SIGTERM the process group of ``proc`` (it leads it), SIGKILL what is left after ``grace`` seconds."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        if not alive():
+            break
+        os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + wait
+        while alive() and time.monotonic() < deadline:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.5)
+
+
 def run_ui(workdir: Path, *, port: int) -> int:
-    """The Airflow UI on the embedded default: services stay up until Ctrl-C (``make airflow-ui``)."""
+    """The Airflow UI on the demo's world: services stay up until Ctrl-C (``make airflow-ui``).
+
+    Same platform (pgdata), bucket content (the demo's snapshot in ``bucket/``, written back on
+    exit), mail folder (kept, new messages are added) and legacy connections as ``make demo``;
+    every sapnhap DAG active; the "Sáp nhập" pages of ``plugins/``.
+    """
+    import os
+    import signal
     import subprocess
 
     workdir = workdir.resolve()
@@ -173,17 +240,35 @@ def run_ui(workdir: Path, *, port: int) -> int:
     connections = json.loads(saved.read_text()) if saved.exists() else {}
     if not connections:
         print("[sapnhap] no demo world yet: run `make demo` first to create the legacy systems", file=sys.stderr)
-    with start_stack(workdir) as stack:
-        env = airflow_env(stack, connections)
-        env["AIRFLOW__API__PORT"] = str(port)
+    embedded_s3 = not os.environ.get("SAPNHAP_S3_URL")
+    snapshot = workdir / "bucket"
+    with start_stack(workdir, keep_mail=True) as stack:
+        if embedded_s3:
+            print(f"[sapnhap] loading the demo's bucket from {snapshot}: {restore_bucket_snapshot(stack, snapshot)} objects")
+        env = ui_env(airflow_env(stack, connections), port)
         prepare_airflow(env, pools_of(load_sources()))
+        log = workdir / "airflow-ui-prepare.log"
+        airflow(env, "dags", "reserialize", log=log)
+        airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^sapnhap_", log=log, check=False)
         print(f"[sapnhap] Airflow UI on http://127.0.0.1:{port} (user admin; password in "
               f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated). Ctrl-C stops everything.")
+        print(f"[sapnhap] the data team's pages: http://127.0.0.1:{port}/sapnhap/tonight (or 'Sáp nhập' in the menu)")
         print(f"[sapnhap] platform: psql \"{stack.platform_dsn}\"; mail folder: {stack.mail_dir}")
+        # Ctrl-C, or a plain `kill`, stops Airflow first, then saves the bucket, then stops the services.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+        # Its own process group: `airflow standalone` does not stop its scheduler, API server and
+        # workers when it is terminated, so the whole group is.
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
+                                start_new_session=True)
         try:
-            subprocess.run([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env, check=False)
+            proc.wait()
         except KeyboardInterrupt:
             pass
+        finally:
+            stop_group(proc)
+            if embedded_s3:
+                print(f"[sapnhap] saving the bucket to {snapshot}: {snapshot_bucket(stack, snapshot)} objects")
     return 0
 
 
