@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from sapnhap.datasets import Dataset, get_dataset
-from sapnhap.platform import LINEAGE_DDL
+from sapnhap.platform import LINEAGE_DDL, VERIFY_ONLY_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class LoadCounts:
 
 def target_columns(ds: Dataset) -> list[str]:
     """Columns written to core tables: canonical columns then lineage (without defaults)."""
-    return ds.column_names + [n for n, _ in LINEAGE_DDL if n != "valid_from"]
+    return ds.column_names + [n for n, _ in LINEAGE_DDL if n != "valid_from" and n not in VERIFY_ONLY_COLUMNS]
 
 
 def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -169,7 +169,9 @@ def merge_batch(
                 """INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM stage_rows
                    ON CONFLICT ({key}) DO UPDATE SET {assignments}
                    WHERE CASE WHEN t.source_id = EXCLUDED.source_id AND t.source_key = EXCLUDED.source_key
+                              -- the same legacy record: also a change the canonical row does not show (verify)
                               THEN t.record_hash IS DISTINCT FROM EXCLUDED.record_hash
+                                   OR t.legacy_row_hash IS DISTINCT FROM EXCLUDED.legacy_row_hash
                               ELSE EXCLUDED.updated_at > t.updated_at
                                    OR (t.updated_at IS NULL AND EXCLUDED.updated_at IS NOT NULL) END
 """

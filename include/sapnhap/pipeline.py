@@ -39,6 +39,7 @@ from sapnhap.load import (
 from sapnhap.ordering import advance_cursor, check_load_order, release_lease, take_lease
 from sapnhap.services import Services
 from sapnhap.sources import Source
+from sapnhap.verify import append_resync_rows
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ def _extract(services: Services, source: Source, dataset: str, connection: str, 
         )
         result.rows += requeued
         result.files += correction_files
+        # Keys a source-vs-platform verification found missing or changed: read by key, beside the cursor.
+        result.rows += append_resync_rows(
+            services, source, dataset, connection, result.path, batch_id_for(run_id, source.id, dataset)
+        )
         raw = storage.put_file(services.s3, prefix + "raw.parquet", result.path, "application/vnd.apache.parquet")
     if result.unmapped_columns:
         # Documented policy: new legacy columns are kept in the raw backup and reported, never dropped.

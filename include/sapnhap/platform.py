@@ -40,7 +40,12 @@ LINEAGE_DDL = (
     ("record_hash", "text NOT NULL"),
     ("batch_id", "text NOT NULL"),
     ("valid_from", "timestamptz NOT NULL DEFAULT now()"),
+    # schema change (verify): last in this list, so an existing table gains them in this order too.
+    ("legacy_row_hash", "text"),  # md5 of the legacy row as extracted (sapnhap.verify)
+    ("deleted_in_source_at", "timestamptz"),  # set by verification when the legacy system no longer has the row
 )
+# Lineage the load does not write: the verification sets it (sapnhap.verify).
+VERIFY_ONLY_COLUMNS = ("deleted_in_source_at",)
 
 OPS_DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
@@ -225,6 +230,52 @@ CREATE TABLE IF NOT EXISTS ops.batch_leases (
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (source_id, dataset)
 );
+-- schema change (verify): source-vs-platform verification results and the keys it re-syncs.
+CREATE TABLE IF NOT EXISTS ops.verifications (
+    verification_id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    status text NOT NULL,
+    method text,
+    source_rows integer,
+    platform_rows integer,
+    missing integer,
+    extra integer,
+    different integer,
+    accounted integer,
+    flagged_deleted integer,
+    reappeared integer,
+    resync_requested integer,
+    legacy_queries integer,
+    platform_queries integer,
+    rows_read integer,
+    chunks_compared integer,
+    chunks_differing integer,
+    message text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS verifications_source ON ops.verifications (source_id, dataset, finished_at);
+CREATE TABLE IF NOT EXISTS ops.verification_rows (
+    verification_id bigint NOT NULL REFERENCES ops.verifications (verification_id),
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    source_key text NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('missing', 'extra', 'different')),
+    PRIMARY KEY (verification_id, source_key, outcome)
+);
+CREATE TABLE IF NOT EXISTS ops.resync_keys (
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    source_key text NOT NULL,
+    verification_id bigint NOT NULL REFERENCES ops.verifications (verification_id),
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    batch_id text,
+    read_at timestamptz,
+    PRIMARY KEY (source_id, dataset, source_key, verification_id)
+);
+CREATE INDEX IF NOT EXISTS resync_keys_pending ON ops.resync_keys (source_id, dataset) WHERE batch_id IS NULL;
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,
@@ -262,6 +313,13 @@ def dataset_ddl(ds: Dataset) -> str:
         if ds.has_unit
         else ""
     )
+    # schema change (verify): tables created before the verification columns existed gain them.
+    added = "".join(
+        f"ALTER TABLE {schema}.{t} ADD COLUMN IF NOT EXISTS {n} {d};\n"
+        for schema in ("core", "history")
+        for n, d in LINEAGE_DDL
+        if n in ("legacy_row_hash", "deleted_in_source_at")
+    )
     return f"""
 CREATE TABLE IF NOT EXISTS core.{t} (
     {", ".join(cols)},
@@ -275,7 +333,7 @@ CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
     valid_to timestamptz NOT NULL,
     change text NOT NULL
 );
-CREATE INDEX IF NOT EXISTS {t}_history_key ON history.{t} ({key});
+{added}CREATE INDEX IF NOT EXISTS {t}_history_key ON history.{t} ({key});
 -- SECURITY DEFINER: history is written by this trigger only; the loader role cannot insert,
 -- update, delete or truncate history rows itself (see ensure_roles).
 CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql

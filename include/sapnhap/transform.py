@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.sources import DatasetMapping, Source
+from sapnhap.verify import legacy_row_hashes
 
 MERGER_DATE = pd.Timestamp("2025-07-01")
 ISO_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
@@ -196,6 +197,8 @@ def transform_frame(
     frame.insert(0, "source_key", _source_key(raw, mapping.primary_key))
     frame.insert(0, "source_id", source.id)
     frame["record_hash"] = row_hash(frame, ds.column_names)
+    # The legacy row as extracted, hashed as sapnhap.verify hashes it inside the legacy database.
+    frame["legacy_row_hash"] = legacy_row_hashes(raw, mapping)
     frame, merged = _dedupe(frame, ds)
 
     if ds.has_unit:
