@@ -635,12 +635,14 @@ def verify_dataset(
         ).fetchone()[0]
     legacy: _Side | None = None
     try:
-        legacy = open_legacy(source, dataset, connection)
         with psycopg.connect(services.platform_dsn) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            platform = _Platform(conn, source.id, dataset)
+            # The platform's snapshot is taken before the legacy one: a row a nightly loads meanwhile
+            # can then only look missing (and is re-read), never extra (and wrongly flagged deleted).
             accounted = _accounted_keys(conn, source.id, dataset)
+            platform = _Platform(conn, source.id, dataset)
+            legacy = open_legacy(source, dataset, connection)
             result = compare(legacy, platform, accounted)
     except Exception as exc:
         with psycopg.connect(services.platform_dsn) as conn:

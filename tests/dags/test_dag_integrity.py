@@ -76,3 +76,16 @@ def test_restore_dags(dagbag) -> None:
     drill = dagbag.dags["sapnhap_restore_drill"]
     assert drill.timetable.expression == "0 5 * * 0"
     assert str(getattr(drill.timetable.timezone, "name", drill.timetable.timezone)) == "Asia/Ho_Chi_Minh"
+
+
+def test_verify_dag(dagbag) -> None:
+    from sapnhap.sources import load_sources
+
+    dag = dagbag.dags["sapnhap_verify"]
+    assert dag.timetable.expression == "0 3 * * 6"  # weekly
+    assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == "Asia/Ho_Chi_Minh"
+    assert set(dag.params.keys()) == {"sources", "datasets", "resync", "flag_deleted", "allow_mass_delete"}
+    assert dag.params["allow_mass_delete"] is False
+    for source in load_sources():
+        task = dag.task_dict[f"verify_{source.id}"]
+        assert task.pool == source.pool  # the legacy server's connection limit holds for verification too
