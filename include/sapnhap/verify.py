@@ -43,6 +43,7 @@ from psycopg import sql
 
 from sapnhap.extract import (
     CHUNK_ROWS,
+    SOURCE_FILE_COLUMN,
     SourceSchemaError,
     SourceUnavailableError,
     _chunk_to_table,
@@ -792,7 +793,21 @@ def _legacy_rows_by_key(source: Source, dataset: str, connection: str, keys: set
             return columns, pick(columns, _fetch_chunks(cur))
         finally:
             conn.close()
-    raise ValueError(f"{source.id}: re-sync by key needs a database source, not {source.kind!r}")
+    # Export files: every file of the folder is read again, the last export of a key wins.
+    folder = folder_of(connection)
+    if not folder.is_dir():
+        raise SourceUnavailableError(f"{source.id}: export folder not found: {folder}")
+    latest: dict[str, dict] = {}
+    for path in sorted(p for p in folder.glob(mapping.file_pattern or "*") if p.is_file()):
+        frame = _read_export(path, mapping)
+        frame[SOURCE_FILE_COLUMN] = path.name
+        table = _frame_to_table(frame)
+        for row in table.to_pylist():
+            key = _key_text(row.get(c) for c in pk)
+            if key in keys:
+                latest[key] = row
+    columns = sorted({c for row in latest.values() for c in row})
+    return columns, [tuple(row.get(c) for c in columns) for row in latest.values()]
 
 
 def append_resync_rows(
@@ -801,11 +816,9 @@ def append_resync_rows(
     """Append the legacy rows of pending re-sync keys to an extract's Parquet; return rows appended.
 
     Keys the cursor window already read are not read twice. Every pending key is marked with
-    ``batch_id``; it stays pending until that batch loads. Export-file sources are not re-read
-    by key (the owner re-exports): their keys stay pending and are reported.
+    ``batch_id``; it stays pending until that batch loads. Export-file sources re-read every file
+    in the folder for those keys (the last export of a key wins).
     """
-    if source.kind == "files":
-        return 0
     with psycopg.connect(services.platform_dsn) as conn:
         pending = pending_resync_keys(conn, source.id, dataset)
     if not pending:
@@ -820,15 +833,15 @@ def append_resync_rows(
         columns, rows = _legacy_rows_by_key(source, dataset, connection, wanted)
         if rows:
             extra = _chunk_to_table(columns, rows)
-            names = table.column_names
-            for n in extra.column_names:
-                if n not in names:
-                    raise SourceSchemaError(f"{source.id}/{dataset}: re-sync read column {n!r} the extract did not")
-            extra = pa.Table.from_arrays(
-                [extra.column(n) if n in extra.column_names else pa.nulls(extra.num_rows, pa.string()) for n in names],
-                names=names,
-            ).cast(table.schema)
-            pq.write_table(pa.concat_tables([table, extra]), raw_path, compression="zstd")
+            # Columns only one side has (an export file with an extra column) are kept, empty on the other.
+            names = list(dict.fromkeys([*table.column_names, *extra.column_names]))
+
+            def aligned(t: pa.Table) -> pa.Table:
+                return pa.Table.from_arrays(
+                    [t.column(n).cast(pa.string()) if n in t.column_names else pa.nulls(t.num_rows, pa.string())
+                     for n in names], names=names)
+
+            pq.write_table(pa.concat_tables([aligned(table), aligned(extra)]), raw_path, compression="zstd")
             appended = extra.num_rows
     with psycopg.connect(services.platform_dsn) as conn:
         conn.execute(
