@@ -30,6 +30,7 @@ from sapnhap import storage
 from sapnhap.extract import SOURCE_FILE_COLUMN, used_columns
 from sapnhap.services import Services
 from sapnhap.sources import Source
+from sapnhap.verify import CARRIED_HASH_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,13 @@ def legacy_rows(source: Source, dataset: str, records: dict[str, dict]) -> pd.Da
     So the usual transform and validation judge them exactly like freshly extracted rows.
     """
     mapping = source.datasets[dataset]
-    columns = sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN})
+    columns = sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN, CARRIED_HASH_COLUMN})
     legacy = []
     for source_key, record in records.items():
         row = {legacy_col: record.get(canonical) for canonical, legacy_col in mapping.columns.items()}
         row.update(dict(zip(mapping.primary_key, source_key.split("|"), strict=False)))
         row[SOURCE_FILE_COLUMN] = "requeued"
+        row[CARRIED_HASH_COLUMN] = record.get("legacy_row_hash")  # the legacy row it came from (sapnhap.verify)
         legacy.append(row)
     frame = pd.DataFrame(legacy).reindex(columns=columns)
     return frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else str(v))

@@ -62,6 +62,8 @@ PREFIX_STEP = 2  # a differing chunk splits into 256
 MAX_PREFIX = 8
 FETCH_ROWS = 2_000  # differing chunks holding at most this many rows are compared row by row
 MASS_DELETE_RATIO = 0.5  # more "deleted" rows than this share of the platform's: refuse to flag
+# Raw column of a requeued record: the legacy row hash of the version it was quarantined from.
+CARRIED_HASH_COLUMN = "_legacy_row_hash"
 HASH_DIGITS = 15  # 60 bits of each row hash are summed per chunk (fits a signed 64-bit integer)
 
 # Legacy column types whose text the database can produce exactly as the extract writes it.
@@ -90,9 +92,18 @@ def row_digest(values: Iterable[str | None]) -> str:
 
 
 def legacy_row_hashes(raw: pd.DataFrame, mapping: DatasetMapping) -> list[str]:
-    """The legacy row hash of every row of a raw extract (the text the extract wrote)."""
+    """The legacy row hash of every row of a raw extract (the text the extract wrote).
+
+    A requeued record (owner's correction, data team's decision) keeps the hash of the legacy
+    row it was quarantined from (``CARRIED_HASH_COLUMN``): the platform has seen that legacy
+    version and corrected it on purpose; a later change in the legacy system still shows.
+    """
     cols = [raw[c].astype("object").where(raw[c].notna(), None).tolist() for c in hash_columns(mapping)]
-    return [row_digest(values) for values in zip(*cols, strict=True)] if cols else []
+    hashes = [row_digest(values) for values in zip(*cols, strict=True)] if cols else []
+    if CARRIED_HASH_COLUMN in raw:
+        carried = raw[CARRIED_HASH_COLUMN].astype("object").where(raw[CARRIED_HASH_COLUMN].notna(), None).tolist()
+        hashes = [c or h for c, h in zip(carried, hashes, strict=True)]
+    return hashes
 
 
 def _key_text(values: Iterable[str | None]) -> str:

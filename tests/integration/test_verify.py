@@ -407,3 +407,37 @@ def test_demo_world_verifies_clean_after_a_sync_and_after_a_resync(world, servic
 
     night("run-2")
     assert all(v == (0, 0, 0) for v in verify_all("v-3").values())
+
+
+def test_a_record_corrected_through_the_fix_loop_is_not_reported_different(services: Services, tmp_path: Path) -> None:
+    from sapnhap import storage
+    from sapnhap.corrections import correction_prefix
+
+    source = bacquang_dossiers_source()
+    path = tmp_path / "bacquang.db"
+    # BQ-2 has no such day (31/02) and sits behind the cursor: quarantined, then corrected by its owner.
+    connection = sqlite_legacy(path, [dossier("BQ-1", modified="2024-03-05 08:00:00"),
+                                      dossier("BQ-2", recv="31/02/2024", modified="2024-03-04 08:00:00")])
+    assert sync(services, source, connection, "run-1")["quarantined"] == 1
+    qid = _one(services.platform_dsn, "SELECT quarantine_id FROM ops.quarantine WHERE source_key = 'BQ-2'"
+               " AND column_name = 'received_date'")
+    storage.put_bytes(services.s3, correction_prefix(source.id) + "sua.csv",
+                      f"quarantine_id,corrected_value\n{qid},29/02/2024\n".encode())
+    assert sync(services, source, connection, "run-2")["quarantined"] == 0
+    assert _one(services.platform_dsn, "SELECT received_date::text FROM core.dossiers WHERE dossier_code = 'BQ-2'") \
+        == "2024-02-29"
+
+    # The platform holds the owner's correction of the legacy row it saw: not a difference to re-sync.
+    same = verify.verify_dataset(services, source, "dossiers", connection, run_id="v-1")
+    assert (same.missing, same.extra, same.different) == (0, 0, 0)
+
+    # The legacy system itself is fixed later, behind the cursor: that change shows and is re-synced.
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE dossiers SET recv_date = '29/02/2024', proc_name = 'Chứng thực chữ ký' WHERE file_no = 'BQ-2'")
+    fixed = verify.verify_dataset(services, source, "dossiers", connection, run_id="v-2")
+    assert fixed.different == 1
+    sync(services, source, connection, "run-3")
+    assert _one(services.platform_dsn, "SELECT procedure_name FROM core.dossiers WHERE dossier_code = 'BQ-2'") \
+        == "Chứng thực chữ ký"
+    after = verify.verify_dataset(services, source, "dossiers", connection, run_id="v-3")
+    assert (after.missing, after.extra, after.different) == (0, 0, 0)
