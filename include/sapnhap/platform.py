@@ -243,6 +243,7 @@ CREATE TABLE IF NOT EXISTS ops.verifications (
     missing integer,
     extra integer,
     different integer,
+    unhashed integer,
     accounted integer,
     flagged_deleted integer,
     reappeared integer,

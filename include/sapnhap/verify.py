@@ -19,7 +19,8 @@ legacy system's keys and row hashes with the platform's, the way AWS DMS validat
 
 Outcomes per (source, dataset): *missing* (in the source; not in core, not quarantined, not a
 merged duplicate), *extra* (in core, no longer in the source), *different* (row hash differs).
-Missing and different keys go to ``ops.resync_keys``: the next extract reads them in addition
+Rows loaded before the platform kept legacy row hashes count as *unhashed* and are re-synced
+once. Missing and different keys go to ``ops.resync_keys``: the next extract reads them in addition
 to its cursor window, so they pass transform, validation, backup and load like any row.
 Extra rows are flagged ``deleted_in_source_at`` (history keeps the version before the flag);
 nothing is deleted. Results: ``ops.verifications`` (counts) and ``ops.verification_rows``
@@ -509,6 +510,8 @@ class Comparison:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
+    # Loaded before the platform kept legacy row hashes: re-synced once to set the baseline.
+    unhashed: list[str] = field(default_factory=list)
     accounted: int = 0  # in the source, quarantined or merged into another record: not missing
     reappeared: list[str] = field(default_factory=list)  # flagged deleted, back in the source
     chunks_compared: int = 0
@@ -544,7 +547,9 @@ def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Com
     flagged = platform.rows(prefix, diff, deleted=True)
     for key, h in src_rows.items():
         if key in plat_rows:
-            if plat_rows[key] != h:
+            if plat_rows[key] is None:
+                out.unhashed.append(key)
+            elif plat_rows[key] != h:
                 out.different.append(key)
         elif key in flagged:
             out.reappeared.append(key)
@@ -588,6 +593,7 @@ class VerificationResult:
     missing: int
     extra: int
     different: int
+    unhashed: int
     accounted: int
     flagged_deleted: int
     reappeared: int
@@ -683,7 +689,7 @@ def verify_dataset(
         message = (f"{len(result.extra)} of {result.platform_rows} platform rows are not in the source: "
                    "not flagged deleted (more than the safety share); check the legacy connection, then "
                    "rerun with allow_mass_delete")
-    resync_keys = sorted(set(result.missing) | set(result.different)) if resync else []
+    resync_keys = sorted(set(result.missing) | set(result.different) | set(result.unhashed)) if resync else []
     with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
         flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
         reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
@@ -697,10 +703,13 @@ def verify_dataset(
                     [(source.id, dataset, k, vid) for k in resync_keys],
                 )
         status = "ok" if not (result.missing or result.extra or result.different) else "differences"
+        if status == "ok" and result.unhashed:
+            status = "baseline"  # nothing differs that can be seen yet; the re-sync sets the hashes
         out = VerificationResult(
             verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset, method=legacy.method,
             status=status, source_rows=result.source_rows, platform_rows=result.platform_rows,
             missing=len(result.missing), extra=len(result.extra), different=len(result.different),
+            unhashed=len(result.unhashed),
             accounted=result.accounted, flagged_deleted=flagged, reappeared=reappeared,
             resync_requested=len(resync_keys), legacy_queries=legacy.queries, platform_queries=platform.queries,
             rows_read=legacy.rows_read + platform.rows_read, chunks_compared=result.chunks_compared,
@@ -708,11 +717,12 @@ def verify_dataset(
         )
         conn.execute(
             """UPDATE ops.verifications SET status = %s, method = %s, source_rows = %s, platform_rows = %s,
-                   missing = %s, extra = %s, different = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
+                   missing = %s, extra = %s, different = %s, unhashed = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
                    resync_requested = %s, legacy_queries = %s, platform_queries = %s, rows_read = %s,
                    chunks_compared = %s, chunks_differing = %s, message = %s, finished_at = now()
                WHERE verification_id = %s""",
             (out.status, out.method, out.source_rows, out.platform_rows, out.missing, out.extra, out.different,
+             out.unhashed,
              out.accounted, out.flagged_deleted, out.reappeared, out.resync_requested, out.legacy_queries,
              out.platform_queries, out.rows_read, out.chunks_compared, out.chunks_differing, out.message, vid),
         )
@@ -901,6 +911,11 @@ def verification_summary(conn: psycopg.Connection, source_ids: list[str]) -> lis
             item["summary_vi"] = "Không đối chiếu được với hệ thống cũ (xem nhật ký của nhóm dữ liệu)."
         elif item["status"] == "ok":
             item["summary_vi"] = f"Khớp hoàn toàn: {item['source_rows']} bản ghi ở hệ thống cũ đều có trên nền tảng."
+        elif item["status"] == "baseline":
+            item["summary_vi"] = (
+                f"Lần đối chiếu đầu tiên: {item['resync_requested']} bản ghi sẽ được đọc lại một lần "
+                "trong lần chạy tới để lập dấu đối chiếu."
+            )
         else:
             item["summary_vi"] = (
                 f"Thiếu {item['missing']}, thừa {item['extra']} (đã đánh dấu đã xóa ở hệ thống cũ: "

@@ -441,3 +441,19 @@ def test_a_record_corrected_through_the_fix_loop_is_not_reported_different(servi
         == "Chứng thực chữ ký"
     after = verify.verify_dataset(services, source, "dossiers", connection, run_id="v-3")
     assert (after.missing, after.extra, after.different) == (0, 0, 0)
+
+
+def test_rows_loaded_before_legacy_hashes_are_resynced_once_to_set_the_baseline(
+    services: Services, legacy_pg: str
+) -> None:
+    source = sonduong_households()
+    create_households(legacy_pg, [household(i, stamp=f"2025-10-{i:02d} 07:00:00") for i in range(1, 11)])
+    sync(services, source, legacy_pg, "run-1", dataset="households")
+    with psycopg.connect(services.platform_dsn) as conn:  # as the platform was before this column existed
+        conn.execute("UPDATE core.households SET legacy_row_hash = NULL")
+    first = verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-1")
+    assert (first.unhashed, first.different, first.status, first.resync_requested) == (10, 0, "baseline", 10)
+    assert sync(services, source, legacy_pg, "run-2", dataset="households")["extracted"] == 10
+    assert _one(services.platform_dsn, "SELECT count(*) FROM core.households WHERE legacy_row_hash IS NULL") == 0
+    after = verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-2")
+    assert (after.unhashed, after.status) == (0, "ok")
