@@ -79,6 +79,10 @@ _MY_DATE, _MY_NEWDATE, _MY_DATETIME, _MY_TIMESTAMP = 10, 14, 12, 7
 _MY_BINARY_CHARSET = 63
 
 
+class VerificationError(RuntimeError):
+    """One or more datasets of a source could not be verified; the message names them and why."""
+
+
 # -- the legacy row hash ----------------------------------------------------------------------
 
 
@@ -691,6 +695,8 @@ def verify_dataset(
                    "rerun with allow_mass_delete")
     resync_keys = sorted(set(result.missing) | set(result.different) | set(result.unhashed)) if resync else []
     with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
+        # The load's lock of this source/dataset: flags are never set in the middle of a batch's merge.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
         flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
         reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
         for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
@@ -746,13 +752,23 @@ def verify_source(
     flag_deleted: bool = True,
     allow_mass_delete: bool = False,
 ) -> list[dict]:
-    """Verify the datasets of one source (all, or those named); return one result dict per dataset."""
+    """Verify the datasets of one source (all, or those named); return one result dict per dataset.
+
+    A dataset that cannot be verified (recorded as ``failed`` in ``ops.verifications``) does not
+    stop the others; the error is raised once they are done.
+    """
     chosen = [d for d in source.datasets if not datasets or d in datasets]
-    return [
-        verify_dataset(services, source, d, connection, run_id=run_id, resync=resync, flag_deleted=flag_deleted,
-                       allow_mass_delete=allow_mass_delete).as_dict()
-        for d in chosen
-    ]
+    results, failures = [], []
+    for d in chosen:
+        try:
+            results.append(verify_dataset(services, source, d, connection, run_id=run_id, resync=resync,
+                                          flag_deleted=flag_deleted, allow_mass_delete=allow_mass_delete).as_dict())
+        except (SourceUnavailableError, SourceSchemaError, psycopg.Error) as exc:
+            log.error("%s/%s: verification failed: %s", source.id, d, exc)
+            failures.append(f"{d}: {exc}")
+    if failures:
+        raise VerificationError(f"{source.id}: verification failed for {len(failures)} dataset(s): {'; '.join(failures)}")
+    return results
 
 
 # -- re-sync through the nightly spine -------------------------------------------------------------

@@ -457,3 +457,18 @@ def test_rows_loaded_before_legacy_hashes_are_resynced_once_to_set_the_baseline(
     assert _one(services.platform_dsn, "SELECT count(*) FROM core.households WHERE legacy_row_hash IS NULL") == 0
     after = verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-2")
     assert (after.unhashed, after.status) == (0, "ok")
+
+
+def test_a_dataset_that_cannot_be_verified_fails_alone_and_is_recorded(services: Services, legacy_pg: str) -> None:
+    source = get_source("tq_sonduong_dancu")  # residents (nhan_khau) and households (ho_gia_dinh)
+    create_households(legacy_pg, [household(i) for i in range(1, 4)])  # no nhan_khau table in this copy
+    sync(services, source.model_copy(update={"datasets": {"households": source.datasets["households"]}}),
+         legacy_pg, "run-1", dataset="households")
+    with pytest.raises(verify.VerificationError, match="residents") as raised:
+        verify.verify_source(services, source, legacy_pg, run_id="v-1")
+    assert "households" not in str(raised.value)
+    with psycopg.connect(services.platform_dsn) as conn:
+        rows = dict(conn.execute("SELECT dataset, status FROM ops.verifications WHERE run_id = 'v-1'").fetchall())
+        summary = {s["dataset"]: s for s in verify.verification_summary(conn, [source.id])}
+    assert rows == {"households": "ok", "residents": "failed"}
+    assert summary["residents"]["summary_vi"].startswith("Không đối chiếu được")
