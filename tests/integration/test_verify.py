@@ -472,3 +472,55 @@ def test_a_dataset_that_cannot_be_verified_fails_alone_and_is_recorded(services:
         summary = {s["dataset"]: s for s in verify.verification_summary(conn, [source.id])}
     assert rows == {"households": "ok", "residents": "failed"}
     assert summary["residents"]["summary_vi"].startswith("Không đối chiếu được")
+
+
+# -- MariaDB legacy system: the same spine, digests computed by MariaDB ---------------------------------
+
+
+@pytest.fixture
+def legacy_mariadb() -> Iterator[tuple[str, object]]:
+    pymysql = pytest.importorskip("pymysql")
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=3,
+                                charset="utf8mb4", autocommit=True)
+    except pymysql.err.OperationalError as exc:
+        pytest.skip(f"no MariaDB at 127.0.0.1:3306: {exc}")
+    name = f"legacy_v_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        cur.execute(f"USE {name}")
+        cur.execute("""CREATE TABLE ho_gia_dinh (ma_ho VARCHAR(20) PRIMARY KEY, cccd_chu_ho VARCHAR(12), ma_xa VARCHAR(5),
+                       dia_chi VARCHAR(200), ngay_lap_ho VARCHAR(10), thoi_diem_cap_nhat DATETIME(6))""")
+    try:
+        yield f"mysql://root@127.0.0.1:3306/{name}", admin
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+def test_mariadb_backdated_deleted_and_changed_rows(services: Services, legacy_mariadb,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, admin = legacy_mariadb
+    base = sonduong_households()
+    source = base.model_copy(update={"id": "tq_mariadb_hogd", "kind": "mysql", "conn_id": "legacy_tq_mariadb"})
+    with admin.cursor() as cur:
+        cur.executemany("INSERT INTO ho_gia_dinh VALUES (%s, %s, %s, %s, %s, %s)",
+                        [household(i, stamp=f"2025-10-{1 + i % 28:02d} 08:00:00.{i:06d}") for i in range(1, 3001)])
+    assert sync(services, source, uri, "run-1", dataset="households")["inserted"] == 3000
+    clean = verify.verify_dataset(services, source, "households", uri, run_id="v-1")
+    assert (clean.status, clean.method, clean.legacy_queries, clean.rows_read) == ("ok", "in_database", 1, 0)
+
+    with admin.cursor() as cur:
+        cur.execute("INSERT INTO ho_gia_dinh VALUES (%s, %s, %s, %s, %s, %s)", household(9001, stamp="2021-01-01 00:00:00"))
+        cur.execute("DELETE FROM ho_gia_dinh WHERE ma_ho = 'HO00010'")
+        cur.execute("UPDATE ho_gia_dinh SET dia_chi = 'Thôn Mới' WHERE ma_ho = 'HO00020'")
+    monkeypatch.setattr(verify, "FETCH_ROWS", 10)  # descend once more inside MariaDB before reading rows
+    found = verify.verify_dataset(services, source, "households", uri, run_id="v-2")
+    assert (found.missing, found.extra, found.different, found.flagged_deleted) == (1, 1, 1, 1)
+    assert found.legacy_queries == 3 and found.rows_read < 50
+
+    third = sync(services, source, uri, "run-2", dataset="households")
+    assert (third["inserted"], third["updated"]) == (1, 1)
+    after = verify.verify_dataset(services, source, "households", uri, run_id="v-3")
+    assert (after.missing, after.extra, after.different, after.status) == (0, 0, 0, "ok")
