@@ -786,6 +786,14 @@ def pending_resync_keys(conn: psycopg.Connection, source_id: str, dataset: str) 
     return [r[0] for r in rows]
 
 
+def _canonical_int(text: str) -> bool:
+    """Whether ``text`` is an integer exactly as the extract writes one (so it can be compared as a number)."""
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
 def _legacy_rows_by_key(source: Source, dataset: str, connection: str, keys: set[str]) -> tuple[list[str], list[tuple]]:
     """The legacy rows (all columns, as ``SELECT *``) whose source_key is in ``keys``."""
     mapping = source.datasets[dataset]
@@ -808,7 +816,15 @@ def _legacy_rows_by_key(source: Source, dataset: str, connection: str, keys: set
             types = {d.name: d.type_code for d in desc}
             exprs = [_pg_expr(c, types.get(c, 0)) for c in pk]
             with conn.cursor(name="sapnhap_resync") as cur:
-                if all(exprs):
+                single = pk[0] if len(pk) == 1 else None
+                column = 'src."' + (single or "").replace('"', '""') + '"'
+                if single and types.get(single) in _PG_TEXT:
+                    # The key column itself (not an expression of it): the legacy primary key index serves it.
+                    cur.execute(f"SELECT src.* FROM ({base}) AS src WHERE {column} = ANY(%s)", [sorted(keys)])
+                elif single and types.get(single) in _PG_INT and all(_canonical_int(k) for k in keys):
+                    cur.execute(f"SELECT src.* FROM ({base}) AS src WHERE {column} = ANY(%s::bigint[])",
+                                [sorted(int(k) for k in keys)])
+                elif all(exprs):
                     key = " || '|' || ".join(f"coalesce({e}, '')" for e in exprs)
                     cur.execute(f"SELECT src.* FROM ({base}) AS src WHERE {key} = ANY(%s)", [sorted(keys)])
                 else:
