@@ -320,6 +320,9 @@ def dataset_ddl(ds: Dataset) -> str:
         for schema in ("core", "history")
         for n, d in LINEAGE_DDL
         if n in ("legacy_row_hash", "deleted_in_source_at")
+    ) + (
+        # Verification reads one source's rows of a table by source key; without it, a full scan per source.
+        f"CREATE INDEX IF NOT EXISTS {t}_source_key ON core.{t} (source_id, source_key);\n"
     )
     return f"""
 CREATE TABLE IF NOT EXISTS core.{t} (
