@@ -837,9 +837,32 @@ def _legacy_rows_by_key(source: Source, dataset: str, connection: str, keys: set
         import pymysql.cursors
 
         conn = _connect_mysql(source, connection)
+        base = _base_query(mapping, "`")
         try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM ({base}) AS src LIMIT 0")
+                types = {d[0]: d[1] for d in cur.description or []}
+            single = pk[0] if len(pk) == 1 else None
+            by_column = single is not None and (
+                types.get(single) in _MY_TEXT or (types.get(single) in _MY_INT and all(_canonical_int(k) for k in keys))
+            )
+            if by_column:
+                # The key column itself (the legacy primary key index), in chunks of keys; the extract's
+                # text of each row is still compared with the queued key by pick().
+                column = "src.`" + str(single).replace("`", "``") + "`"
+                ordered = sorted(keys)
+                columns: list[str] = []
+                found: list[tuple] = []
+                with conn.cursor() as cur:
+                    for start in range(0, len(ordered), 1000):
+                        part = ordered[start:start + 1000]
+                        cur.execute(f"SELECT * FROM ({base}) AS src WHERE {column} IN ({', '.join(['%s'] * len(part))})",
+                                    part)
+                        columns = [d[0] for d in cur.description]
+                        found += pick(columns, iter([list(cur.fetchall())]))
+                return columns or list(types), found
             with conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(f"SELECT * FROM ({_base_query(mapping, '`')}) AS src")
+                cur.execute(f"SELECT * FROM ({base}) AS src")
                 columns = [d[0] for d in cur.description]
                 return columns, pick(columns, _fetch_chunks(cur))
         finally:
