@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -659,6 +659,21 @@ def verify_dataset(
     if dataset not in source.datasets:
         raise KeyError(f"{source.id} has no dataset {dataset!r}")
     with psycopg.connect(services.platform_dsn) as conn:
+        loaded = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM ops.batches WHERE source_id = %s AND dataset = %s AND status = 'loaded')",
+            (source.id, dataset),
+        ).fetchone()[0]
+        if not loaded:
+            # Nothing to compare yet: the first nightly reads the whole dataset anyway.
+            message = "never loaded: the first nightly sync reads every row"
+            vid = conn.execute(
+                """INSERT INTO ops.verifications (run_id, source_id, dataset, status, message, finished_at)
+                   VALUES (%s, %s, %s, 'not_loaded', %s, now()) RETURNING verification_id""",
+                (run_id, source.id, dataset, message),
+            ).fetchone()[0]
+            counts = {f.name: 0 for f in fields(VerificationResult) if f.type == "int" and f.name != "verification_id"}
+            return VerificationResult(verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset,
+                                      method="none", status="not_loaded", message=message, **counts)
         vid = conn.execute(
             """INSERT INTO ops.verifications (run_id, source_id, dataset, status) VALUES (%s, %s, %s, 'running')
                RETURNING verification_id""",
@@ -966,6 +981,8 @@ def verification_summary(conn: psycopg.Connection, source_ids: list[str]) -> lis
             item["summary_vi"] = "Không đối chiếu được với hệ thống cũ (xem nhật ký của nhóm dữ liệu)."
         elif item["status"] == "ok":
             item["summary_vi"] = f"Khớp hoàn toàn: {item['source_rows']} bản ghi ở hệ thống cũ đều có trên nền tảng."
+        elif item["status"] == "not_loaded":
+            item["summary_vi"] = "Chưa đối chiếu: bộ dữ liệu chưa được đồng bộ lần nào."
         elif item["status"] == "baseline":
             item["summary_vi"] = (
                 f"Lần đối chiếu đầu tiên: {item['resync_requested']} bản ghi sẽ được đọc lại một lần "

@@ -539,3 +539,14 @@ def test_resync_reads_only_the_queued_keys_by_the_legacy_key_column(legacy_pg: s
     assert columns == ["id", "ten"] and sorted(rows) == [(7, "Người 7"), (250, "Người 250")]
     # A key that is not an integer as the extract writes it cannot be one of these rows.
     assert verify._legacy_rows_by_key(source, "households", legacy_pg, {"007", "x"})[1] == []
+
+
+def test_a_dataset_never_loaded_is_not_compared_nor_queued(services: Services, legacy_pg: str) -> None:
+    source = sonduong_households()
+    create_households(legacy_pg, [household(i) for i in range(1, 6)])
+    result = verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-0")
+    assert (result.status, result.missing, result.resync_requested) == ("not_loaded", 0, 0)
+    assert _one(services.platform_dsn, "SELECT count(*) FROM ops.resync_keys") == 0
+    with psycopg.connect(services.platform_dsn) as conn:
+        (summary,) = verify.verification_summary(conn, [source.id])
+    assert summary["status"] == "not_loaded" and summary["summary_vi"].startswith("Chưa đối chiếu")
