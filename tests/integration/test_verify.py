@@ -461,17 +461,22 @@ def test_rows_loaded_before_legacy_hashes_are_resynced_once_to_set_the_baseline(
 
 def test_a_dataset_that_cannot_be_verified_fails_alone_and_is_recorded(services: Services, legacy_pg: str) -> None:
     source = get_source("tq_sonduong_dancu")  # residents (nhan_khau) and households (ho_gia_dinh)
-    create_households(legacy_pg, [household(i) for i in range(1, 4)])  # no nhan_khau table in this copy
+    create_households(legacy_pg, [household(i) for i in range(1, 4)])
     sync(services, source.model_copy(update={"datasets": {"households": source.datasets["households"]}}),
          legacy_pg, "run-1", dataset="households")
-    with pytest.raises(verify.VerificationError, match="residents") as raised:
+    assert verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-0").status == "ok"
+    with psycopg.connect(legacy_pg) as conn:  # the legacy system renamed its table
+        conn.execute("ALTER TABLE ho_gia_dinh RENAME TO ho_gia_dinh_cu")
+    with pytest.raises(verify.VerificationError, match="households") as raised:
         verify.verify_source(services, source, legacy_pg, run_id="v-1")
-    assert "households" not in str(raised.value)
+    assert "residents" not in str(raised.value)  # never loaded: recorded, not compared, not an error
     with psycopg.connect(services.platform_dsn) as conn:
         rows = dict(conn.execute("SELECT dataset, status FROM ops.verifications WHERE run_id = 'v-1'").fetchall())
         summary = {s["dataset"]: s for s in verify.verification_summary(conn, [source.id])}
-    assert rows == {"households": "ok", "residents": "failed"}
-    assert summary["residents"]["summary_vi"].startswith("Không đối chiếu được")
+        flagged = conn.execute("SELECT count(*) FROM core.households WHERE deleted_in_source_at IS NOT NULL").fetchone()[0]
+    assert rows == {"households": "failed", "residents": "not_loaded"}
+    assert summary["households"]["summary_vi"].startswith("Không đối chiếu được")
+    assert flagged == 0  # an unreadable source marks nothing deleted
 
 
 # -- MariaDB legacy system: the same spine, digests computed by MariaDB ---------------------------------
