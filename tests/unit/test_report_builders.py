@@ -237,6 +237,32 @@ def test_skip_rule_nothing_new_means_no_email():
     assert not send and "nothing new" in reason
 
 
+def _verification(status: str, finished_at: datetime, **counts) -> dict:
+    summary = {"ok": "Khớp hoàn toàn: 12 bản ghi ở hệ thống cũ đều có trên nền tảng.",
+               "differences": "Thiếu 3, thừa 1 (đã đánh dấu đã xóa ở hệ thống cũ: 1), khác nội dung 2; "
+                              "5 bản ghi sẽ được đồng bộ lại trong lần chạy tới."}[status]
+    return {"source_id": "src_gamma", "dataset": "dossiers", "status": status, "finished_at": finished_at,
+            "summary_vi": summary, **counts}
+
+
+def test_a_verification_that_found_differences_is_news_and_is_in_the_email():
+    src = make_source("src_gamma", ["c@tinh.gov.vn"], ["dossiers"])
+    started = datetime(2025, 7, 5, 18, 0, tzinfo=UTC)
+    found = _verification("differences", datetime(2025, 7, 5, 3, 0, tzinfo=UTC), missing=3, extra=1, different=2)
+    (report,) = assemble_owner_reports(RUN, [src], **quiet_rows(), run_started_at=started, verifications=[found])
+    send, reason = should_send(report)
+    assert send and "verifications found differences" in reason
+    msg = build_owner_email(report, from_addr="x@tinh.gov.vn")
+    for part in ("plain", "html"):
+        assert "Đối chiếu với hệ thống cũ" in msg.get_body((part,)).get_content()
+        assert "Thiếu 3, thừa 1" in msg.get_body((part,)).get_content()
+    # A clean verification, or an old finding already reported, is not news on a quiet night.
+    for quiet in (_verification("ok", datetime(2025, 7, 5, 3, 0, tzinfo=UTC)),
+                  _verification("differences", datetime(2025, 7, 1, 3, 0, tzinfo=UTC))):
+        (report,) = assemble_owner_reports(RUN, [src], **quiet_rows(), run_started_at=started, verifications=[quiet])
+        assert not should_send(report)[0]
+
+
 def test_skip_rule_daily_confirmation_still_sends():
     src = make_source("src_gamma", ["c@tinh.gov.vn"], ["dossiers"], daily=True)
     (report,) = assemble_owner_reports(RUN, [src], **quiet_rows())

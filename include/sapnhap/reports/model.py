@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sapnhap.datasets import DATASETS
@@ -241,6 +241,8 @@ class SourceResult:
     datasets: list[DatasetResult]
     checks: list[CheckSummary]
     resolved: int = 0
+    # The latest source-vs-platform verification per dataset (``sapnhap.verify.verification_summary``).
+    verifications: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def state(self) -> State:
@@ -406,6 +408,7 @@ def assemble_owner_reports(
     run_started_at: datetime | None = None,
     warnings: Sequence[dict[str, Any]] = (),
     unreported: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    verifications: Sequence[dict[str, Any]] = (),
 ) -> list[OwnerReport]:
     """One report per owner (owners compared case-insensitively), covering all that owner's sources.
 
@@ -414,7 +417,8 @@ def assemble_owner_reports(
     this run; ``history``: per run, source and dataset, ``extracted`` and ``quarantined`` of
     the recent runs (for the chart); ``cursors``: ``ops.cursors`` rows; ``warnings``:
     ``ops.warnings`` rows of this run's batches; ``unreported``: owner -> committed batches of
-    earlier runs no report to that owner covered (see ``queries.fetch_unreported_batches``).
+    earlier runs no report to that owner covered (see ``queries.fetch_unreported_batches``);
+    ``verifications``: the latest source-vs-platform verification per source and dataset.
     """
     batch_by = {(b["source_id"], b["dataset"]): b for b in batches if b.get("run_id", run_id) == run_id}
     recon_by = {(r["source_id"], r["dataset"]): r for r in reconciliation if r.get("run_id", run_id) == run_id}
@@ -435,7 +439,8 @@ def assemble_owner_reports(
         warned = [r for r in w_rows if r.source_id == s.id]
         resolved = sum(1 for r in mine if r.status == "resolved" and run_of(r.resolved_batch_id) == run_id)
         results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine + warned, run_id),
-                                     resolved=resolved)
+                                     resolved=resolved,
+                                     verifications=[v for v in verifications if v["source_id"] == s.id])
 
     reports = []
     for owner, owned in _owners(sources).items():
@@ -466,6 +471,17 @@ def assemble_owner_reports(
     return reports
 
 
+VERIFICATION_NEWS_WINDOW = timedelta(hours=24)
+
+
+def verification_is_news(verification: Mapping[str, Any], run_started_at: datetime | None) -> bool:
+    """A verification that found a difference (or could not run) in the day before this run or since."""
+    if verification.get("status") in ("ok", "not_loaded"):
+        return False
+    finished = verification.get("finished_at")
+    return run_started_at is None or finished is None or finished >= run_started_at - VERIFICATION_NEWS_WINDOW
+
+
 def should_send(report: OwnerReport) -> tuple[bool, str]:
     """Whether the owner gets an email tonight, and why (in English, for the run summary).
 
@@ -481,6 +497,9 @@ def should_send(report: OwnerReport) -> tuple[bool, str]:
         return True, f"{report.earlier_changed} records new or changed in earlier batches not reported before"
     if report.quarantine_changes:
         return True, f"{report.quarantine_changes} quarantine rows opened or resolved"
+    found = [v for s in report.sources for v in s.verifications if verification_is_news(v, report.run_started_at)]
+    if found:
+        return True, f"{len(found)} source-vs-platform verifications found differences"
     if any(s.source.daily_confirmation for s in report.sources):
         return True, "daily confirmation requested"
     return False, "nothing new: no record new or changed, no failure, no quarantine change"

@@ -30,6 +30,7 @@ class RunData:
     history: list[dict[str, Any]] = field(default_factory=list)
     cursors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    verifications: list[dict[str, Any]] = field(default_factory=list)
 
 
 _QUARANTINE = sql.SQL(
@@ -130,4 +131,7 @@ def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str])
     started = run["started_at"] if run else None
     if started is None and batches:
         started = min(b["created_at"] for b in batches)
-    return RunData(run_id, started, batches, recon, quarantine, history, cursors, warnings)
+    from sapnhap.verify import verification_summary
+
+    return RunData(run_id, started, batches, recon, quarantine, history, cursors, warnings,
+                   verification_summary(conn, source_ids))
