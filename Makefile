@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)/include
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: demo test lint bench airflow-ui install clean
+.PHONY: demo test lint bench soak airflow-ui install clean
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or: make PYTHON=python3 ...)"; exit 1; }
@@ -35,6 +35,9 @@ lint: install
 
 bench: install  ## province-scale benchmark (not part of the tests)
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)
+
+soak: install  ## N nights of legacy changes and injected faults, then verify/report/restore checks (docs/soak.md)
+	$(BIN)/python bench/soak.py $(ARGS)
 
 airflow-ui: install  ## the Airflow UI on the demo's world, with the Sáp nhập pages (services stay up until Ctrl-C)
 	$(BIN)/python -m sapnhap ui $(ARGS)
