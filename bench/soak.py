@@ -44,6 +44,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -651,7 +652,7 @@ def run(args: argparse.Namespace) -> dict:
         summary = {
             "command": f"make soak ARGS=\"--nights {args.nights} --seed {args.seed} --size {args.size}"
                        + ("" if args.sources == list(SOURCE_IDS) else f" --sources {' '.join(args.sources)}") + "\"",
-            "nights": args.nights, "seed": args.seed, "size": args.size,
+            "commit": _commit(), "nights": args.nights, "seed": args.seed, "size": args.size,
             "seconds": round(time.monotonic() - started),
             "counts": dict(soak.counts), "faults_planned": {n: [f.__dict__ for f in fs] for n, fs in faults.items()},
             "source_failures": soak.source_failures, "platform": platform_figures(soak), "checks": checks,
@@ -676,8 +677,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _commit() -> str:
+    if os.environ.get("SOAK_COMMIT"):
+        return os.environ["SOAK_COMMIT"]
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM stops the embedded services and drops the legacy databases like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run(args)
     except Exception:
