@@ -255,7 +255,7 @@ class Soak:
     def note(self, night: int, what: str, **info: object) -> None:
         entry = {"night": night, "what": what, **info}
         self.log.append(entry)
-        if self.args.verbose or what.startswith(("FAILED", "finding")):
+        if self.args.verbose or what in ("source failed for the night", "reconcile failed", "prepare failed"):
             print(f"[soak] night {night}: {what} {json.dumps(info, default=str, ensure_ascii=False)}", flush=True)
 
 
