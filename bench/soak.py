@@ -377,6 +377,13 @@ def legacy_changes(soak: Soak, night: int, rng: np.random.Generator, forced: set
     """The legacy systems' day before night `night`: seeded random changes, plus the `forced` kinds."""
     world, legacy = soak.world, soak.legacy
     size = max(1, soak.args.size // 4)
+    if copy is not None and night == restore_night:
+        # First thing that day: what the platform loaded since night 1 is gone from the legacy system.
+        legacy.restore_from(RESTORED_SOURCE, copy)
+        soak.counts["legacy_restored_from_copy"] += 1
+        soak.note(night, "legacy database restored from the copy of night 1", source=RESTORED_SOURCE)
+        # In-system duplicates written since are gone too.
+        soak.pending_dups = [p for p in soak.pending_dups if p[0] != RESTORED_SOURCE]
     changes = mutate_world(world, fraction=float(rng.uniform(0.01, 0.04)), seed=soak.args.seed * 1000 + night)
     by = changes["change"].value_counts().to_dict()
     soak.counts["legacy_inserts"] += by.get("insert", 0)
@@ -410,10 +417,6 @@ def legacy_changes(soak: Soak, night: int, rng: np.random.Generator, forced: set
         n = legacy.backdate(*target, int(rng.integers(1, size + 1)))
         soak.counts["legacy_backdated"] += n
         soak.note(night, "legacy back-dated rows", source=target[0], dataset=target[1], rows=n)
-    if copy is not None and night == restore_night:
-        legacy.restore_from(RESTORED_SOURCE, copy)
-        soak.counts["legacy_restored_from_copy"] += 1
-        soak.note(night, "legacy database restored from the copy of night 1", source=RESTORED_SOURCE)
 
 
 def plan_faults(rng: np.random.Generator, nights: int, sources: list[Source], platform: Platform) -> dict[int, list]:
@@ -628,7 +631,8 @@ def run(args: argparse.Namespace) -> dict:
         forced: dict[int, set[str]] = defaultdict(set)
         for i, kind in enumerate(str(k) for k in rng.permutation(["delete", "dup", "backdate"])):
             forced[2 + i % max(1, args.nights - 1)].add(kind)
-        restore_night = max(2, args.nights // 2 + 1)
+        # Late enough that the platform loaded changes the restored copy does not hold.
+        restore_night = max(3, args.nights // 2 + 1) if args.nights >= 3 else 2
         copy = None
         try:
             for night in range(1, args.nights + 1):
