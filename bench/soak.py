@@ -408,7 +408,9 @@ def legacy_changes(soak: Soak, night: int, rng: np.random.Generator, forced: set
         else:
             still.append((sid, ds, keys))
     soak.pending_dups = still
-    if (rng.random() < 0.6 or "dup" in forced) and night < soak.args.nights and (target := pick(DUP_TABLES)):
+    # Before the legacy restore, duplicates go elsewhere: the restore would wipe them before their update.
+    dup_tables = tuple(t for t in DUP_TABLES if copy is None or night >= restore_night or t[0] != RESTORED_SOURCE)
+    if (rng.random() < 0.6 or "dup" in forced) and night < soak.args.nights and (target := pick(dup_tables)):
         keys = legacy.duplicate(rng, *target, int(rng.integers(1, size + 1)), when)
         soak.pending_dups.append((*target, keys))
         soak.counts["legacy_in_system_dups"] += len(keys)
