@@ -5,12 +5,14 @@
 (source, dataset) pairs the run syncs; a conf key that is not a param fails the run.
 
 One task group per legacy system of the source registry (`include/sources/*.yaml`): **assess**
-(a new source is profiled and its owners told before its first load), then one mapped task per
-dataset of the source for each stage: **extract** (incremental, by cursor or new export files) ->
-**transform** (old codes -> new province/commune codes, lineage kept) -> **validate** (GX suite of
-the dataset, failing rows quarantined with a reason) -> **backup** (Parquet + manifest, encrypted,
-verified) -> **load** (one transaction per batch, idempotent). A pair the params leave out is
-skipped; a failing dataset does not stop its siblings (it retries, and its owner is told).
+(a new source is profiled and its owners told before its first load), then one mapped instance per
+dataset of the source of two tasks: **extract** (incremental, by cursor or new export files; in the
+legacy server's pool) and **process**: transform (old codes -> new province/commune codes, lineage
+kept) -> validate (GX suite of the dataset, failing rows quarantined with a reason) -> backup
+(Parquet + manifest, encrypted, verified) -> load (one transaction per batch, idempotent), one log
+line per stage. Why two tasks and not five: `docs/architecture.md`, "Task granularity". A pair the
+params leave out is skipped; a failing dataset does not stop its siblings (it retries, and its
+owner is told).
 
 Then, for what the run covered only: **reconcile** checks extracted = loaded + quarantined +
 merged duplicates for every batch, **report** emails the owners of the synced sources in
@@ -156,46 +158,19 @@ def sapnhap_nightly() -> None:
         return batch
 
     @task(**STAGE)
-    def transform(source_id: str, dataset: str, batch: dict) -> dict:
+    def process(source_id: str, dataset: str, batch: dict) -> dict:
+        """transform -> validate -> backup -> load of one batch, one summary line each (see "Task granularity")."""
         from sapnhap.airflow_support import log_stage, services_from_airflow
-        from sapnhap.pipeline import transform_stage
+        from sapnhap.pipeline import backup_stage, load_stage, transform_stage, validate_stage
         from sapnhap.sources import get_source
 
         services = services_from_airflow()
-        batch = transform_stage(services, get_source(source_id), batch)
-        log_stage("transform", batch, services)
-        return batch
-
-    @task(**STAGE)
-    def validate(source_id: str, dataset: str, batch: dict) -> dict:
-        from sapnhap.airflow_support import log_stage, services_from_airflow
-        from sapnhap.pipeline import validate_stage
-        from sapnhap.sources import get_source
-
-        services = services_from_airflow()
-        batch = validate_stage(services, get_source(source_id), batch)
-        log_stage("validate", batch, services)
-        return batch
-
-    @task(**STAGE)
-    def backup(source_id: str, dataset: str, batch: dict) -> dict:
-        from sapnhap.airflow_support import log_stage, services_from_airflow
-        from sapnhap.pipeline import backup_stage
-        from sapnhap.sources import get_source
-
-        services = services_from_airflow()
-        batch = backup_stage(services, get_source(source_id), batch)
-        log_stage("backup", batch, services)
-        return batch
-
-    @task(**STAGE)
-    def load(source_id: str, dataset: str, batch: dict) -> dict:
-        from sapnhap.airflow_support import log_stage, services_from_airflow
-        from sapnhap.pipeline import load_stage
-        from sapnhap.sources import get_source
-
-        services = services_from_airflow()
-        result = {**load_stage(services, get_source(source_id), batch), "source_id": source_id}
+        src = get_source(source_id)
+        for stage, run in (("transform", transform_stage), ("validate", validate_stage), ("backup", backup_stage)):
+            batch = run(services, src, batch)
+            log_stage(stage, batch, services)
+        # The load reads the manifest backup_stage just verified: no load without its backup.
+        result = {**load_stage(services, src, batch), "source_id": source_id}
         log_stage("load", result, services)
         return result
 
@@ -206,9 +181,7 @@ def sapnhap_nightly() -> None:
         """One mapped instance per dataset of the source: a failing dataset does not stop its siblings."""
         # Keyword arguments: the map index template names each instance by op_kwargs["dataset"].
         batch = extract.override(pool=pool)(source_id=source_id, dataset=dataset, selected=selected)
-        for stage in (transform, validate, backup):
-            batch = stage(source_id=source_id, dataset=dataset, batch=batch)
-        loads.append(load(source_id=source_id, dataset=dataset, batch=batch))
+        loads.append(process(source_id=source_id, dataset=dataset, batch=batch))
 
     @task(trigger_rule="all_done", retries=0)
     def reconcile(selected: list) -> list[dict]:
