@@ -63,12 +63,14 @@ def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
     stage_failure_from_context(context, services_from_airflow().platform_dsn, datasets_of)
 
 
-def _planned(selected: list | None) -> list:
-    """The pairs ``plan`` chose; when it failed (bad params) nothing ran and there is nothing to cover."""
-    from airflow.sdk.exceptions import AirflowSkipException
+def _planned(selected: list | None, *, fail: bool = False) -> list:
+    """The pairs ``plan`` chose. When plan failed (bad params) nothing ran: ``fail`` makes the task
+    fail (a leaf that only skipped would let Airflow call the run a success), else it is skipped."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     if selected is None:
-        raise AirflowSkipException("plan did not run: no (source, dataset) pair was selected")
+        message = "plan failed (see its log): no (source, dataset) pair was selected, nothing ran"
+        raise AirflowFailException(message) if fail else AirflowSkipException(message)
     return selected
 
 
@@ -183,14 +185,18 @@ def sapnhap_nightly() -> None:
         batch = extract.override(pool=pool)(source_id=source_id, dataset=dataset, selected=selected)
         loads.append(process(source_id=source_id, dataset=dataset, batch=batch))
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, show_return_value_in_logs=False)
     def reconcile(selected: list) -> list[dict]:
         from sapnhap.airflow_support import services_from_airflow
         from sapnhap.pipeline import reconcile_run
 
         run_id, _ = _run_ids()
-        expected = [tuple(p) for p in _planned(selected)]
-        return reconcile_run(services_from_airflow(), run_id, expected).to_dict(orient="records")
+        expected = [tuple(p) for p in _planned(selected, fail=True)]
+        frame = reconcile_run(services_from_airflow(), run_id, expected)
+        totals = frame[["extracted", "loaded", "quarantined", "merged_duplicates", "blocked"]].sum()
+        log.info("reconcile: %d batches reconciled: %d extracted = %d loaded + %d quarantined + %d merged + %d blocked",
+                 len(frame), *(int(v) for v in totals))
+        return frame.to_dict(orient="records")
 
     @task(trigger_rule="all_done", show_return_value_in_logs=False)
     def report(selected: list) -> dict:
@@ -212,7 +218,7 @@ def sapnhap_nightly() -> None:
         records = build_handover(services_from_airflow(), run_id, sources=selected_sources(SOURCES, _planned(selected)))
         return {"handover_records": len(records)}
 
-    @task(trigger_rule="all_done", outlets=[CORE_TABLES])
+    @task(trigger_rule="all_done", outlets=[CORE_TABLES], show_return_value_in_logs=False)
     def publish(loaded: list) -> dict:
         from sapnhap.airflow_support import core_asset, flatten_loads, table_events
 
