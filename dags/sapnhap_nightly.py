@@ -162,19 +162,10 @@ def sapnhap_nightly() -> None:
     @task(**STAGE)
     def process(source_id: str, dataset: str, batch: dict) -> dict:
         """transform -> validate -> backup -> load of one batch, one summary line each (see "Task granularity")."""
-        from sapnhap.airflow_support import log_stage, services_from_airflow
-        from sapnhap.pipeline import backup_stage, load_stage, transform_stage, validate_stage
+        from sapnhap.airflow_support import process_batch, services_from_airflow
         from sapnhap.sources import get_source
 
-        services = services_from_airflow()
-        src = get_source(source_id)
-        for stage, run in (("transform", transform_stage), ("validate", validate_stage), ("backup", backup_stage)):
-            batch = run(services, src, batch)
-            log_stage(stage, batch, services)
-        # The load reads the manifest backup_stage just verified: no load without its backup.
-        result = {**load_stage(services, src, batch), "source_id": source_id}
-        log_stage("load", result, services)
-        return result
+        return process_batch(services_from_airflow(), get_source(source_id), batch)
 
     loads = []
 

@@ -304,3 +304,30 @@ def flatten_loads(values: object) -> list[Mapping[str, Any]]:
     if isinstance(values, str | bytes):
         raise TypeError(f"not a load result: {type(values).__name__}")
     return [item for value in values for item in flatten_loads(value)]  # type: ignore[attr-defined]
+
+
+def process_batch(services: Services, source: Source, batch: dict[str, Any]) -> dict[str, Any]:
+    """The nightly's ``process`` task: transform -> validate -> backup -> load of one extracted batch,
+    one summary line per stage; returns the load's counts with the source id.
+
+    A retry of the task after its backup was written (the load failed, or the worker was lost
+    after the commit) loads that backup again instead of redoing the stages: the manifest is
+    write-once and signed, and the objects it lists must never be rewritten. The load is
+    idempotent, so nothing is doubled.
+    """
+    from sapnhap import storage
+    from sapnhap.pipeline import MANIFEST, backup_stage, load_stage, transform_stage, validate_stage
+
+    key = batch["prefix"] + MANIFEST
+    if storage.exists(services.s3, key):
+        log.info("backup %s/%s: already backed up by an earlier try of this task, manifest %s; loading it",
+                 source.id, batch["dataset"], _where(services.s3.bucket, key))
+        batch = {**batch, "manifest_key": key}
+    else:
+        for stage, run in (("transform", transform_stage), ("validate", validate_stage), ("backup", backup_stage)):
+            batch = run(services, source, batch)
+            log_stage(stage, batch, services)
+    # load_stage reads the manifest and refuses a batch without a complete, verified backup.
+    result = {**load_stage(services, source, batch), "source_id": source.id}
+    log_stage("load", result, services)
+    return result
