@@ -331,3 +331,19 @@ def process_batch(services: Services, source: Source, batch: dict[str, Any]) -> 
     result = {**load_stage(services, source, batch), "source_id": source.id}
     log_stage("load", result, services)
     return result
+
+
+def batch_of_task(context: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``(source_id, dataset, stage)`` of a nightly batch task from its Airflow context, else None.
+
+    For task callbacks (e.g. recording why a stage failed): the batch tasks are
+    ``<source_id>.datasets.<stage>``, mapped by dataset, so the ids come from the task's
+    arguments rather than from parsing the task id.
+    """
+    task = context.get("task")
+    ti = context.get("ti")
+    task_id = str(getattr(ti, "task_id", "") or getattr(task, "task_id", ""))
+    kwargs = getattr(task, "op_kwargs", None) or {}
+    if ".datasets." not in task_id or "source_id" not in kwargs or "dataset" not in kwargs:
+        return None
+    return str(kwargs["source_id"]), str(kwargs["dataset"]), task_id.rsplit(".", 1)[1]

@@ -131,3 +131,20 @@ def test_great_expectations_info_lines_are_turned_down() -> None:
     assert gx.isEnabledFor(logging.INFO) or logging.getLogger().level > logging.INFO
     quiet_library_logs()
     assert not gx.isEnabledFor(logging.INFO) and gx.isEnabledFor(logging.WARNING)
+
+
+def test_a_task_callback_finds_the_batch_from_the_task_arguments() -> None:
+    from types import SimpleNamespace
+
+    from sapnhap.airflow_support import batch_of_task
+
+    def context(task_id: str, **kwargs: object) -> dict:
+        return {"ti": SimpleNamespace(task_id=task_id, map_index=1),
+                "task": SimpleNamespace(task_id=task_id, op_kwargs=kwargs)}
+
+    assert batch_of_task(context("hg_x.datasets.process", source_id="hg_x", dataset="residents",
+                                 batch={})) == ("hg_x", "residents", "process")
+    assert batch_of_task(context("hg_x.datasets.extract", source_id="hg_x", dataset="dossiers",
+                                 selected=[])) == ("hg_x", "dossiers", "extract")
+    assert batch_of_task(context("hg_x.assess", source_id="hg_x", selected=[])) is None
+    assert batch_of_task(context("report", selected=[])) is None
