@@ -149,12 +149,12 @@ def nightly_params(sources: Iterable[Source]) -> dict[str, Any]:
     datasets = sorted({d for s in sources for d in s.datasets})
     return {
         "sources": Param(
-            source_ids, type="array", items={"type": "string", "enum": source_ids}, minItems=1, uniqueItems=True,
+            source_ids, type="array", items={"type": "string", "enum": source_ids}, uniqueItems=True,
             title="Nguồn dữ liệu (sources)",
             description="Các hệ thống cũ cần đồng bộ trong lần chạy này; mặc định: tất cả.",
         ),
         "datasets": Param(
-            datasets, type="array", items={"type": "string", "enum": datasets}, minItems=1, uniqueItems=True,
+            datasets, type="array", items={"type": "string", "enum": datasets}, uniqueItems=True,
             title="Bộ dữ liệu (datasets)",
             description="Các bộ dữ liệu cần đồng bộ của các nguồn đã chọn; mặc định: tất cả.",
         ),

@@ -134,3 +134,12 @@ def test_verify_dag(dagbag) -> None:
     for source in load_sources():
         task = dag.task_dict[f"verify_{source.id}"]
         assert task.pool == source.pool  # the legacy server's connection limit holds for verification too
+
+
+def test_the_nightly_imports_with_no_valid_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("SAPNHAP_SOURCES_DIR", str(tmp_path))  # an empty registry: its params' defaults are []
+    bag = DagBag(dag_folder=str(DAGS_DIR / "sapnhap_nightly.py"))
+    assert bag.import_errors == {}
+    assert bag.dags["sapnhap_nightly"].params["sources"] == []
