@@ -56,11 +56,18 @@ def _close_run(context) -> None:  # noqa: ANN001 - Airflow callback context
 
 def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
     """A source's stage failed for good: its batches say which stage and why (the owner's email shows it)."""
-    from sapnhap.airflow_support import services_from_airflow
-    from sapnhap.runs import stage_failure_from_context
+    from sapnhap.airflow_support import batch_of_task, services_from_airflow
+    from sapnhap.runs import record_stage_failure, stage_failure_from_context
 
-    datasets_of = {s.id: list(s.datasets) for s in SOURCES}
-    stage_failure_from_context(context, services_from_airflow().platform_dsn, datasets_of)
+    dsn = services_from_airflow().platform_dsn
+    batch = batch_of_task(context)  # a mapped <source>.datasets.<stage> task: that one dataset
+    if batch is None:  # <source>.assess: every dataset of the source; other tasks are ignored
+        stage_failure_from_context(context, dsn, {s.id: list(s.datasets) for s in SOURCES})
+        return
+    source_id, dataset, stage = batch
+    error = context.get("exception") or "the task ended without an exception (killed or timed out)"
+    record_stage_failure(dsn, run_id=context.get("run_id") or context["ti"].run_id, source_id=source_id,
+                         datasets=[dataset], stage=stage, error=error)
 
 
 def _planned(selected: list | None, *, fail: bool = False) -> list:
@@ -126,22 +133,19 @@ def sapnhap_nightly() -> None:
         return opened
 
     @task(show_return_value_in_logs=False)
-    def assess(source_id: str, selected: list) -> None:
-        # The outbox branch gives the assessment its own module function; the task stays this one.
+    def assess(source_id: str, selected: list) -> dict:
         from sapnhap.airflow_support import legacy_connection, services_from_airflow
-        from sapnhap.assessment import assess_source, needs_assessment
+        from sapnhap.assessment import assessment_step
         from sapnhap.sources import get_source
 
         _skip_unless_selected(selected, source_id)
         src = get_source(source_id)
         run_id, _ = _run_ids()
-        services = services_from_airflow()
-        if needs_assessment(services, src):
-            # R13: a new source is profiled and its owners get the assessment before its first load.
-            assess_source(services, src, legacy_connection(src.conn_id, src.kind), run_id=run_id)
-            log.info("assess %s: new source profiled, its owners were sent the assessment", source_id)
-        else:
-            log.info("assess %s: already assessed", source_id)
+        # R13: a new source is profiled and its owners get the assessment (through the outbox) before its first load.
+        done = assessment_step(services_from_airflow(), src, legacy_connection(src.conn_id, src.kind), run_id=run_id)
+        log.info("assess %s: %s", source_id, "new source profiled, assessment queued for its owners"
+                 if done["assessed"] else "already assessed")
+        return {k: v for k, v in done.items() if k in ("source_id", "assessed", "profile_key", "row_counts")}
 
     @task(**STAGE)
     def extract(source_id: str, dataset: str, selected: list) -> dict:

@@ -325,20 +325,33 @@ def process_batch(services: Services, source: Source, batch: dict[str, Any]) -> 
         batch = {**batch, "manifest_key": key}
     else:
         for stage, run in (("transform", transform_stage), ("validate", validate_stage), ("backup", backup_stage)):
-            batch = run(services, source, batch)
+            batch = _in_stage(stage, run, services, source, batch)
             log_stage(stage, batch, services)
     # load_stage reads the manifest and refuses a batch without a complete, verified backup.
-    result = {**load_stage(services, source, batch), "source_id": source.id}
+    result = {**_in_stage("load", load_stage, services, source, batch), "source_id": source.id}
     log_stage("load", result, services)
     return result
+
+
+# Set on an exception raised inside ``process``: the stage it came from, for the failure callback.
+STAGE_ATTRIBUTE = "sapnhap_stage"
+
+
+def _in_stage(stage: str, run: Any, services: Services, source: Source, batch: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return run(services, source, batch)
+    except Exception as exc:
+        setattr(exc, STAGE_ATTRIBUTE, stage)
+        raise
 
 
 def batch_of_task(context: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """``(source_id, dataset, stage)`` of a nightly batch task from its Airflow context, else None.
 
     For task callbacks (e.g. recording why a stage failed): the batch tasks are
-    ``<source_id>.datasets.<stage>``, mapped by dataset, so the ids come from the task's
-    arguments rather than from parsing the task id.
+    ``<source_id>.datasets.<task>``, mapped by dataset, so the ids come from the task's
+    arguments rather than from parsing the task id. The stage is the one the context's exception
+    came from when ``process`` marked it, else the task's name.
     """
     task = context.get("task")
     ti = context.get("ti")
@@ -346,4 +359,5 @@ def batch_of_task(context: Mapping[str, Any]) -> tuple[str, str, str] | None:
     kwargs = getattr(task, "op_kwargs", None) or {}
     if ".datasets." not in task_id or "source_id" not in kwargs or "dataset" not in kwargs:
         return None
-    return str(kwargs["source_id"]), str(kwargs["dataset"]), task_id.rsplit(".", 1)[1]
+    stage = getattr(context.get("exception"), STAGE_ATTRIBUTE, None) or task_id.rsplit(".", 1)[1]
+    return str(kwargs["source_id"]), str(kwargs["dataset"]), stage

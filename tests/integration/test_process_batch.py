@@ -70,3 +70,15 @@ def test_a_retried_process_loads_the_backup_it_already_wrote(world, services: Se
             "SELECT extracted, loaded + quarantined + merged_duplicates + not_loaded_blocked FROM ops.reconciliation"
             " WHERE run_id = 'r1' AND source_id = %s AND dataset = 'residents'", (SONDUONG,)).fetchone()
     assert core == core_before == first["inserted"] and rec[0] == rec[1]  # nothing doubled
+
+
+def test_a_failing_stage_is_named_on_the_error_for_the_failure_callback(world, services: Services) -> None:
+    source = get_source(SONDUONG)
+    prepare_run(services, "r2")
+    batch = extract_stage(services, source, "households", world.connections[source.conn_id], run_id="r2",
+                          run_date="2025-12-01")
+    broken = {**batch, "objects": {"raw": {**batch["objects"]["raw"], "key": batch["prefix"] + "gone.parquet"}}}
+    with pytest.raises(storage.BackupError) as caught:
+        process_batch(services, source, broken)
+    assert caught.value.sapnhap_stage == "transform"
+    assert not storage.exists(services.s3, batch["prefix"] + MANIFEST)  # nothing backed up, nothing loaded

@@ -146,5 +146,9 @@ def test_a_task_callback_finds_the_batch_from_the_task_arguments() -> None:
                                  batch={})) == ("hg_x", "residents", "process")
     assert batch_of_task(context("hg_x.datasets.extract", source_id="hg_x", dataset="dossiers",
                                  selected=[])) == ("hg_x", "dossiers", "extract")
+    failed = ValueError("boom")
+    failed.sapnhap_stage = "validate"  # set by process_batch on what a stage raised
+    assert batch_of_task({**context("hg_x.datasets.process", source_id="hg_x", dataset="residents", batch={}),
+                          "exception": failed}) == ("hg_x", "residents", "validate")
     assert batch_of_task(context("hg_x.assess", source_id="hg_x", selected=[])) is None
     assert batch_of_task(context("report", selected=[])) is None
