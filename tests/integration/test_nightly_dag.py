@@ -367,3 +367,23 @@ def test_a_run_of_one_source_syncs_and_reports_that_source_only(nightly) -> None
     assert reports, "the chosen source changed: its owners get the night's report"
     assert {m["To"] for m in reports} == set(chosen.owners)
     assert {str(m["To"]) for m in mail} <= set(chosen.owners)
+
+
+def test_a_run_of_one_dataset_skips_the_sources_other_datasets(nightly) -> None:
+    chosen = next(s for s in load_sources() if len(s.datasets) > 1 and s.kind != "files")
+    wanted, *others = list(chosen.datasets)
+    result = run_nightly(nightly["env"], nightly["workdir"] / "one-dataset.log",
+                         conf={"sources": [chosen.id], "datasets": [wanted]})
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+    with _airflow_db(nightly) as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id DESC LIMIT 1").fetchone()[0]
+        states = dict(db.execute(
+            "SELECT task_id || ':' || coalesce(rendered_map_index, map_index), state FROM task_instance"
+            " WHERE dag_id = 'sapnhap_nightly' AND run_id = ? AND task_id LIKE ?", (run_id, f"{chosen.id}.%")).fetchall())
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        batches = conn.execute("SELECT source_id, dataset FROM ops.batches WHERE run_id = %s", (run_id,)).fetchall()
+    assert batches == [(chosen.id, wanted)]
+    assert states[f"{chosen.id}.datasets.extract:{wanted}"] == "success"  # instances are named by their dataset
+    for dataset in others:
+        assert states[f"{chosen.id}.datasets.extract:{dataset}"] == "skipped"
