@@ -1,8 +1,9 @@
 """
 ### Accounts, permissions and official mail re-mapped to the new units (R12, R18)
 
-Runs after the nightly sync has loaded into the platform (scheduled on the platform asset the
-nightly **load** tasks emit). From `core.accounts` and `core.mail_directory`:
+Runs after the nightly sync has changed what it reads (scheduled on the `core.accounts` and
+`core.mail_directory` table assets; the nightly's **publish** task emits an event per changed table
+once the night's loads are done). From `core.accounts` and `core.mail_directory`:
 
 1. **build**: match the same officials across legacy systems (citizen ID, else name + birth date +
    new unit; uncertain pairs only listed), re-map legacy roles by `role_rules.yaml`, give every
@@ -16,14 +17,13 @@ nightly **load** tasks emit). From `core.accounts` and `core.mail_directory`:
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from sapnhap.airflow_support import default_args
+from sapnhap.airflow_support import core_asset, default_args
 
-# The same asset the nightly load tasks emit (dags/sapnhap_nightly.py): a new platform state.
-PLATFORM_ASSET = Asset("postgres://sapnhap-platform:5432/sapnhap/core/records")
+# Either table changing is reason to rebuild (the build replaces the accounts.* tables whole).
+NEEDS = core_asset("accounts") | core_asset("mail_directory")
 LOCAL_TZ = "Asia/Ho_Chi_Minh"
-
 
 
 def _run() -> tuple[str, object]:
@@ -34,7 +34,7 @@ def _run() -> tuple[str, object]:
 
 @dag(
     dag_id="sapnhap_accounts",
-    schedule=[PLATFORM_ASSET],
+    schedule=NEEDS,
     start_date=pendulum.datetime(2025, 7, 1, tz=LOCAL_TZ),
     catchup=False,
     max_active_runs=1,  # each run replaces the accounts.* tables whole

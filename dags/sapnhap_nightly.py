@@ -1,28 +1,43 @@
 """
 ### Nightly sync of the legacy district/commune systems into the provincial platform
 
-One task group per legacy system of the source registry (`include/sources/*.yaml`):
-**extract** (incremental, by cursor or new export files) -> **transform** (old codes -> new
-province/commune codes, lineage kept) -> **validate** (GX suite of the dataset, failing rows
-quarantined with a reason) -> **backup** (Parquet + manifest, encrypted, verified) -> **load**
-(one transaction per batch, idempotent). Then **reconcile** checks extracted = loaded +
-quarantined + merged duplicates for every batch, **report** emails every owner in Vietnamese,
-and **handover** stores a handover record (biên bản bàn giao dữ liệu) per old unit.
+**plan** reads the run's params (`sources`, `datasets`; default: all of them) and lists the
+(source, dataset) pairs the run syncs; a conf key that is not a param fails the run.
 
-A failing source does not stop the others; it retries, and its owner is told.
+One task group per legacy system of the source registry (`include/sources/*.yaml`): **assess**
+(a new source is profiled and its owners told before its first load), then one mapped instance per
+dataset of the source of two tasks: **extract** (incremental, by cursor or new export files; in the
+legacy server's pool) and **process**: transform (old codes -> new province/commune codes, lineage
+kept) -> validate (GX suite of the dataset, failing rows quarantined with a reason) -> backup
+(Parquet + manifest, encrypted, verified) -> load (one transaction per batch, idempotent), one log
+line per stage. Why two tasks and not five: `docs/architecture.md`, "Task granularity". A pair the
+params leave out is skipped; a failing dataset does not stop its siblings (it retries, and its
+owner is told).
+
+Then, for what the run covered only: **reconcile** checks extracted = loaded + quarantined +
+merged duplicates for every batch, **report** emails the owners of the synced sources in
+Vietnamese, **handover** stores a handover record (biên bản bàn giao dữ liệu) per old unit, and
+**publish** emits one asset event per platform table the run changed (`core.<dataset>`), with
+its row counts in the event's `extra`.
 """
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
+import logging
 
-from sapnhap.airflow_support import default_args
+import pendulum
+from airflow.sdk import AssetAlias, TaskGroup, dag, get_current_context, task, task_group
+
+from sapnhap.airflow_support import CORE_TABLES_ALIAS, default_args, nightly_params
 from sapnhap.sources import load_sources
 
-PLATFORM_ASSET = Asset("postgres://sapnhap-platform:5432/sapnhap/core/records")
 SOURCES = load_sources()  # declarative files only: no connection or database is touched at parse time
+CORE_TABLES = AssetAlias(CORE_TABLES_ALIAS)
+# Per-batch stage tasks: one summary line in the log instead of Airflow's dump of the returned
+# dict, and each mapped instance named by its dataset in the UI.
+STAGE = {"show_return_value_in_logs": False, "map_index_template": "{{ task.op_kwargs.get('dataset', '') }}"}
 
+log = logging.getLogger("sapnhap.nightly")
 
 
 def _run_ids() -> tuple[str, str]:
@@ -41,11 +56,39 @@ def _close_run(context) -> None:  # noqa: ANN001 - Airflow callback context
 
 def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
     """A source's stage failed for good: its batches say which stage and why (the owner's email shows it)."""
-    from sapnhap.airflow_support import services_from_airflow
-    from sapnhap.runs import stage_failure_from_context
+    from sapnhap.airflow_support import batch_of_task, services_from_airflow
+    from sapnhap.runs import record_stage_failure, stage_failure_from_context
 
-    datasets_of = {s.id: list(s.datasets) for s in SOURCES}
-    stage_failure_from_context(context, services_from_airflow().platform_dsn, datasets_of)
+    dsn = services_from_airflow().platform_dsn
+    batch = batch_of_task(context)  # a mapped <source>.datasets.<stage> task: that one dataset
+    if batch is None:  # <source>.assess: every dataset of the source; other tasks are ignored
+        stage_failure_from_context(context, dsn, {s.id: list(s.datasets) for s in SOURCES})
+        return
+    source_id, dataset, stage = batch
+    error = context.get("exception") or "the task ended without an exception (killed or timed out)"
+    record_stage_failure(dsn, run_id=context.get("run_id") or context["ti"].run_id, source_id=source_id,
+                         datasets=[dataset], stage=stage, error=error)
+
+
+def _planned(selected: list | None, *, fail: bool = False) -> list:
+    """The pairs ``plan`` chose. When plan failed (bad params) nothing ran: ``fail`` makes the task
+    fail (a leaf that only skipped would let Airflow call the run a success), else it is skipped."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    if selected is None:
+        message = "plan failed (see its log): no (source, dataset) pair was selected, nothing ran"
+        raise AirflowFailException(message) if fail else AirflowSkipException(message)
+    return selected
+
+
+def _skip_unless_selected(selected: list, source_id: str, dataset: str | None = None) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from sapnhap.airflow_support import is_selected
+
+    if not is_selected(selected, source_id, dataset):
+        what = f"{source_id}/{dataset}" if dataset else source_id
+        raise AirflowSkipException(f"{what} is not selected by this run's params")
 
 
 @dag(
@@ -57,111 +100,151 @@ def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
     default_args={**default_args(), "on_failure_callback": _stage_failed},
     on_success_callback=_close_run,
     on_failure_callback=_close_run,
+    params=nightly_params(SOURCES),
     tags=["sapnhap", "nightly", "sync"],
     doc_md=__doc__,
 )
 def sapnhap_nightly() -> None:
-    @task
+    @task(show_return_value_in_logs=False)
+    def plan() -> list[list[str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from sapnhap.airflow_support import SelectionError, select_pairs
+
+        ctx = get_current_context()
+        try:
+            pairs = select_pairs(SOURCES, ctx["params"], ctx["dag_run"].conf)
+        except SelectionError as exc:
+            raise AirflowFailException(str(exc)) from None  # a retry would not change the params
+        total = sum(len(s.datasets) for s in SOURCES)
+        log.info("plan: this run syncs %d of %d (source, dataset) pairs: %s", len(pairs), total,
+                 ", ".join(f"{s}/{d}" for s, d in pairs))
+        return [list(p) for p in pairs]
+
+    @task(show_return_value_in_logs=False)
     def prepare() -> dict:
         from sapnhap.airflow_support import services_from_airflow
         from sapnhap.pipeline import prepare_run
 
         run_id, _ = _run_ids()
-        return prepare_run(services_from_airflow(), run_id)
+        opened = prepare_run(services_from_airflow(), run_id)
+        log.info("prepare: platform schema and reference data %s published; run %s opened",
+                 opened["crosswalk_version"], run_id)
+        return opened
 
-    @task(trigger_rule="all_done", retries=0)
-    def reconcile() -> list[dict]:
+    @task(show_return_value_in_logs=False)
+    def assess(source_id: str, selected: list) -> dict:
+        from sapnhap.airflow_support import legacy_connection, services_from_airflow
+        from sapnhap.assessment import assessment_step
+        from sapnhap.sources import get_source
+
+        _skip_unless_selected(selected, source_id)
+        src = get_source(source_id)
+        run_id, _ = _run_ids()
+        # R13: a new source is profiled and its owners get the assessment (through the outbox) before its first load.
+        done = assessment_step(services_from_airflow(), src, legacy_connection(src.conn_id, src.kind), run_id=run_id)
+        log.info("assess %s: %s", source_id, "new source profiled, assessment queued for its owners"
+                 if done["assessed"] else "already assessed")
+        return {k: v for k, v in done.items() if k in ("source_id", "assessed", "profile_key", "row_counts")}
+
+    @task(**STAGE)
+    def extract(source_id: str, dataset: str, selected: list) -> dict:
+        from sapnhap.airflow_support import legacy_connection, log_stage, services_from_airflow
+        from sapnhap.pipeline import extract_stage
+        from sapnhap.sources import get_source
+
+        _skip_unless_selected(selected, source_id, dataset)
+        src = get_source(source_id)
+        run_id, run_date = _run_ids()
+        services = services_from_airflow()
+        batch = extract_stage(
+            services, src, dataset, legacy_connection(src.conn_id, src.kind), run_id=run_id, run_date=run_date
+        )
+        log_stage("extract", batch, services)
+        return batch
+
+    @task(**STAGE)
+    def process(source_id: str, dataset: str, batch: dict) -> dict:
+        """transform -> validate -> backup -> load of one batch, one summary line each (see "Task granularity")."""
+        from sapnhap.airflow_support import process_batch, services_from_airflow
+        from sapnhap.sources import get_source
+
+        return process_batch(services_from_airflow(), get_source(source_id), batch)
+
+    loads = []
+
+    @task_group(group_id="datasets")
+    def datasets(source_id: str, pool: str, selected: list, dataset: str) -> None:
+        """One mapped instance per dataset of the source: a failing dataset does not stop its siblings."""
+        # Keyword arguments: the map index template names each instance by op_kwargs["dataset"].
+        batch = extract.override(pool=pool)(source_id=source_id, dataset=dataset, selected=selected)
+        loads.append(process(source_id=source_id, dataset=dataset, batch=batch))
+
+    @task(trigger_rule="all_done", retries=0, show_return_value_in_logs=False)
+    def reconcile(selected: list) -> list[dict]:
         from sapnhap.airflow_support import services_from_airflow
         from sapnhap.pipeline import reconcile_run
 
         run_id, _ = _run_ids()
-        expected = [(s.id, d) for s in SOURCES for d in s.datasets]
-        return reconcile_run(services_from_airflow(), run_id, expected).to_dict(orient="records")
+        expected = [tuple(p) for p in _planned(selected, fail=True)]
+        frame = reconcile_run(services_from_airflow(), run_id, expected)
+        totals = frame[["extracted", "loaded", "quarantined", "merged_duplicates", "blocked"]].sum()
+        log.info("reconcile: %d batches reconciled: %d extracted = %d loaded + %d quarantined + %d merged + %d blocked",
+                 len(frame), *(int(v) for v in totals))
+        return frame.to_dict(orient="records")
 
-    @task(trigger_rule="all_done")
-    def report() -> dict:
-        from sapnhap.airflow_support import services_from_airflow
+    @task(trigger_rule="all_done", show_return_value_in_logs=False)
+    def report(selected: list) -> dict:
+        from sapnhap.airflow_support import selected_sources, services_from_airflow
         from sapnhap.reports import send_run_reports
 
         run_id, _ = _run_ids()
-        return send_run_reports(services_from_airflow(), run_id, SOURCES)
+        sources = selected_sources(SOURCES, _planned(selected))
+        sent = send_run_reports(services_from_airflow(), run_id, sources)
+        # Counts only: the recipients' addresses stay out of XCom and logs.
+        return {"sources": [s.id for s in sources], "sent": len(sent["sent"]), "skipped": len(sent["skipped"])}
 
-    @task(trigger_rule="all_done")
-    def handover() -> list[dict]:
-        from sapnhap.airflow_support import services_from_airflow
+    @task(trigger_rule="all_done", show_return_value_in_logs=False)
+    def handover(selected: list) -> dict:
+        from sapnhap.airflow_support import selected_sources, services_from_airflow
         from sapnhap.handover import build_handover
 
         run_id, _ = _run_ids()
-        return build_handover(services_from_airflow(), run_id, sources=SOURCES)
+        records = build_handover(services_from_airflow(), run_id, sources=selected_sources(SOURCES, _planned(selected)))
+        return {"handover_records": len(records)}
 
+    @task(trigger_rule="all_done", outlets=[CORE_TABLES], show_return_value_in_logs=False)
+    def publish(loaded: list) -> dict:
+        from sapnhap.airflow_support import core_asset, flatten_loads, table_events
+
+        ctx = get_current_context()
+        run_id, _ = _run_ids()
+        events = table_events(flatten_loads(loaded), run_id)
+        for dataset, extra in events.items():
+            ctx["outlet_events"][CORE_TABLES].add(core_asset(dataset), extra=extra)
+            log.info("publish core.%s: %d inserted, %d updated by %d batches", dataset, extra["inserted"],
+                     extra["updated"], len(extra["batches"]))
+        if not events:
+            log.info("publish: no platform table changed in this run; no asset event")
+        return {f"core.{d}": e["inserted"] + e["updated"] for d, e in events.items()}
+
+    planned = plan()
     started = prepare()
-    loads = []
+    planned >> started
     for source in SOURCES:
         with TaskGroup(group_id=source.id, tooltip=source.name):
+            assessed = assess.override(pool=source.pool)(source_id=source.id, selected=planned)
+            group = datasets.partial(source_id=source.id, pool=source.pool, selected=planned).expand(
+                dataset=list(source.datasets)
+            )
+            started >> assessed >> group
 
-            @task(pool=source.pool, task_id="extract")
-            def extract(source_id: str = source.id) -> list[dict]:
-                from sapnhap.airflow_support import legacy_connection, services_from_airflow
-                from sapnhap.assessment import assess_source, needs_assessment
-                from sapnhap.pipeline import extract_stage
-                from sapnhap.sources import get_source
-
-                src = get_source(source_id)
-                run_id, run_date = _run_ids()
-                services = services_from_airflow()
-                connection = legacy_connection(src.conn_id, src.kind)
-                if needs_assessment(services, src):
-                    # R13: a new source is profiled and its owners get the assessment before its first load.
-                    assess_source(services, src, connection, run_id=run_id)
-                return [
-                    extract_stage(services, src, d, connection, run_id=run_id, run_date=run_date) for d in src.datasets
-                ]
-
-            @task(task_id="transform")
-            def transform(batches: list[dict], source_id: str = source.id) -> list[dict]:
-                from sapnhap.airflow_support import services_from_airflow
-                from sapnhap.pipeline import transform_stage
-                from sapnhap.sources import get_source
-
-                services = services_from_airflow()
-                return [transform_stage(services, get_source(source_id), b) for b in batches]
-
-            @task(task_id="validate")
-            def validate(batches: list[dict], source_id: str = source.id) -> list[dict]:
-                from sapnhap.airflow_support import services_from_airflow
-                from sapnhap.pipeline import validate_stage
-                from sapnhap.sources import get_source
-
-                services = services_from_airflow()
-                return [validate_stage(services, get_source(source_id), b) for b in batches]
-
-            @task(task_id="backup")
-            def backup(batches: list[dict], source_id: str = source.id) -> list[dict]:
-                from sapnhap.airflow_support import services_from_airflow
-                from sapnhap.pipeline import backup_stage
-                from sapnhap.sources import get_source
-
-                services = services_from_airflow()
-                return [backup_stage(services, get_source(source_id), b) for b in batches]
-
-            @task(task_id="load", outlets=[PLATFORM_ASSET])
-            def load(batches: list[dict], source_id: str = source.id) -> list[dict]:
-                from sapnhap.airflow_support import services_from_airflow
-                from sapnhap.pipeline import load_stage
-                from sapnhap.sources import get_source
-
-                services = services_from_airflow()
-                return [load_stage(services, get_source(source_id), b) for b in batches]
-
-            extracted = extract()
-            started >> extracted
-            loads.append(load(backup(validate(transform(extracted)))))
-
-    # Both are leaves: a failed source or an unreconciled batch fails the run, and the owners
-    # are still told (the report runs whatever happened upstream).
-    loads >> reconcile()
-    loads >> report()
-    loads >> handover()  # biên bản bàn giao per old unit, from what the loads committed
+    # Leaves: a failed dataset or an unreconciled batch fails the run, and the owners of what ran
+    # are still told (these run whatever happened upstream).
+    loads >> reconcile(planned)
+    loads >> report(planned)
+    loads >> handover(planned)  # biên bản bàn giao per old unit, from what the loads committed
+    publish(loads)
 
 
 sapnhap_nightly()

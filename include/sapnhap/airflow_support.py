@@ -1,13 +1,17 @@
-"""The one place that turns Airflow connections into sapnhap settings (secrets stay in Airflow).
+"""What the DAGs share: Airflow connections turned into sapnhap settings (secrets stay in Airflow),
+the nightly's params and run selection, the platform table assets, and the stage summary lines.
 
-Only called from inside tasks: never at DAG-parse time.
+Connections are only read from inside tasks: never at DAG-parse time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sapnhap.services import (
     PLATFORM_CONN_ID,
@@ -20,6 +24,18 @@ from sapnhap.services import (
     SmtpConfig,
     libpq_dsn,
 )
+
+if TYPE_CHECKING:
+    from sapnhap.sources import Source
+
+log = logging.getLogger("sapnhap.nightly")
+
+# Libraries whose INFO lines drown the stage summaries in the task logs (GX logs every datasource
+# load and every function it registers for its docs).
+QUIET_LOGGERS = ("great_expectations",)
+
+# The nightly's publish task emits one event per changed platform table through this alias.
+CORE_TABLES_ALIAS = "sapnhap-core-tables"
 
 
 def default_args() -> dict:
@@ -64,8 +80,18 @@ def signing_key_from_airflow() -> str | None:
         return os.environ.get(SIGNING_KEY_ENV) or None
 
 
+def quiet_library_logs() -> None:
+    """Keep only warnings and errors of chatty libraries in task logs (the stage summaries are the story)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def services_from_airflow() -> Services:
-    """Platform, bucket and mail settings from the Airflow connections sapnhap uses."""
+    """Platform, bucket and mail settings from the Airflow connections sapnhap uses.
+
+    Every task calls it first, so it also turns library logging down before GX is imported.
+    """
+    quiet_library_logs()
     s3_conn = get_connection(S3_CONN_ID)
     s3_extra = _extra(s3_conn)
     smtp_conn = get_connection(SMTP_CONN_ID)
@@ -103,3 +129,235 @@ def legacy_connection(conn_id: str, kind: str) -> str:
     if kind == "postgres":
         return postgres_dsn(conn_id)
     return conn.get_uri()
+
+
+# --- the nightly's params and what a run covers -------------------------------------------------
+
+NIGHTLY_PARAMS = ("sources", "datasets")
+
+
+class SelectionError(ValueError):
+    """A run's params or conf name something the registry does not have."""
+
+
+def nightly_params(sources: Iterable[Source]) -> dict[str, Any]:
+    """The nightly DAG's params: the sources and the datasets to sync (default: all of them)."""
+    from airflow.sdk import Param
+
+    sources = list(sources)
+    source_ids = [s.id for s in sources]
+    datasets = sorted({d for s in sources for d in s.datasets})
+    return {
+        "sources": Param(
+            source_ids, type="array", items={"type": "string", "enum": source_ids}, uniqueItems=True,
+            title="Nguồn dữ liệu (sources)",
+            description="Các hệ thống cũ cần đồng bộ trong lần chạy này; mặc định: tất cả.",
+        ),
+        "datasets": Param(
+            datasets, type="array", items={"type": "string", "enum": datasets}, uniqueItems=True,
+            title="Bộ dữ liệu (datasets)",
+            description="Các bộ dữ liệu cần đồng bộ của các nguồn đã chọn; mặc định: tất cả.",
+        ),
+    }
+
+
+def _chosen(value: object, known: list[str], name: str) -> set[str]:
+    if value is None:
+        return set(known)
+    values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    unknown = sorted(str(v) for v in values if v not in known)
+    if unknown:
+        raise SelectionError(f"param {name!r}: unknown {unknown}; known: {known}")
+    return set(values)
+
+
+def select_pairs(sources: Iterable[Source], params: Mapping[str, object],
+                 conf: Mapping[str, object] | None = None) -> list[tuple[str, str]]:
+    """The (source_id, dataset) pairs a run syncs, in registry order; raise :class:`SelectionError`.
+
+    A conf key that is not a param (``{"source": ...}``) fails the run instead of being ignored:
+    ignoring it would sync every source when the team asked for one.
+    """
+    sources = list(sources)
+    stray = sorted(set(conf or {}) - set(NIGHTLY_PARAMS))
+    if stray:
+        raise SelectionError(f"run conf keys {stray} are not params of this DAG; use {list(NIGHTLY_PARAMS)}")
+    source_ids = _chosen(params.get("sources"), [s.id for s in sources], "sources")
+    datasets = _chosen(params.get("datasets"), sorted({d for s in sources for d in s.datasets}), "datasets")
+    pairs = [(s.id, d) for s in sources if s.id in source_ids for d in s.datasets if d in datasets]
+    if not pairs:
+        raise SelectionError(f"nothing to sync: no source of {sorted(source_ids)} has a dataset of {sorted(datasets)}")
+    return pairs
+
+
+def selected_sources(sources: Iterable[Source], pairs: Iterable[Iterable[str]]) -> list[Source]:
+    """The sources that have at least one selected pair (XCom turns the pairs into lists)."""
+    ids = {p[0] for p in (tuple(x) for x in pairs)}
+    return [s for s in sources if s.id in ids]
+
+
+def is_selected(pairs: Iterable[Iterable[str]], source_id: str, dataset: str | None = None) -> bool:
+    """Whether a run's selection covers this source (and dataset)."""
+    return any(p[0] == source_id and (dataset is None or p[1] == dataset) for p in (tuple(x) for x in pairs))
+
+
+# --- platform table assets -----------------------------------------------------------------------
+
+def core_asset(dataset: str):  # noqa: ANN201 - airflow.sdk.Asset
+    """The asset of one platform table (``core.<dataset>``): the nightly emits it, other DAGs schedule on it."""
+    from airflow.sdk import Asset
+
+    from sapnhap.datasets import get_dataset
+
+    name = get_dataset(dataset).name
+    return Asset(name=f"core.{name}", uri=f"postgres://sapnhap-platform:5432/sapnhap/core/{name}")
+
+
+def table_events(loads: Iterable[Mapping[str, Any]], run_id: str) -> dict[str, dict[str, Any]]:
+    """One asset event ``extra`` per platform table the run changed: row counts, total and per batch.
+
+    A table whose batches inserted and updated nothing gets no event (nothing downstream to redo).
+    """
+    fields = ("extracted", "inserted", "updated", "unchanged", "quarantined", "merged_in_batch",
+              "merged_cross_source", "blocked")
+    events: dict[str, dict[str, Any]] = {}
+    for load in loads:
+        if load.get("status") != "loaded" or not (load.get("inserted", 0) or load.get("updated", 0)):
+            continue
+        event = events.setdefault(load["dataset"], {"run_id": run_id, "table": f"core.{load['dataset']}",
+                                                    **dict.fromkeys(fields, 0), "batches": []})
+        for f in fields:
+            event[f] += int(load.get(f, 0))
+        event["batches"].append({"source_id": load.get("source_id"), "batch_id": load["batch_id"],
+                                 **{f: int(load.get(f, 0)) for f in fields}})
+    return events
+
+
+# --- one plain line per stage ---------------------------------------------------------------------
+
+def _where(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def stage_summary(stage: str, batch: Mapping[str, Any], *, bucket: str) -> str:
+    """One plain line of what a stage did to a batch: rows in, rows out by outcome, where the artefacts are.
+
+    Counts, keys and object locations only: no record, no personal data.
+    """
+    where = f"{batch['source_id']}/{batch['dataset']}" if "source_id" in batch else batch["dataset"]
+    prefix = batch.get("prefix", "")
+    if stage == "extract":
+        unmapped = batch.get("unmapped_columns") or []
+        return (
+            f"extract {where}: {batch['rows']} rows out of the legacy system"
+            f" (cursor {batch.get('cursor_from')} -> {batch.get('cursor_to')}, {len(batch.get('files') or [])} new files"
+            + (f", {len(unmapped)} unmapped legacy columns kept in raw" if unmapped else "")
+            + f") -> {_where(bucket, prefix + 'raw.parquet')}"
+        )
+    if stage == "transform":
+        return (
+            f"transform {where}: {batch['rows']} rows in -> {batch['transformed_rows']} rows under new unit codes,"
+            f" {batch['merged_in_batch']} merged in batch (same natural key); crosswalk {batch['crosswalk_version']}"
+            f" -> {_where(bucket, prefix + 'transformed.parquet')}"
+        )
+    if stage == "validate":
+        docs = batch.get("data_docs") or []
+        index = next((d["key"] for d in docs if str(d["key"]).endswith("data_docs/index.html")), None)
+        return (
+            f"validate {where}: {batch['transformed_rows']} rows in -> {batch['valid_rows']} valid,"
+            f" {batch['quarantined_rows']} quarantined ({float(batch['failed_ratio']):.1%} failing,"
+            f" decision {batch['decision']}); suite {batch['suite_version']}"
+            + (f"; Data Docs {_where(bucket, index)}" if index else "")
+        )
+    if stage == "backup":
+        objects = [*batch["objects"].values(), *(batch.get("data_docs") or [])]
+        size = sum(int(o.get("size", 0)) for o in objects)
+        return (
+            f"backup {where}: {len(objects)} objects verified ({size} bytes), manifest"
+            f" {_where(bucket, batch['manifest_key'])}"
+        )
+    if stage == "load":
+        merged = int(batch.get("merged_in_batch", 0)) + int(batch.get("merged_cross_source", 0))
+        return (
+            f"load {where}: {batch['extracted']} rows in -> {batch['inserted']} inserted, {batch['updated']} updated,"
+            f" {batch['unchanged']} unchanged, {batch['quarantined']} quarantined, {merged} merged,"
+            f" {batch['blocked']} blocked; batch {batch['status']} ({batch['batch_id']})"
+        )
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def log_stage(stage: str, batch: Mapping[str, Any], services: Services) -> None:
+    """Write the stage's summary line to the task log."""
+    log.info(stage_summary(stage, batch, bucket=services.s3.bucket))
+
+
+def flatten_loads(values: object) -> list[Mapping[str, Any]]:
+    """The load results of a run from the XCom of mapped load tasks, whatever shape the pull gave.
+
+    Pulling a mapped task's XCom gives a list, a single dict when one instance pushed, or None when
+    none did (a skipped or failed source).
+    """
+    if values is None:
+        return []
+    if isinstance(values, Mapping):
+        return [values]
+    if isinstance(values, str | bytes):
+        raise TypeError(f"not a load result: {type(values).__name__}")
+    return [item for value in values for item in flatten_loads(value)]  # type: ignore[attr-defined]
+
+
+def process_batch(services: Services, source: Source, batch: dict[str, Any]) -> dict[str, Any]:
+    """The nightly's ``process`` task: transform -> validate -> backup -> load of one extracted batch,
+    one summary line per stage; returns the load's counts with the source id.
+
+    A retry of the task after its backup was written (the load failed, or the worker was lost
+    after the commit) loads that backup again instead of redoing the stages: the manifest is
+    write-once and signed, and the objects it lists must never be rewritten. The load is
+    idempotent, so nothing is doubled.
+    """
+    from sapnhap import storage
+    from sapnhap.pipeline import MANIFEST, backup_stage, load_stage, transform_stage, validate_stage
+
+    key = batch["prefix"] + MANIFEST
+    if storage.exists(services.s3, key):
+        log.info("backup %s/%s: already backed up by an earlier try of this task, manifest %s; loading it",
+                 source.id, batch["dataset"], _where(services.s3.bucket, key))
+        batch = {**batch, "manifest_key": key}
+    else:
+        for stage, run in (("transform", transform_stage), ("validate", validate_stage), ("backup", backup_stage)):
+            batch = _in_stage(stage, run, services, source, batch)
+            log_stage(stage, batch, services)
+    # load_stage reads the manifest and refuses a batch without a complete, verified backup.
+    result = {**_in_stage("load", load_stage, services, source, batch), "source_id": source.id}
+    log_stage("load", result, services)
+    return result
+
+
+# Set on an exception raised inside ``process``: the stage it came from, for the failure callback.
+STAGE_ATTRIBUTE = "sapnhap_stage"
+
+
+def _in_stage(stage: str, run: Any, services: Services, source: Source, batch: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return run(services, source, batch)
+    except Exception as exc:
+        setattr(exc, STAGE_ATTRIBUTE, stage)
+        raise
+
+
+def batch_of_task(context: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``(source_id, dataset, stage)`` of a nightly batch task from its Airflow context, else None.
+
+    For task callbacks (e.g. recording why a stage failed): the batch tasks are
+    ``<source_id>.datasets.<task>``, mapped by dataset, so the ids come from the task's
+    arguments rather than from parsing the task id. The stage is the one the context's exception
+    came from when ``process`` marked it, else the task's name.
+    """
+    task = context.get("task")
+    ti = context.get("ti")
+    task_id = str(getattr(ti, "task_id", "") or getattr(task, "task_id", ""))
+    kwargs = getattr(task, "op_kwargs", None) or {}
+    if ".datasets." not in task_id or "source_id" not in kwargs or "dataset" not in kwargs:
+        return None
+    stage = getattr(context.get("exception"), STAGE_ATTRIBUTE, None) or task_id.rsplit(".", 1)[1]
+    return str(kwargs["source_id"]), str(kwargs["dataset"]), stage

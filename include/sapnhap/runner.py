@@ -36,10 +36,13 @@ class NightlyResult:
 
 
 def run_nightly(
-    env: dict[str, str], log: Path, logical_date: str | None = None, dag_id: str = DAG_ID
+    env: dict[str, str], log: Path, logical_date: str | None = None, dag_id: str = DAG_ID, conf: dict | None = None
 ) -> NightlyResult:
-    """``airflow dags test`` a DAG (the nightly one by default); return its state and where its log is."""
+    """``airflow dags test`` a DAG (the nightly one by default, with ``conf`` as the run's params);
+    return its state and where its log is."""
     args = ["dags", "test", dag_id] + ([logical_date] if logical_date else [])
+    if conf is not None:
+        args += ["--conf", json.dumps(conf)]
     proc = airflow(env, *args, log=log, check=False)
     return NightlyResult("success" if proc.returncode == 0 else "failed", log)
 

@@ -42,7 +42,7 @@ def test_every_dag_is_tagged_owned_and_retries(dagbag) -> None:
         assert dag.catchup is False or dag_id.endswith("_backfill")
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
-            if task.task_id != "reconcile":
+            if task.task_id != "reconcile":  # it checks what is recorded: a retry would find the same
                 assert task.retries >= 2, f"{dag_id}.{task.task_id} retries {task.retries}"
 
 
@@ -52,21 +52,66 @@ def test_nightly_schedule_and_timezone(dagbag) -> None:
     assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == "Asia/Ho_Chi_Minh"
 
 
-def test_one_task_group_per_source_with_the_five_stages(dagbag) -> None:
+def test_one_task_group_per_source_with_mapped_stages_per_dataset(dagbag) -> None:
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
     from sapnhap.sources import load_sources
 
     dag = dagbag.dags["sapnhap_nightly"]
     for source in load_sources():
-        for stage in ("extract", "transform", "validate", "backup", "load"):
-            assert f"{source.id}.{stage}" in dag.task_dict
-        extract = dag.task_dict[f"{source.id}.extract"]
+        assess = dag.task_dict[f"{source.id}.assess"]
+        assert assess.pool == source.pool  # profiling reads the legacy server too
+        group = dag.task_group_dict[f"{source.id}.datasets"]
+        # One instance per dataset: a failing dataset does not stop its siblings.
+        assert isinstance(group, MappedTaskGroup)
+        assert list(group._expand_input.value["dataset"]) == list(source.datasets)
+        # Two tasks, not five: the per-task cost is measured in docs/architecture.md ("Task granularity").
+        for stage in ("extract", "process"):
+            task = dag.task_dict[f"{source.id}.datasets.{stage}"]
+            assert task.get_closest_mapped_task_group() is group
+            assert task.show_return_value_in_logs is False  # the summary line tells the story, not a dict
+            assert task.map_index_template  # mapped instances are named by their dataset in the UI
+        extract = dag.task_dict[f"{source.id}.datasets.extract"]
         assert extract.pool == source.pool  # legacy servers keep serving their users
-        chain = dag.task_dict[f"{source.id}.load"].upstream_task_ids
-        assert chain == {f"{source.id}.backup"}  # no load without its backup
-    assert {"reconcile", "report", "handover"} <= set(dag.task_dict)
+        assert f"{source.id}.assess" in extract.upstream_task_ids and "plan" in extract.upstream_task_ids
+        process = dag.task_dict[f"{source.id}.datasets.process"]
+        assert process.upstream_task_ids == {f"{source.id}.datasets.extract"}
+        assert process.pool != source.pool  # the legacy server's slot is held for the extract only
+    assert {"plan", "prepare", "reconcile", "report", "handover", "publish"} <= set(dag.task_dict)
     leaves = {t.task_id for t in dag.tasks if not t.downstream_task_ids}
-    assert leaves == {"reconcile", "report", "handover"}
-    assert dag.task_dict["handover"].trigger_rule == "all_done"
+    assert leaves == {"reconcile", "report", "handover", "publish"}
+    for task_id in ("reconcile", "report", "handover", "publish"):
+        assert dag.task_dict[task_id].trigger_rule == "all_done"
+        assert "plan" in dag.task_dict[task_id].upstream_task_ids or task_id == "publish"
+
+
+def test_nightly_params_choose_sources_and_datasets(dagbag) -> None:
+    from sapnhap.sources import load_sources
+
+    sources = load_sources()
+    params = dagbag.dags["sapnhap_nightly"].params
+    assert set(params.keys()) == {"sources", "datasets"}
+    assert params["sources"] == [s.id for s in sources]  # default: all
+    assert params["datasets"] == sorted({d for s in sources for d in s.datasets})
+    schema = params.get_param("sources").schema
+    assert schema["type"] == "array" and schema["items"]["enum"] == [s.id for s in sources]
+    params.get_param("sources").resolve([sources[0].id])
+    with pytest.raises(Exception, match="nope"):
+        params.get_param("sources").resolve(["nope"])
+
+
+def test_one_asset_per_platform_table(dagbag) -> None:
+    from airflow.sdk import AssetAlias
+
+    from sapnhap.airflow_support import CORE_TABLES_ALIAS, core_asset
+    from sapnhap.datasets import DATASETS
+
+    dag = dagbag.dags["sapnhap_nightly"]
+    outlets = {t.task_id: t.outlets for t in dag.tasks if t.outlets}
+    assert outlets == {"publish": [AssetAlias(CORE_TABLES_ALIAS)]}  # no more one-asset-for-everything
+    names = {core_asset(d).name for d in DATASETS}
+    uris = {core_asset(d).uri for d in DATASETS}
+    assert names == {f"core.{d}" for d in DATASETS} and len(uris) == len(DATASETS)
 
 
 def test_restore_dags(dagbag) -> None:
@@ -89,3 +134,12 @@ def test_verify_dag(dagbag) -> None:
     for source in load_sources():
         task = dag.task_dict[f"verify_{source.id}"]
         assert task.pool == source.pool  # the legacy server's connection limit holds for verification too
+
+
+def test_the_nightly_imports_with_no_valid_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("SAPNHAP_SOURCES_DIR", str(tmp_path))  # an empty registry: its params' defaults are []
+    bag = DagBag(dag_folder=str(DAGS_DIR / "sapnhap_nightly.py"))
+    assert bag.import_errors == {}
+    assert bag.dags["sapnhap_nightly"].params["sources"] == []

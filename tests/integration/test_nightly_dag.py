@@ -6,7 +6,10 @@ with a SQLite metadata DB; the demo world's legacy systems (PostgreSQL, SQLite, 
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -233,3 +236,154 @@ def test_reconcile_fails_the_run_when_a_row_goes_missing(nightly) -> None:
     with psycopg.connect(dsn) as conn:
         status, message = conn.execute("SELECT status, message FROM ops.runs WHERE run_id = %s", (run_id,)).fetchone()
     assert status == "failed" and source_id in message
+
+
+def _airflow_db(nightly) -> sqlite3.Connection:
+    return sqlite3.connect(Path(nightly["env"]["AIRFLOW_HOME"]) / "airflow.db")
+
+
+def _new_mail(nightly, before: set[str]) -> list:
+    from email import message_from_bytes, policy
+
+    folder = nightly["stack"].mail_dir
+    return [message_from_bytes(p.read_bytes(), policy=policy.default)
+            for p in sorted(folder.glob("*.eml")) if p.name not in before]
+
+
+def test_the_log_tells_the_story_without_noise_or_personal_data(nightly) -> None:
+    log = Path(nightly["first"].log).read_text()
+    sources = load_sources()
+    for source in sources:
+        for dataset in source.datasets:
+            for stage in ("extract", "transform", "validate", "backup", "load"):
+                assert re.search(rf"\] {stage} {source.id}/{dataset}: \d+ (rows|objects)", log), f"no {stage} line for {source.id}/{dataset}"
+    assert re.search(r"\] load \w+/\w+: \d+ rows in -> \d+ inserted, \d+ updated, \d+ unchanged, \d+ quarantined", log)
+    assert "Returned value was" not in log  # no task dumps its returned dict
+    assert re.search(r"\] reconcile: \d+ batches reconciled: \d+ extracted = \d+ loaded", log)
+    assert not re.search(r"\[info\s*\][^\n]*\[great_expectations", log), "GX info lines in the task logs"
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        names = [r[0] for r in conn.execute("SELECT full_name FROM core.residents LIMIT 200").fetchall()]
+        cids = [r[0] for r in conn.execute("SELECT citizen_id FROM core.residents WHERE citizen_id IS NOT NULL LIMIT 200")]
+    assert names and not [n for n in names if n in log]
+    assert cids and not [c for c in cids if c in log]
+
+
+def test_xcom_holds_small_references(nightly) -> None:
+    with _airflow_db(nightly) as db:
+        rows = db.execute(
+            "SELECT task_id, max(length(value)) FROM xcom WHERE dag_id = 'sapnhap_nightly' GROUP BY task_id"
+        ).fetchall()
+    sizes = dict(rows)
+    assert any(t.endswith(".datasets.process") for t in sizes)
+    too_big = {t: n for t, n in sizes.items() if n > 16000}
+    assert not too_big, too_big
+
+
+def test_table_asset_events_carry_the_row_counts(nightly) -> None:
+    with _airflow_db(nightly) as db:
+        first_run = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id LIMIT 1").fetchone()[0]
+        events = db.execute(
+            """SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id
+               WHERE e.source_dag_id = 'sapnhap_nightly' AND e.source_run_id = ?""", (first_run,)
+        ).fetchall()
+    by_table = {name: json.loads(extra) for name, extra in events}
+    assert len(by_table) == len(events)  # one event per table
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        loaded = conn.execute(
+            """SELECT dataset, sum(inserted), sum(updated), sum(extracted) FROM ops.batches
+               WHERE run_id = %s AND status = 'loaded' GROUP BY dataset HAVING sum(inserted) + sum(updated) > 0""",
+            (first_run,),
+        ).fetchall()
+    assert loaded and set(by_table) == {f"core.{d}" for d, *_ in loaded}
+    for dataset, inserted, updated, extracted in loaded:
+        extra = by_table[f"core.{dataset}"]
+        assert (extra["inserted"], extra["updated"], extra["extracted"]) == (inserted, updated, extracted)
+        assert sum(b["inserted"] for b in extra["batches"]) == inserted
+    # The second run changed nothing: no table event, nothing for the accounts DAG to redo.
+    with _airflow_db(nightly) as db:
+        later = db.execute(
+            "SELECT count(*) FROM asset_event WHERE source_dag_id = 'sapnhap_nightly' AND source_run_id <> ?",
+            (first_run,),
+        ).fetchone()[0]
+    assert later == 0
+
+
+def test_a_conf_key_that_is_no_param_fails_the_run_and_touches_nothing(nightly) -> None:
+    dsn = nightly["stack"].platform_dsn
+    before_mail = {p.name for p in nightly["stack"].mail_dir.glob("*.eml")}
+    with psycopg.connect(dsn) as conn:
+        batches = conn.execute("SELECT count(*) FROM ops.batches").fetchone()[0]
+    result = run_nightly(nightly["env"], nightly["workdir"] / "stray.log", conf={"source": load_sources()[0].id})
+    log = Path(result.log).read_text()
+    assert result.state == "failed", log[-5000:]
+    assert "['source'] are not params of this DAG" in log
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ops.batches").fetchone()[0] == batches
+    assert _new_mail(nightly, before_mail) == []
+
+
+def test_a_run_of_one_source_syncs_and_reports_that_source_only(nightly) -> None:
+    from sapnhap.demo.generator import mutate_world
+
+    sources = load_sources()
+    # Every legacy system changes; the team asks for one source only.
+    chosen = next(s for s in sources if len(s.datasets) > 1 and s.kind != "files")
+    others = [s for s in sources if s.id != chosen.id]
+    mutate_world(nightly["world"], fraction=0.1, seed=11)
+    dsn = nightly["stack"].platform_dsn
+    with psycopg.connect(dsn) as conn:
+        cursors_before = dict(conn.execute(
+            "SELECT source_id || '/' || dataset, cursor_value FROM ops.cursors").fetchall())
+    before_mail = {p.name for p in nightly["stack"].mail_dir.glob("*.eml")}
+
+    result = run_nightly(nightly["env"], nightly["workdir"] / "one-source.log", conf={"sources": [chosen.id]})
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+
+    with _airflow_db(nightly) as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id DESC LIMIT 1").fetchone()[0]
+        states = dict(db.execute(
+            "SELECT task_id || ':' || map_index, state FROM task_instance WHERE dag_id = 'sapnhap_nightly' AND run_id = ?",
+            (run_id,)).fetchall())
+    with psycopg.connect(dsn) as conn:
+        batches = conn.execute("SELECT source_id, dataset FROM ops.batches WHERE run_id = %s", (run_id,)).fetchall()
+        cursors_after = dict(conn.execute(
+            "SELECT source_id || '/' || dataset, cursor_value FROM ops.cursors").fetchall())
+        reconciled = conn.execute("SELECT count(*) FROM ops.reconciliation WHERE run_id = %s", (run_id,)).fetchone()[0]
+    assert sorted(batches) == sorted((chosen.id, d) for d in chosen.datasets)
+    assert reconciled == len(chosen.datasets)
+    for other in others:  # the others' changes wait for their next run
+        for dataset in other.datasets:
+            key = f"{other.id}/{dataset}"
+            assert cursors_after.get(key) == cursors_before.get(key)
+        assert states[f"{other.id}.assess:-1"] == "skipped"  # visibly skipped, not run
+        assert all(states[f"{other.id}.datasets.{stage}:{i}"] == "skipped"
+                   for stage in ("extract", "process") for i in range(len(other.datasets)))
+    assert all(states[f"{chosen.id}.datasets.process:{i}"] == "success" for i in range(len(chosen.datasets)))
+
+    mail = _new_mail(nightly, before_mail)
+    reports = [m for m in mail if "Kết quả đồng bộ" in str(m["Subject"])]
+    assert reports, "the chosen source changed: its owners get the night's report"
+    assert {m["To"] for m in reports} == set(chosen.owners)
+    assert {str(m["To"]) for m in mail} <= set(chosen.owners)
+
+
+def test_a_run_of_one_dataset_skips_the_sources_other_datasets(nightly) -> None:
+    chosen = next(s for s in load_sources() if len(s.datasets) > 1 and s.kind != "files")
+    wanted, *others = list(chosen.datasets)
+    result = run_nightly(nightly["env"], nightly["workdir"] / "one-dataset.log",
+                         conf={"sources": [chosen.id], "datasets": [wanted]})
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+    with _airflow_db(nightly) as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id DESC LIMIT 1").fetchone()[0]
+        states = dict(db.execute(
+            "SELECT task_id || ':' || coalesce(rendered_map_index, map_index), state FROM task_instance"
+            " WHERE dag_id = 'sapnhap_nightly' AND run_id = ? AND task_id LIKE ?", (run_id, f"{chosen.id}.%")).fetchall())
+    with psycopg.connect(nightly["stack"].platform_dsn) as conn:
+        batches = conn.execute("SELECT source_id, dataset FROM ops.batches WHERE run_id = %s", (run_id,)).fetchall()
+    assert batches == [(chosen.id, wanted)]
+    assert states[f"{chosen.id}.datasets.extract:{wanted}"] == "success"  # instances are named by their dataset
+    for dataset in others:
+        assert states[f"{chosen.id}.datasets.extract:{dataset}"] == "skipped"
