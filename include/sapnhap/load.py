@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -64,11 +65,28 @@ def target_columns(ds: Dataset) -> list[str]:
     return ds.column_names + [n for n, _ in LINEAGE_DDL if n != "valid_from" and n not in VERIFY_ONLY_COLUMNS]
 
 
-def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
-    """COPY a DataFrame through CSV in chunks (no per-row Python)."""
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
+class LoadRefusedError(RuntimeError):
+    """The platform refuses so many rows of a batch that the cause is not a row; nothing loaded."""
+
+
+# How many rows of one batch may be refused one by one before the refusal is taken for a
+# systematic fault (a column type changed on the platform): bisection then would be slow and wrong.
+MAX_REFUSED = 100
+REFUSED_EXPECTATION = "platform_refused"
+
+_REFUSED_REASONS_VI = {
+    "22021": "Giá trị chứa ký tự không hợp lệ (ký tự NUL hoặc ký tự điều khiển) nên hệ thống mới không lưu được.",
+    "22P05": "Giá trị chứa ký tự không chuyển được sang bảng mã UTF-8 của hệ thống mới.",
+    "22001": "Giá trị dài hơn độ dài cho phép của cột trong hệ thống mới.",
+    "22003": "Giá trị số vượt quá phạm vi cho phép của cột trong hệ thống mới.",
+    "22007": "Giá trị ngày giờ không đúng định dạng của hệ thống mới.",
+    "22008": "Giá trị ngày giờ nằm ngoài phạm vi cho phép của hệ thống mới.",
+    "22P02": "Giá trị không đúng kiểu dữ liệu của cột trong hệ thống mới.",
+    "23502": "Thiếu giá trị bắt buộc nên hệ thống mới không lưu được bản ghi.",
+}
+
+
+def _copy_rows(cur: psycopg.Cursor, stmt: sql.Composable, frame: pd.DataFrame, columns: list[str]) -> None:
     with cur.copy(stmt) as copy:
         for start in range(0, len(frame), COPY_CHUNK):
             buf = io.StringIO()
@@ -76,6 +94,87 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
                 buf, header=False, index=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S"
             )
             copy.write(buf.getvalue())
+
+
+def _refused_column(exc: psycopg.Error, row: pd.Series, columns: list[str]) -> str | None:
+    """The column PostgreSQL names for a refused row (never its value), else the one holding a NUL."""
+    if exc.diag.column_name:
+        return exc.diag.column_name
+    # COPY's context reads 'COPY t, line 1, column c: "<value>"': only the name is taken from it.
+    match = re.search(r", column ([^:,]+):", exc.diag.context or "")
+    if match and match.group(1) in columns:
+        return match.group(1)
+    for col in columns:
+        value = row[col]
+        if isinstance(value, str) and "\x00" in value:
+            return col
+    return None
+
+
+def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """COPY a DataFrame through CSV in chunks (no per-row Python); return the rows PostgreSQL refused.
+
+    The COPY runs in a savepoint. When PostgreSQL refuses a value (a NUL, a number or date out
+    of range, a value too long), the batch is split in halves until each refused row stands
+    alone; every other row is copied. The refused rows come back with ``_refused_column``,
+    ``_refused_sqlstate`` and ``_refused_reason_vi`` (no value is ever put in a message).
+    """
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    refused: list[tuple[object, str | None, str]] = []
+    pending = [frame] if len(frame) else []
+    while pending:
+        part = pending.pop()
+        try:
+            with cur.connection.transaction():
+                _copy_rows(cur, stmt, part, columns)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if len(part) > 1:
+                mid = len(part) // 2
+                pending += [part.iloc[mid:], part.iloc[:mid]]
+                continue
+            refused.append((part.index[0], _refused_column(exc, part.iloc[0], columns), exc.sqlstate or ""))
+            if len(refused) > MAX_REFUSED:
+                raise LoadRefusedError(
+                    f"{table}: PostgreSQL refused more than {MAX_REFUSED} rows ({exc.sqlstate}, column "
+                    f"{refused[-1][1]}); a column type or constraint of the platform does not fit the data"
+                ) from None
+    out = frame.loc[[r[0] for r in refused]].copy()
+    out["_refused_column"] = [r[1] for r in refused]
+    out["_refused_sqlstate"] = [r[2] for r in refused]
+    out["_refused_reason_vi"] = [
+        _REFUSED_REASONS_VI.get(r[2], f"Hệ thống mới từ chối lưu bản ghi (mã lỗi {r[2]}).") for r in refused
+    ]
+    return out
+
+
+def record_refused(conn: psycopg.Connection, *, dataset: str, batch_id: str, refused: pd.DataFrame) -> int:
+    """Quarantine the rows the platform refused at COPY (see :func:`_copy_frame`); return how many."""
+    if refused.empty:
+        return 0
+    payload_cols = [c for c in refused.columns if not c.startswith("_") and c != "batch_id"]
+    # jsonb refuses the NUL character too: the payload keeps everything else of the record.
+    payloads = [p.replace("\\u0000", "") for p in _payload(refused[payload_cols])]
+    fix = "Sửa giá trị cột {} của bản ghi trong hệ thống cũ, hoặc ghi giá trị đúng vào cột corrected_value và gửi lại."
+    params = [
+        (sid, dataset, key, h, REFUSED_EXPECTATION, col, reason, fix.format(col or "được nêu"), payload, batch_id, batch_id)
+        for sid, key, h, col, reason, payload in zip(
+            refused["source_id"], refused["source_key"], refused["record_hash"], refused["_refused_column"],
+            refused["_refused_reason_vi"], payloads, strict=True,
+        )
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO ops.quarantine
+               (source_id, dataset, source_key, record_hash, expectation, column_name, value_masked,
+                reason_vi, fix_vi, severity, payload, first_batch_id, last_batch_id)
+               VALUES (%s, %s, %s, %s, %s, %s, NULL, %s, %s, 'block', %s::jsonb, %s, %s)
+               ON CONFLICT (source_id, dataset, source_key, record_hash, expectation, column_name)
+               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now()""",
+            params,
+        )
+    return len(params)
 
 
 def _prepare(frame: pd.DataFrame, ds: Dataset, batch_id: str) -> pd.DataFrame:
@@ -118,7 +217,8 @@ def merge_batch(
                 sql.Identifier(ds.name)
             )
         )
-        _copy_frame(cur, "stage_rows", frame, cols)
+        refused = _copy_frame(cur, "stage_rows", frame, cols)
+        counts.quarantined = record_refused(conn, dataset=ds.name, batch_id=batch_id, refused=refused)
         key_sql = sql.SQL(", ").join(sql.Identifier(k) for k in key)
         key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
         key_text = sql.SQL(" || '|' || ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key)
@@ -333,13 +433,17 @@ def record_warnings(conn: psycopg.Connection, *, dataset: str, batch_id: str, wa
 
 
 def resolve_quarantine(conn: psycopg.Connection, *, source_id: str, dataset: str, batch_id: str, loaded_keys: list[str]) -> int:
-    """Close open quarantine rows of records that now loaded cleanly; return how many closed."""
+    """Close open quarantine rows of records that now loaded cleanly; return how many closed.
+
+    A row quarantined by this very batch (the platform refused the record at COPY) stays open.
+    """
     if not loaded_keys:
         return 0
     with conn.cursor() as cur:
         cur.execute(
             """UPDATE ops.quarantine SET status = 'resolved', resolved_batch_id = %s
-               WHERE status = 'open' AND source_id = %s AND dataset = %s AND source_key = ANY(%s)""",
-            (batch_id, source_id, dataset, loaded_keys),
+               WHERE status = 'open' AND source_id = %s AND dataset = %s AND source_key = ANY(%s)
+                 AND last_batch_id <> %s""",
+            (batch_id, source_id, dataset, loaded_keys, batch_id),
         )
         return cur.rowcount

@@ -200,7 +200,14 @@ def transform_stage(services: Services, source: Source, batch: dict) -> dict:
     objects = dict(batch["objects"])
     objects["transformed"] = _put_frame(services, prefix + "transformed.parquet", result.frame)
     objects["merged_in_batch"] = _put_frame(services, prefix + "merged_in_batch.parquet", result.merged_duplicates)
-    return {**batch, "objects": objects, "transformed_rows": len(result.frame), "merged_in_batch": len(result.merged_duplicates), "crosswalk_version": ref.version}
+    with psycopg.connect(services.platform_dsn) as conn:
+        conn.execute(
+            "UPDATE ops.batches SET text_cleaned = %s, text_repaired = %s WHERE batch_id = %s",
+            (result.text_cleaned, result.text_repaired, batch["batch_id"]),
+        )
+    return {**batch, "objects": objects, "transformed_rows": len(result.frame), "merged_in_batch": len(result.merged_duplicates),
+            "crosswalk_version": ref.version, "text_cleaned": result.text_cleaned, "text_repaired": result.text_repaired,
+            "date_findings": result.date_findings}
 
 
 def validate_stage(services: Services, source: Source, batch: dict) -> dict:
@@ -354,7 +361,7 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
         else:
             counts = merge_batch(conn, dataset=dataset, batch_id=batch_id, valid=valid)
             counts.extracted = manifest["counts"]["extracted"]
-            counts.quarantined = quarantined_rows
+            counts.quarantined += quarantined_rows  # merge_batch counted the rows the platform refused
             counts.merged_in_batch = len(merged_in_batch)
         record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
         if "warnings" in objects:

@@ -277,6 +277,27 @@ CREATE TABLE IF NOT EXISTS ops.resync_keys (
     PRIMARY KEY (source_id, dataset, source_key, verification_id)
 );
 CREATE INDEX IF NOT EXISTS resync_keys_pending ON ops.resync_keys (source_id, dataset) WHERE batch_id IS NULL;
+-- schema change (input): rows whose text was cleaned / repaired (mojibake) in the batch
+ALTER TABLE ops.batches ADD COLUMN IF NOT EXISTS text_cleaned integer NOT NULL DEFAULT 0;
+ALTER TABLE ops.batches ADD COLUMN IF NOT EXISTS text_repaired integer NOT NULL DEFAULT 0;
+-- schema change (input): files that cannot be read (export files, returned correction files),
+-- quarantined as a whole with a reason for their owner; their content is never stored here.
+CREATE TABLE IF NOT EXISTS ops.quarantined_files (
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    kind text NOT NULL,
+    file_name text NOT NULL,
+    sha256 text NOT NULL,
+    reason_vi text NOT NULL,
+    fix_vi text,
+    status text NOT NULL DEFAULT 'open',
+    first_batch_id text NOT NULL,
+    last_batch_id text NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_id, dataset, sha256)
+);
+CREATE INDEX IF NOT EXISTS quarantined_files_open ON ops.quarantined_files (source_id) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,

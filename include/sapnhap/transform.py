@@ -7,7 +7,7 @@ quality stage to quarantine with a reason; rows repeated inside one batch are me
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.sources import DatasetMapping, Source
 from sapnhap.verify import legacy_row_hashes
+from sapnhap.textfix import TEXT_REPAIRS_COLUMN, repair_frame
 
 MERGER_DATE = pd.Timestamp("2025-07-01")
 ISO_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
@@ -29,6 +30,9 @@ class TransformResult:
 
     frame: pd.DataFrame
     merged_duplicates: pd.DataFrame
+    text_cleaned: int = 0  # rows whose text lost control/zero-width characters or non-breaking spaces
+    text_repaired: int = 0  # rows whose text was mojibake, repaired
+    date_findings: list[dict] = field(default_factory=list)  # date columns whose format is not proven
 
 
 # Every character Python's str.strip() removes, as an RE2 class: trimming in Arrow stays identical.
@@ -193,7 +197,12 @@ def transform_frame(
     missing = [c for c in mapping.primary_key if c not in raw.columns]
     if missing:
         raise ValueError(f"{source.id}/{dataset}: primary key columns missing from extract: {missing}")
+    # Text is cleaned at the boundary: the key and every mapped value, before anything parses them.
+    labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
+    labels.update({k: labels.get(k, k) for k in mapping.primary_key})
+    raw, repairs = repair_frame(raw, labels)
     frame = _canonical(raw, ds, mapping)
+    frame[TEXT_REPAIRS_COLUMN] = repairs.flags
     frame.insert(0, "source_key", _source_key(raw, mapping.primary_key))
     frame.insert(0, "source_id", source.id)
     frame["record_hash"] = row_hash(frame, ds.column_names)
@@ -215,7 +224,7 @@ def transform_frame(
     frame["unit_scheme"] = "old"
     frame = frame.reset_index(drop=True)
     frame.insert(0, "_row_id", np.arange(len(frame), dtype="int64"))
-    return TransformResult(frame, merged)
+    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows)
 
 
 def _map_units(

@@ -1,0 +1,83 @@
+"""One row never fails a batch: text cleaned at the boundary, refused rows quarantined (real PostgreSQL, S3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
+
+from sapnhap.load import merge_batch
+from sapnhap.pipeline import prepare_run
+from sapnhap.services import Services
+from sapnhap.sources import get_source
+from sapnhap.transform import transform_frame
+
+pytestmark = pytest.mark.integration
+
+
+def test_nul_in_an_address_loads_cleaned_flagged_and_counted(tmp_path: Path, platform_dsn: str, s3_config, smtp_sink) -> None:
+    services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
+    source = bacquang_dossiers_source()
+    mojibake = "Tráº§n Thá»‹ BÃ¬nh"
+    rows = [dossier("BQ-1"), dossier("BQ-2", address="Thôn\x00 Khuổi\u00a0Lác"), dossier("BQ-3")]
+    rows[2]["applicant"] = mojibake
+    connection = sqlite_legacy(tmp_path / "bacquang.db", rows)
+    prepare_run(services, "run-1")
+    counts = sync(services, source, connection, "run-1")
+    assert (counts["inserted"], counts["quarantined"]) == (3, 0)
+    with psycopg.connect(platform_dsn) as conn:
+        address = conn.execute("SELECT address_detail FROM core.dossiers WHERE dossier_code = 'BQ-2'").fetchone()[0]
+        name = conn.execute("SELECT applicant_name FROM core.dossiers WHERE dossier_code = 'BQ-3'").fetchone()[0]
+        batch = conn.execute("SELECT text_cleaned, text_repaired FROM ops.batches WHERE run_id = 'run-1'").fetchone()
+    assert address == "Thôn Khuổi Lác"
+    assert name == "Trần Thị Bình"
+    assert batch == (1, 1)
+    # The raw backup keeps what the legacy system held.
+    import io
+
+    import pyarrow.parquet as pq
+
+    from sapnhap import storage
+
+    (raw_key,) = [k for k in storage.list_keys(s3_config, "") if k.endswith("raw.parquet")]
+    raw = pq.read_table(io.BytesIO(storage.get_bytes(s3_config, raw_key))).to_pandas().set_index("file_no")
+    assert raw.loc["BQ-2", "address"] == "Thôn\x00 Khuổi\u00a0Lác"
+    assert raw.loc["BQ-3", "applicant"] == mojibake
+
+
+def _steps(rows: list[dict]) -> pd.DataFrame:
+    raw = pd.DataFrame(rows)
+    return transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossier_steps").frame
+
+
+def _step(code: str, no: str, handler: str = "Nguyễn Văn Ba") -> dict:
+    return {"ma_ho_so": code, "buoc": no, "ten_buoc": "Tiếp nhận", "can_bo_xu_ly": handler,
+            "thoi_gian_bat_dau": "01/02/2024 08:00:00", "thoi_gian_ket_thuc": None,
+            "ngay_cap_nhat": "01/02/2024 08:00:00"}
+
+
+def test_rows_the_platform_refuses_are_quarantined_with_key_column_reason_and_the_rest_loads(platform_dsn: str) -> None:
+    frame = _steps([_step("HS1", "1"), _step("HS1", "2"), _step("HS2", "99999999999"), _step("HS3", "1"),
+                    _step("HS4", "1"), _step("HS5", "1")])
+    # A NUL that reached the load (the cleaning is the first guard; COPY refusal handling the last).
+    frame.loc[frame["dossier_code"] == "HS4", "handler"] = "Lê\x00 Văn Tư"
+    with psycopg.connect(platform_dsn) as conn, conn.transaction():
+        counts = merge_batch(conn, dataset="dossier_steps", batch_id="run-1|hg_vixuyen_motcua|dossier_steps", valid=frame)
+    assert (counts.inserted, counts.quarantined) == (4, 2)
+    assert counts.reconciles()
+    with psycopg.connect(platform_dsn) as conn:
+        loaded = conn.execute("SELECT dossier_code, step_no FROM core.dossier_steps ORDER BY 1, 2").fetchall()
+        quarantined = conn.execute(
+            """SELECT source_key, column_name, reason_vi, fix_vi, value_masked, payload->>'dossier_code'
+               FROM ops.quarantine WHERE expectation = 'platform_refused' ORDER BY source_key"""
+        ).fetchall()
+    assert loaded == [("HS1", 1), ("HS1", 2), ("HS3", 1), ("HS5", 1)]
+    assert [(q[0], q[1]) for q in quarantined] == [("HS2|99999999999", "step_no"), ("HS4|1", "handler")]
+    assert "phạm vi" in quarantined[0][2] and "NUL" in quarantined[1][2]
+    assert all(q[3] and q[4] is None for q in quarantined)
+    assert [q[5] for q in quarantined] == ["HS2", "HS4"]
+    # Nothing of the refused values is in the reasons.
+    assert not any("99999999999" in q[2] or "Văn Tư" in q[2] for q in quarantined)

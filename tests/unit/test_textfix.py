@@ -1,0 +1,79 @@
+"""Text cleaned and repaired at the boundary: control characters, odd spaces, mojibake."""
+
+from __future__ import annotations
+
+import ftfy.bad_codecs  # noqa: F401 - registers "sloppy-windows-1252"
+import pandas as pd
+import pytest
+
+from sapnhap.reference import load_reference
+from sapnhap.sources import get_source
+from sapnhap.textfix import repair_frame
+from sapnhap.transform import transform_frame
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return load_reference()
+
+
+def _raw(n: int, **overrides: list) -> pd.DataFrame:
+    base = {
+        "id": [str(i) for i in range(1, n + 1)],
+        "ma_ho_so": [f"HS{i}" for i in range(1, n + 1)],
+        "ma_thu_tuc": ["1.001"] * n,
+        "ten_thu_tuc": ["Đăng ký khai sinh"] * n,
+        "nguoi_nop": ["Nguyễn Văn An"] * n,
+        "so_cccd": ["002090012345"] * n,
+        "ma_xa": ["00703"] * n,
+        "dia_chi_chi_tiet": ["Thôn Bản Mán"] * n,
+        "ngay_nhan": ["01/02/2024"] * n,
+        "ngay_hen_tra": ["05/02/2024"] * n,
+        "ngay_tra": [None] * n,
+        "trang_thai": ["Đã tiếp nhận"] * n,
+        "ngay_cap_nhat": [f"2024-02-0{i} 10:00:00" for i in range(1, n + 1)],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_control_characters_nul_and_odd_spaces_are_cleaned_and_flagged(ref) -> None:
+    raw = _raw(
+        4,
+        dia_chi_chi_tiet=["Thôn\x00 Bản Mán", "Tổ\u00a05", "Xóm\u200b Chợ", "Thôn Nà Pồng"],
+        nguoi_nop=["Nguyễn Văn An", "Lê\x07 Thị Hoa", "Hoàng Văn\ufeff Bình", "Vũ Thị Lan"],
+        id=["1", "2\x00", "3", "4"],
+    )
+    result = transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
+    frame = result.frame.set_index("dossier_code")
+    assert frame["address_detail"].tolist() == ["Thôn Bản Mán", "Tổ 5", "Xóm Chợ", "Thôn Nà Pồng"]
+    assert frame["applicant_name"].tolist() == ["Nguyễn Văn An", "Lê Thị Hoa", "Hoàng Văn Bình", "Vũ Thị Lan"]
+    assert frame.loc["HS2", "source_key"] == "2"
+    assert frame.loc["HS1", "text_repairs"] == "address_detail:cleaned"
+    assert set(frame.loc["HS2", "text_repairs"].split(";")) == {"id:cleaned", "applicant_name:cleaned", "address_detail:cleaned"}
+    assert frame.loc["HS3", "text_repairs"] == "applicant_name:cleaned;address_detail:cleaned"
+    assert frame.loc["HS4", "text_repairs"] is None
+    assert (result.text_cleaned, result.text_repaired) == (3, 0)
+    # The raw frame (what the raw backup holds) is not changed.
+    assert raw.loc[0, "dia_chi_chi_tiet"] == "Thôn\x00 Bản Mán"
+
+
+def test_mojibake_is_repaired_only_where_it_is_mojibake(ref) -> None:
+    good = ["Nguyễn Văn An", "NGÃ BA", "Đỗ Thị Ngã", "Hà Giang"]
+    # As a Windows tool shows UTF-8 bytes (undefined 1252 bytes such as Đ's 0x90 become C1 controls).
+    broken = ["Tráº§n Thá»‹ BÃ¬nh", "Nguyễn Văn Đức".encode().decode("sloppy-windows-1252")]
+    assert broken[1].startswith("Nguyá»…n VÄƒn Ä\x90")
+    raw = _raw(6, nguoi_nop=[*good, *broken])
+    result = transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
+    frame = result.frame.set_index("dossier_code")
+    assert frame["applicant_name"].tolist() == [*good, "Trần Thị Bình", "Nguyễn Văn Đức"]
+    assert frame["text_repairs"].tolist() == [None] * 4 + ["applicant_name:mojibake"] * 2
+    assert (result.text_cleaned, result.text_repaired) == (0, 2)
+
+
+def test_repair_frame_leaves_non_text_and_missing_values() -> None:
+    frame = pd.DataFrame({"a": [None, "x\x00", "Ã¡o"], "n": [1, 2, 3]})
+    out, repairs = repair_frame(frame, {"a": "a", "n": "n"})
+    assert out["a"].tolist() == [None, "x", "áo"]
+    assert out["n"].tolist() == [1, 2, 3]
+    assert repairs.flags.tolist() == [None, "a:cleaned", "a:mojibake"]
