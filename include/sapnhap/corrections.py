@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from sapnhap import storage
 from sapnhap.extract import SOURCE_FILE_COLUMN, used_columns
+from sapnhap.quarantined_files import CORRECTION, record_quarantined_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.verify import CARRIED_HASH_COLUMN
@@ -40,12 +41,23 @@ CORRECTIONS_PREFIX = "landing/corrections/"
 class CorrectionFileError(ValueError):
     """A returned correction file cannot be read; the message names the file and the problem."""
 
+    def __init__(self, message: str, *, reason_vi: str = "") -> None:
+        super().__init__(message)
+        self.reason_vi = reason_vi or message
+
 
 def correction_prefix(source_id: str) -> str:
     return f"{CORRECTIONS_PREFIX}{source_id}/"
 
 
+_FIX_VI = (
+    "Dùng tệp Excel đính kèm thư báo cáo (trang cach_ly), chỉ điền cột corrected_value, "
+    "lưu dạng .xlsx và gửi lại."
+)
+
+
 def _read_rows(key: str, data: bytes) -> pd.DataFrame:
+    """The corrections of one returned file; :class:`CorrectionFileError` (``reason_vi``, never content) if unreadable."""
     from sapnhap.reports.attachment import read_quarantine_workbook
 
     try:
@@ -54,10 +66,17 @@ def _read_rows(key: str, data: bytes) -> pd.DataFrame:
         else:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, encoding="utf-8-sig", keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable upload becomes one clear message
-        raise CorrectionFileError(f"{key}: cannot read the correction file: {exc}") from exc
+        # The error's type only: reader messages may quote cells (personal data).
+        raise CorrectionFileError(
+            f"{key}: cannot read the correction file ({type(exc).__name__})",
+            reason_vi=f"Tệp sửa lỗi không đọc được ({type(exc).__name__}): tệp hỏng, sai định dạng hoặc thiếu trang tính.",
+        ) from None
     needed = {"quarantine_id", "corrected_value"}
     if not needed <= set(frame.columns):
-        raise CorrectionFileError(f"{key}: columns {sorted(needed - set(frame.columns))} are missing")
+        missing = sorted(needed - set(frame.columns))
+        raise CorrectionFileError(
+            f"{key}: columns {missing} are missing", reason_vi=f"Tệp sửa lỗi thiếu cột: {', '.join(missing)}."
+        )
     frame = frame[frame["corrected_value"].notna() & (frame["corrected_value"].astype(str).str.strip() != "")]
     return frame.assign(
         quarantine_id=pd.to_numeric(frame["quarantine_id"], errors="coerce"),
@@ -100,9 +119,24 @@ def _payload(value: object) -> dict:
     return dict(value if isinstance(value, dict) else json.loads(str(value)))
 
 
+def readable_files(files: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split returned files into (readable, with ``rows``) and (unreadable, as quarantined-file rows)."""
+    readable, unreadable = [], []
+    for f in files:
+        try:
+            readable.append({**f, "rows": _read_rows(f["key"], f["data"])})
+        except CorrectionFileError as exc:
+            unreadable.append({"file_name": f["key"], "sha256": f["sha256"], "reason_vi": exc.reason_vi, "fix_vi": _FIX_VI})
+    return readable, unreadable
+
+
 def corrected_records(services: Services, source: Source, dataset: str, files: list[dict]) -> dict[str, dict]:
-    """Quarantined records of ``dataset`` with the owners' corrections applied (``source_key -> record``)."""
-    corrections = pd.concat([_read_rows(f["key"], f["data"]) for f in files], ignore_index=True) if files else None
+    """Quarantined records of ``dataset`` with the owners' corrections applied (``source_key -> record``).
+
+    ``files`` are readable ones (see :func:`readable_files`), or raw ones read here.
+    """
+    frames = [f["rows"] if "rows" in f else _read_rows(f["key"], f["data"]) for f in files]
+    corrections = pd.concat(frames, ignore_index=True) if frames else None
     if corrections is None or corrections.empty:
         return {}
     mapping = source.datasets[dataset]
@@ -146,10 +180,20 @@ def decided_records(services: Services, source: Source, dataset: str) -> dict[st
 
 
 def append_requeued(
-    services: Services, source: Source, dataset: str, raw_path: Path, seen_sha256: set[str]
+    services: Services, source: Source, dataset: str, raw_path: Path, seen_sha256: set[str], *, batch_id: str = ""
 ) -> tuple[int, list[dict]]:
-    """Append corrected and decided records to an extract's Parquet; return (rows appended, files consumed)."""
-    files = pending_files(services, source, dataset, seen_sha256)
+    """Append corrected and decided records to an extract's Parquet; return (rows appended, files consumed).
+
+    A returned file that cannot be read is quarantined (``ops.quarantined_files``, under
+    ``batch_id``) and not consumed: the source syncs, and a fixed upload is read as a new file.
+    """
+    files, unreadable = readable_files(pending_files(services, source, dataset, seen_sha256))
+    if unreadable:
+        log.warning("%s/%s: %d returned correction file(s) quarantined: %s", source.id, dataset, len(unreadable),
+                    [f["file_name"] for f in unreadable])
+        with psycopg.connect(services.platform_dsn) as conn:
+            record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id or "-",
+                                     kind=CORRECTION, files=unreadable)
     records = decided_records(services, source, dataset)
     records.update(corrected_records(services, source, dataset, files))  # a correction carries the decision too
     consumed = [{"file_name": f["key"], "sha256": f["sha256"], "rows": str(len(records))} for f in files]

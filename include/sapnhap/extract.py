@@ -9,6 +9,7 @@ transform stage's job.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pyarrow.parquet as pq
 
 from sapnhap.sources import DatasetMapping, Source
 from sapnhap.storage import sha256_file
+
+log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 50_000
 SOURCE_FILE_COLUMN = "_source_file"
@@ -49,6 +52,8 @@ class ExtractResult:
     columns: list[str]
     files: list[dict[str, str]] = field(default_factory=list)
     unmapped_columns: list[str] = field(default_factory=list)
+    # Export files that cannot be read: file_name, sha256, reason_vi, fix_vi (never their content).
+    quarantined_files: list[dict[str, str]] = field(default_factory=list)
 
 
 def _to_text(value: object) -> str | None:
@@ -244,32 +249,100 @@ def _read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         frame = pd.read_excel(path, sheet_name=mapping.sheet or 0, dtype=str, engine="openpyxl")
     else:
-        try:
-            frame = pd.read_csv(path, dtype=str, encoding=mapping.encoding, keep_default_na=False, na_values=[""])
-        except UnicodeDecodeError as exc:
-            raise SourceSchemaError(
-                f"{path.name}: not readable as {mapping.encoding}: {exc}. Set encoding: in the source file."
-            ) from exc
+        frame = pd.read_csv(path, dtype=str, encoding=mapping.encoding, keep_default_na=False, na_values=[""])
     # Headers written by tools that emit decomposed Unicode must still match the source file's names.
     frame.columns = [unicodedata.normalize("NFC", str(c)).strip() for c in frame.columns]
     return frame
 
 
+def _unreadable_reason(exc: Exception, path: Path, source: Source, mapping: DatasetMapping) -> tuple[str, str]:
+    """(reason_vi, fix_vi) for an export file the reader refused; from the error's type, never its text."""
+    yaml_name = f"{source.id}.yaml"
+    if isinstance(exc, UnicodeError | LookupError):
+        return (
+            f"Tệp không đọc được theo bảng mã {mapping.encoding} đã khai báo.",
+            f"Lưu lại tệp theo bảng mã {mapping.encoding} (thường là UTF-8), hoặc khai báo encoding: đúng trong {yaml_name}.",
+        )
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "Tệp rỗng, không có dữ liệu.", "Xuất lại tệp từ hệ thống cũ."
+    if isinstance(exc, pd.errors.ParserError):
+        return (
+            "Tệp CSV sai cấu trúc: số cột không đều giữa các dòng (thường do dấu phẩy hoặc xuống dòng trong giá trị).",
+            "Xuất lại tệp với các giá trị có dấu phẩy được đặt trong dấu ngoặc kép.",
+        )
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        sheet = f" hoặc không có trang tính {mapping.sheet}" if mapping.sheet else ""
+        return f"Tệp Excel không mở được{sheet}.", "Lưu lại tệp bằng Excel (định dạng .xlsx) và gửi lại."
+    return f"Tệp không đọc được ({type(exc).__name__}).", "Xuất lại tệp từ hệ thống cũ và gửi lại."
+
+
+def _columns_problem(source: Source, mapping: DatasetMapping, columns: list[str]) -> tuple[str, str] | None:
+    """(reason_vi, fix_vi) when a file lacks the legacy columns the source file maps, else None.
+
+    The header is not quoted: a file without one has a data row in its place.
+    """
+    needed = sorted(used_columns(mapping))
+    missing = [c for c in needed if c not in columns]
+    if not missing:
+        return None
+    if len(missing) == len(needed):
+        return (
+            "Tệp không có dòng tiêu đề (tên cột) đúng như cấu hình: không tìm thấy cột nào cần dùng.",
+            f"Xuất lại tệp với dòng đầu tiên là tên cột: {', '.join(needed)}.",
+        )
+    return (
+        f"Tệp thiếu các cột: {', '.join(missing)}.",
+        f"Xuất lại tệp có đủ các cột, hoặc cập nhật columns: trong {source.id}.yaml nếu hệ thống cũ đã đổi tên cột.",
+    )
+
+
+def _confined(folder: Path, pattern: str, source: Source, dataset: str) -> list[Path]:
+    """The files ``pattern`` matches, all inside ``folder``; a pattern reaching out is a settings error."""
+    from sapnhap.sources import SourceConfigError
+
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise SourceConfigError(
+            f"{source.id}.yaml: datasets.{dataset}.file_pattern must be a pattern inside the connection's folder "
+            "(no absolute path, no '..')"
+        )
+    root = folder.resolve()
+    matched = sorted(p for p in folder.glob(pattern) if p.is_file())
+    outside = [p for p in matched if not p.resolve().is_relative_to(root)]
+    if outside:
+        raise SourceConfigError(
+            f"{source.id}.yaml: datasets.{dataset}.file_pattern matches {len(outside)} file(s) outside the "
+            "connection's folder (a link pointing out); only files inside it are read"
+        )
+    return matched
+
+
 def _stream_files(
     source: Source, dataset: str, folder: Path, seen_sha256: set[str], out: Path
-) -> tuple[int, list[str], list[dict[str, str]], list[str]]:
+) -> tuple[int, list[str], list[dict[str, str]], list[str], list[dict[str, str]]]:
     mapping = source.datasets[dataset]
     if not folder.is_dir():
         raise SourceUnavailableError(f"{source.id}: export folder not found: {folder}")
-    files = sorted(p for p in folder.glob(mapping.file_pattern or "*") if p.is_file())
+    files = _confined(folder, mapping.file_pattern or "*", source, dataset)
     new_files: list[dict[str, str]] = []
+    quarantined: list[dict[str, str]] = []
     frames: list[pd.DataFrame] = []
     for path in files:
         sha = sha256_file(path)
         if sha in seen_sha256:
             continue
-        frame = _read_export(path, mapping)
-        _check_columns(source, dataset, mapping, list(frame.columns))
+        try:
+            frame = _read_export(path, mapping)
+        except OSError:
+            raise  # the share is unreachable: the source waits, its files are not judged
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is quarantined, the others load
+            problem: tuple[str, str] | None = _unreadable_reason(exc, path, source, mapping)
+        else:
+            problem = _columns_problem(source, mapping, list(frame.columns))
+        if problem is not None:
+            # Only the file name and the reason: the content may be personal data.
+            log.warning("%s/%s: file %s quarantined: %s", source.id, dataset, path.name, problem[0])
+            quarantined.append({"file_name": path.name, "sha256": sha, "reason_vi": problem[0], "fix_vi": problem[1]})
+            continue
         frame[SOURCE_FILE_COLUMN] = path.name
         frames.append(frame)
         new_files.append({"file_name": path.name, "sha256": sha, "rows": str(len(frame))})
@@ -277,7 +350,7 @@ def _stream_files(
     unmapped = _unmapped(mapping, columns)
     tables = (_frame_to_table(f.reindex(columns=columns)) for f in frames)
     rows = _write_chunks(tables, out, columns)
-    return rows, columns, new_files, unmapped
+    return rows, columns, new_files, unmapped, quarantined
 
 
 def extract_to_parquet(
@@ -301,8 +374,8 @@ def extract_to_parquet(
     out.parent.mkdir(parents=True, exist_ok=True)
     if source.kind == "files":
         folder = folder_of(connection)
-        rows, columns, files, unmapped = _stream_files(source, dataset, folder, seen_file_sha256 or set(), out)
-        return ExtractResult(rows, out, None, None, columns, files, unmapped)
+        rows, columns, files, unmapped, quarantined = _stream_files(source, dataset, folder, seen_file_sha256 or set(), out)
+        return ExtractResult(rows, out, None, None, columns, files, unmapped, quarantined)
     mapping = source.datasets[dataset]
     read_from = lookback_cursor(cursor_value, mapping.cursor_lookback)
     try:

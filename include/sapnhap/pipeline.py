@@ -37,6 +37,7 @@ from sapnhap.load import (
     resolve_quarantine,
 )
 from sapnhap.ordering import advance_cursor, check_load_order, release_lease, take_lease
+from sapnhap.quarantined_files import EXPORT, record_quarantined_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.verify import append_resync_rows
@@ -131,7 +132,8 @@ def _extract(services: Services, source: Source, dataset: str, connection: str, 
         )
         # Quarantined records come back: corrected by their owner, or decided by the data team.
         requeued, correction_files = append_requeued(
-            replace(services, platform_dsn=db.dsn_for(services.platform_dsn, "extract")), source, dataset, result.path, seen
+            replace(services, platform_dsn=db.dsn_for(services.platform_dsn, "extract")), source, dataset, result.path, seen,
+            batch_id=batch_id,
         )
         result.rows += requeued
         result.files += correction_files
@@ -144,6 +146,9 @@ def _extract(services: Services, source: Source, dataset: str, connection: str, 
         # Documented policy: new legacy columns are kept in the raw backup and reported, never dropped.
         log.warning("%s/%s: legacy columns not mapped (kept in raw backup): %s", source.id, dataset, result.unmapped_columns)
     with db.connect(services.platform_dsn, "extract") as conn:
+        # Unreadable export files wait in quarantine with a reason for the owner; the others load.
+        record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=EXPORT,
+                                 files=result.quarantined_files)
         conn.execute(
             """INSERT INTO ops.batches (batch_id, run_id, source_id, dataset, status, extracted, cursor_from, cursor_to, message)
                VALUES (%s, %s, %s, %s, 'extracted', %s, %s, %s, %s)
@@ -164,6 +169,9 @@ def _extract(services: Services, source: Source, dataset: str, connection: str, 
         "cursor_to": result.cursor_to,
         "files": result.files,
         "unmapped_columns": result.unmapped_columns,
+        "quarantined_files": [
+            {k: f[k] for k in ("file_name", "sha256", "reason_vi")} for f in result.quarantined_files
+        ],
         "objects": {"raw": raw.as_dict()},
     }
 
