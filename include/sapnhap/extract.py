@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
@@ -125,11 +126,35 @@ def _write_chunks(chunks: Iterator[pa.Table], path: Path, columns: list[str]) ->
     return rows
 
 
-def _select_sql(mapping: DatasetMapping, quote: str, cursor_value: str | None, param: str) -> tuple[str, list]:
-    base = mapping.query or f"SELECT * FROM {quote}{mapping.table}{quote}"
+# A plain identifier, optionally schema-qualified: letters (any script), digits, _ and $.
+_IDENTIFIER_RE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)?")
+
+
+def _quoted(source: Source, dataset: str, field_name: str, name: str) -> str:
+    """``name`` quoted by the dialect's own quoting (SQLAlchemy); anything but a plain identifier is refused.
+
+    A source file is input too: an unquoted or hand-quoted name would let it run any SQL on the
+    legacy server.
+    """
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+    from sapnhap.sources import SourceConfigError
+
+    if not _IDENTIFIER_RE.fullmatch(name.replace("$", "_")):
+        raise SourceConfigError(
+            f"{source.id}.yaml: datasets.{dataset}.{field_name} must be a plain (schema.)name of the legacy "
+            "database (letters, digits, _); use query: for anything else"
+        )
+    dialect = {"postgres": postgresql, "mysql": mysql, "sqlite": sqlite}[source.kind].dialect()
+    return ".".join(dialect.identifier_preparer.quote_identifier(part) for part in name.split("."))
+
+
+def _select_sql(source: Source, dataset: str, cursor_value: str | None, param: str) -> tuple[str, list]:
+    mapping = source.datasets[dataset]
+    base = mapping.query or f"SELECT * FROM {_quoted(source, dataset, 'table', mapping.table or '')}"
     if mapping.cursor is None:
         return base, []
-    col = f"{quote}{mapping.cursor}{quote}"
+    col = _quoted(source, dataset, "cursor", mapping.cursor)
     sql = f"SELECT * FROM ({base}) AS src"
     params: list = []
     if cursor_value is not None:
@@ -172,11 +197,10 @@ def _db_rows(cur, fetch: int) -> Iterator[list[tuple]]:  # noqa: ANN001 - DB-API
 
 def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None, out: Path, chunk: int):
     """Open the legacy database, run the extract query and write Parquet; returns (rows, columns, last cursor)."""
-    mapping = source.datasets[dataset]
     if source.kind == "postgres":
         import psycopg
 
-        sql, params = _select_sql(mapping, '"', cursor_value, "%s")
+        sql, params = _select_sql(source, dataset, cursor_value, "%s")
         try:
             conn = psycopg.connect(uri, connect_timeout=10)
         except psycopg.OperationalError as exc:
@@ -192,7 +216,7 @@ def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None,
         import pymysql
         import pymysql.cursors
 
-        sql, params = _select_sql(mapping, "`", cursor_value, "%s")
+        sql, params = _select_sql(source, dataset, cursor_value, "%s")
         p = urlparse(uri)
         try:
             conn = pymysql.connect(
@@ -218,8 +242,9 @@ def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None,
         path = unquote(urlparse(uri).path) if uri.startswith("sqlite:") else uri
         if not Path(path).exists():
             raise SourceUnavailableError(f"{source.id}: SQLite file not found: {path}")
-        sql, params = _select_sql(mapping, '"', cursor_value, "?")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        sql, params = _select_sql(source, dataset, cursor_value, "?")
+        # Read-only by the driver: the extract can never write to the legacy file.
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
         try:
             cur = conn.execute(sql, params)
             return _consume(source, dataset, cur, chunk, out, lambda d: d[0])
