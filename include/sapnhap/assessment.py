@@ -51,6 +51,8 @@ def profile_source(source: Source, connection: str) -> dict[str, dict]:
                 dataset=name,
                 code_column="old_commune_code" if get_dataset(name).has_unit else None,
                 known_old_codes=known,
+                date_formats={c.name: mapping.date_format if c.type == "date" else mapping.timestamp_format
+                              for c in get_dataset(name).columns if c.type in ("date", "timestamp")},
             )
             profile["legacy_columns"] = result.columns
             profile["unmapped_legacy_columns"] = result.unmapped_columns

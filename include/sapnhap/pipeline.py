@@ -242,6 +242,25 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
                 if path.is_file() and not rel.startswith(DATA_DOCS_SKIPPED):
                     ctype = {".html": "text/html", ".css": "text/css"}.get(path.suffix, "application/octet-stream")
                     docs.append(storage.put_file(services.s3, prefix + "data_docs/" + rel, path, ctype).as_dict())
+    decision, results = outcome.decision, list(outcome.results)
+    date_findings = batch.get("date_findings") or []
+    if date_findings:
+        # Dates not proven: loading would swap day and month silently, so the dataset waits whole.
+        decision = "block"
+        results += [
+            {"expectation": "date_format_proven", "check": "date_format", "column": f["column"], "success": False,
+             "unexpected_count": f["day_month_only"] + f["month_day_only"] + f["ambiguous"], "severity": "block",
+             "notes": f["reason_vi"], "evidence": {k: f[k] for k in
+                                                   ("numeric", "day_month_only", "month_day_only", "ambiguous", "neither")}}
+            for f in date_findings
+        ]
+        with psycopg.connect(services.platform_dsn) as conn:
+            conn.execute(
+                "UPDATE ops.batches SET message = concat_ws(' | ', message, %s::text) WHERE batch_id = %s",
+                (" ".join(f["reason_vi"] for f in date_findings), batch["batch_id"]),
+            )
+        log.warning("%s/%s: load blocked, date format not proven: %s", source.id, batch["dataset"],
+                    "; ".join(f"{f['column']} {f['problem']}" for f in date_findings))
     objects = dict(batch["objects"])
     objects["valid"] = _put_frame(services, prefix + "valid.parquet", outcome.valid)
     objects["quarantine"] = _put_frame(services, prefix + "quarantine.parquet", outcome.quarantine)
@@ -249,8 +268,8 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
     objects["validation"] = storage.put_json(
         services.s3,
         prefix + "validation.json",
-        {"suite_version": outcome.suite_version, "decision": outcome.decision, "failed_ratio": outcome.failed_ratio,
-         "results": outcome.results},
+        {"suite_version": outcome.suite_version, "decision": decision, "failed_ratio": outcome.failed_ratio,
+         "results": results},
     ).as_dict()
     quarantined_rows = int(outcome.quarantine["_row_id"].nunique()) if len(outcome.quarantine) else 0
     return {
@@ -260,7 +279,7 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
         "valid_rows": len(outcome.valid),
         "quarantined_rows": quarantined_rows,
         "failed_ratio": outcome.failed_ratio,
-        "decision": outcome.decision,
+        "decision": decision,
         "suite_version": outcome.suite_version,
     }
 

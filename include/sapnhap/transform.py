@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sapnhap.datasets import Dataset, get_dataset
+from sapnhap.dateproof import date_findings
 from sapnhap.sources import DatasetMapping, Source
 from sapnhap.verify import legacy_row_hashes
 from sapnhap.textfix import TEXT_REPAIRS_COLUMN, repair_frame
@@ -201,6 +202,13 @@ def transform_frame(
     labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
     labels.update({k: labels.get(k, k) for k in mapping.primary_key})
     raw, repairs = repair_frame(raw, labels)
+    # Dates proven by the values, not assumed from the source file (counts only, never values).
+    date_formats = {
+        col.name: mapping.date_format if col.type == "date" else mapping.timestamp_format
+        for col in ds.columns if col.type in ("date", "timestamp") and col.name in mapping.columns
+    }
+    dates = pd.DataFrame({c: raw[mapping.columns[c]] for c in date_formats if mapping.columns[c] in raw}, index=raw.index)
+    findings = date_findings(dates, date_formats)
     frame = _canonical(raw, ds, mapping)
     frame[TEXT_REPAIRS_COLUMN] = repairs.flags
     frame.insert(0, "source_key", _source_key(raw, mapping.primary_key))
@@ -224,7 +232,7 @@ def transform_frame(
     frame["unit_scheme"] = "old"
     frame = frame.reset_index(drop=True)
     frame.insert(0, "_row_id", np.arange(len(frame), dtype="int64"))
-    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows)
+    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows, findings)
 
 
 def _map_units(

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from sapnhap.datasets import get_dataset
+from sapnhap.dateproof import date_evidence, finding_vi
 from sapnhap.quality.masking import mask_citizen_id, mask_name
 
 # UTF-8 bytes read as Windows-1252/Latin-1: 'Ã¡' (á), 'Æ°' (ư), 'Ä‘' (đ), 'áº'/'á»' (ạ, ộ...).
@@ -58,6 +59,7 @@ def profile_frame(
     dataset: str,
     code_column: str | None = "old_commune_code",
     known_old_codes: set[str] | None = None,
+    date_formats: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Profile a raw extract (canonical or legacy column names) of ``dataset``.
 
@@ -65,7 +67,10 @@ def profile_frame(
     blank), distinct_counts, duplicate_keys (natural-key columns found, rows sharing a key,
     distinct keys repeated, masked examples), code_coverage (share of non-empty codes known in
     the old registry, unknown codes), text_anomalies (per text column and overall), and
-    findings (short Vietnamese sentences for the assessment report).
+    date_formats (per date/timestamp column: counts of values readable only as day/month, only
+    as month/day, either way, and the problem found against the configured format of
+    ``date_formats``, column -> format, if given), and findings (short Vietnamese sentences for
+    the assessment report).
     """
     ds = get_dataset(dataset)
     n = len(df)
@@ -141,6 +146,11 @@ def profile_frame(
         "legacy_8bit_share": overall("legacy_8bit_share"),
         "replacement_char_share": overall("replacement_char_share"),
     }
+    configured = date_formats or {}
+    date_columns = [c.name for c in ds.columns if c.type in ("date", "timestamp") and c.name in df.columns]
+    profile["date_formats"] = {
+        c: {"format": configured.get(c), **date_evidence(df[c], configured.get(c))} for c in date_columns
+    }
     profile["findings"] = _findings(profile)
     return profile
 
@@ -155,6 +165,9 @@ def _findings(p: dict[str, Any]) -> list[str]:
     cov = p["code_coverage"]
     if cov.get("checked") and cov.get("unknown_rows"):
         out.append(f"{cov['unknown_rows']} bản ghi có mã xã cũ không có trong danh mục ({1 - cov['known_share']:.1%}).")
+    for column, ev in p.get("date_formats", {}).items():
+        if ev["problem"]:
+            out.append(finding_vi(column, ev["format"], ev))
     t = p["text_anomalies"]
     if t["decomposed_share"] > 0:
         out.append(f"{t['decomposed_share']:.1%} giá trị văn bản ở dạng Unicode tổ hợp (NFD).")

@@ -1,0 +1,111 @@
+"""Date formats proven by the data, not assumed from the source file.
+
+A numeric date such as 05/04/2024 reads as 5 April under ``%d/%m/%Y`` and as 4 May under
+``%m/%d/%Y``: with the wrong one configured, every date whose day is 12 or less loads with day
+and month swapped, silently (the others fail to parse). The values themselves carry the
+evidence: a first number above 12 can only be a day, a second number above 12 only a day too.
+This module counts that evidence per column (counts only, never values) and says when a column
+contradicts its configured order or cannot prove any order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+DAY_MONTH = "day/month"
+MONTH_DAY = "month/day"
+# Below these counts the evidence is too thin to block on (a typo or two is the row's problem,
+# quarantined on its own); a contradiction must also be at least this share of decisive values.
+MIN_CONTRADICTING = 3
+CONTRADICTING_SHARE = 0.05
+# This many values that read differently under both orders, and none that decides: unproven.
+MIN_AMBIGUOUS = 20
+
+_NUMERIC_DATE = r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})(?:$|[\sT])"
+_ORDER_VI = {DAY_MONTH: "ngày/tháng/năm", MONTH_DAY: "tháng/ngày/năm"}
+
+
+def configured_order(fmt: str | None) -> str | None:
+    """``day/month`` or ``month/day`` when ``fmt`` starts with day and month numbers, else None."""
+    if not fmt:
+        return None
+    codes = re.findall(r"%-?([a-zA-Z])", fmt)
+    if len(codes) < 2 or {codes[0].lower(), codes[1].lower()} != {"d", "m"} or "b" in "".join(codes).lower():
+        return None
+    return DAY_MONTH if codes[0].lower() == "d" else MONTH_DAY
+
+
+def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
+    """Counts of what the numeric dates in ``values`` allow, and the verdict against ``fmt``.
+
+    Returns ``numeric`` (values shaped nn/nn/yyyy), ``day_month_only`` (first number > 12),
+    ``month_day_only`` (second number > 12), ``neither`` (both > 12), ``ambiguous`` (both <= 12
+    and different, so the order changes the date), ``configured`` (the order ``fmt`` gives) and
+    ``problem``: None, ``contradicts`` or ``unproven``. Vectorized; no value is returned.
+    """
+    text = values.astype("object").where(values.notna(), None).dropna().astype(str).str.strip()
+    parts = text.str.extract(_NUMERIC_DATE).dropna()
+    first = pd.to_numeric(parts[0], errors="coerce")
+    second = pd.to_numeric(parts[1], errors="coerce")
+    valid = (first >= 1) & (second >= 1)
+    first, second = first[valid], second[valid]
+    day_month_only = int(((first > 12) & (second <= 12)).sum())
+    month_day_only = int(((second > 12) & (first <= 12)).sum())
+    ambiguous = int(((first <= 12) & (second <= 12) & (first != second)).sum())
+    evidence: dict[str, Any] = {
+        "numeric": int(len(first)),
+        "day_month_only": day_month_only,
+        "month_day_only": month_day_only,
+        "neither": int(((first > 12) & (second > 12)).sum()),
+        "ambiguous": ambiguous,
+        "configured": configured_order(fmt),
+        "problem": None,
+    }
+    if fmt and not evidence["configured"]:
+        return evidence  # an ISO or named-month format: day and month cannot swap
+    decisive = day_month_only + month_day_only
+    orders = [evidence["configured"]] if evidence["configured"] else [DAY_MONTH, MONTH_DAY]
+    for order in orders:
+        against = month_day_only if order == DAY_MONTH else day_month_only
+        if against >= MIN_CONTRADICTING and against >= CONTRADICTING_SHARE * decisive:
+            # With no configured order, this is a column mixing both orders.
+            if evidence["configured"] or min(day_month_only, month_day_only) >= MIN_CONTRADICTING:
+                evidence["problem"] = "contradicts"
+    if evidence["problem"] is None and decisive == 0 and ambiguous >= MIN_AMBIGUOUS:
+        evidence["problem"] = "unproven"
+    return evidence
+
+
+def finding_vi(column: str, fmt: str | None, ev: dict[str, Any]) -> str:
+    """One Vietnamese sentence naming the column and the evidence (counts only)."""
+    counts = (
+        f"{ev['day_month_only']} giá trị chỉ đọc được theo {_ORDER_VI[DAY_MONTH]}, "
+        f"{ev['month_day_only']} giá trị chỉ đọc được theo {_ORDER_VI[MONTH_DAY]}, "
+        f"{ev['ambiguous']} giá trị đọc được cả hai cách"
+    )
+    if ev["problem"] == "contradicts" and ev["configured"]:
+        return (
+            f"Cột {column}: định dạng ngày khai báo ({fmt}, {_ORDER_VI[ev['configured']]}) mâu thuẫn với dữ liệu: "
+            f"{counts}. Nạp theo định dạng này sẽ đảo ngày và tháng; sửa date_format/timestamp_format."
+        )
+    if ev["problem"] == "contradicts":
+        return f"Cột {column}: dữ liệu trộn hai kiểu ngày: {counts}."
+    return (
+        f"Cột {column}: không chứng minh được thứ tự ngày/tháng: {counts}, không giá trị nào phân định. "
+        "Kiểm tra với đơn vị quản lý hệ thống cũ rồi khai báo date_format."
+    )
+
+
+def date_findings(frame: pd.DataFrame, formats: dict[str, str | None]) -> list[dict[str, Any]]:
+    """One finding per column of ``formats`` (column -> configured format) whose dates are not proven."""
+    out = []
+    for column, fmt in formats.items():
+        if column not in frame.columns:
+            continue
+        ev = date_evidence(frame[column], fmt)
+        if ev["problem"]:
+            out.append({"column": column, "format": fmt, **ev, "reason_vi": finding_vi(column, fmt, ev)})
+    return out

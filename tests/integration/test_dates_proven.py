@@ -1,0 +1,54 @@
+"""Dates proven, not assumed: a dd/mm system configured as mm/dd blocks its dataset (real PostgreSQL, S3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
+
+from sapnhap import storage
+from sapnhap.pipeline import prepare_run
+from sapnhap.services import Services
+
+pytestmark = pytest.mark.integration
+
+
+def test_swapped_date_format_blocks_the_dataset_naming_column_and_counts(
+    tmp_path: Path, platform_dsn: str, s3_config, smtp_sink
+) -> None:
+    services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
+    source = bacquang_dossiers_source()
+    mapping = source.datasets["dossiers"].model_copy(update={"date_format": "%m/%d/%Y"})
+    source = source.model_copy(update={"datasets": {"dossiers": mapping}})
+    # A dd/mm/yyyy system: three days above 12 (impossible months under mm/dd), five that would swap.
+    received = ["13/03/2024", "20/03/2024", "25/03/2024", "03/04/2024", "05/03/2024", "07/02/2024",
+                "08/01/2024", "09/04/2024"]
+    rows = [dossier(f"BQ-{i}", recv=r, due="01/01/2025") for i, r in enumerate(received)]
+    connection = sqlite_legacy(tmp_path / "bacquang.db", rows)
+    prepare_run(services, "run-1")
+    counts = sync(services, source, connection, "run-1")
+    assert counts["status"] == "blocked"
+    assert counts["inserted"] == 0
+    with psycopg.connect(platform_dsn) as conn:
+        loaded = conn.execute("SELECT count(*) FROM core.dossiers").fetchone()[0]
+        message, decision, manifest_key = conn.execute(
+            "SELECT message, decision, manifest_key FROM ops.batches WHERE run_id = 'run-1'").fetchone()
+        cursor = conn.execute("SELECT count(*) FROM ops.cursors").fetchone()[0]
+    assert loaded == 0 and decision == "block" and cursor == 0
+    assert "received_date" in message and "%m/%d/%Y" in message
+    assert "3 giá trị chỉ đọc được theo ngày/tháng/năm" in message
+    assert not any(r in message for r in received)
+    manifest = storage.get_json(s3_config, manifest_key)
+    validation = storage.get_json(s3_config, manifest["objects"]["validation"]["key"])
+    (proof,) = [r for r in validation["results"] if r["expectation"] == "date_format_proven"]
+    assert proof["column"] == "received_date" and proof["evidence"]["day_month_only"] == 3
+
+    # Fixed in the source file, the same rows load with the right dates.
+    fixed = source.model_copy(update={"datasets": {"dossiers": mapping.model_copy(update={"date_format": "%d/%m/%Y"})}})
+    prepare_run(services, "run-2")
+    assert sync(services, fixed, connection, "run-2")["inserted"] == len(received)
+    with psycopg.connect(platform_dsn) as conn:
+        day = conn.execute("SELECT received_date::text FROM core.dossiers WHERE dossier_code = 'BQ-3'").fetchone()[0]
+    assert day == "2024-04-03"
