@@ -1,0 +1,87 @@
+"""TCVN3 (ABC) and VNI as Python codecs: known strings of each, round trip, streaming, a source's encoding."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import unicodedata
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import sapnhap  # noqa: F401 - registers the codecs
+from sapnhap.extract import extract_to_parquet
+from sapnhap.sources import get_source
+
+MOTTO = "Cộng hoà xã hội chủ nghĩa Việt Nam. Độc lập - Tự do - Hạnh phúc"
+# As TCVN3 (.VnTime) and VNI (VNI-Times) documents hold it, shown byte for byte as Windows-1252.
+MOTTO_TCVN3 = "Céng hoµ x· héi chñ nghÜa ViÖt Nam. §éc lËp - Tù do - H¹nh phóc".encode("latin-1")
+MOTTO_VNI = "Coäng hoaø xaõ hoäi chuû nghóa Vieät Nam. Ñoäc laäp - Töï do - Haïnh phuùc".encode("cp1252")
+
+ALPHABET = [
+    unicodedata.normalize("NFC", base + tone)
+    for base in "aăâeêioôơuưyAĂÂEÊIOÔƠUƯY"
+    for tone in ("", "\u0301", "\u0300", "\u0309", "\u0303", "\u0323")
+] + ["đ", "Đ"]
+
+
+def test_known_strings_decode() -> None:
+    assert MOTTO_TCVN3.decode("tcvn3") == MOTTO
+    assert "Hµ Néi".encode("latin-1").decode("tcvn3") == "Hà Nội"
+    assert MOTTO_VNI.decode("vni") == MOTTO
+    assert "Xin chaøo caùc baïn".encode("cp1252").decode("vni") == "Xin chào các bạn"
+    assert "Nguyeãn Thò Hueä".encode("cp1252").decode("vni") == "Nguyễn Thị Huệ"
+
+
+def test_every_vietnamese_letter_round_trips() -> None:
+    text = "".join(ALPHABET) + " " + MOTTO
+    for name in ("tcvn3", "vni"):
+        assert text.encode(name).decode(name) == text
+    # Lower-case letters are one byte each in TCVN3, as the standard lays them out.
+    assert all(len(c.encode("tcvn3")) == 1 for c in ALPHABET if c.islower())
+    assert MOTTO.encode("tcvn3") == MOTTO_TCVN3
+    assert MOTTO.encode("vni") == MOTTO_VNI
+    # Decomposed input encodes the same as composed.
+    assert unicodedata.normalize("NFD", MOTTO).encode("vni") == MOTTO_VNI
+
+
+def test_names_aliases_and_errors() -> None:
+    assert codecs.lookup("TCVN3").name == "tcvn3" and codecs.lookup("VNI-Windows").name == "vni"
+    with pytest.raises(UnicodeEncodeError):
+        "中文".encode("tcvn3")
+    assert "中".encode("vni", errors="replace") == b"?"
+
+
+@pytest.mark.parametrize("name", ["tcvn3", "vni"])
+def test_streaming_decoders_join_a_letter_split_from_its_mark(name: str, tmp_path: Path) -> None:
+    text = "Thuỵ Ỷ Ứng Việt " * 50
+    data = text.encode(name)
+    decoder = codecs.getincrementaldecoder(name)()
+    # One byte at a time: every letter/mark pair is split across chunks.
+    assert "".join(decoder.decode(data[i : i + 1]) for i in range(len(data))) + decoder.decode(b"", final=True) == text
+    path = tmp_path / "x.txt"
+    path.write_bytes(data)
+    with open(path, encoding=name) as fh:
+        assert fh.read() == text
+    assert io.TextIOWrapper(io.BytesIO(data), encoding=name).read() == text
+
+
+@pytest.mark.parametrize("name", ["tcvn3", "vni"])
+def test_a_source_declares_a_legacy_encoding(name: str, tmp_path: Path) -> None:
+    source = get_source("tq_yenson_xa_exports")
+    mapping = source.datasets["households"].model_copy(update={"encoding": name})
+    source = source.model_copy(update={"datasets": {"households": mapping}})
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    frame = pd.DataFrame({
+        "Mã hộ": ["H1", "H2"], "CCCD chủ hộ": ["008190001234", "008190001235"], "Mã xã": ["02431", "02434"],
+        "Địa chỉ": ["Thôn Đồng Tâm, xã Trung Môn", "Tổ 5, thị trấn Tân Bình"], "Ngày lập hộ": ["01/02/2003"] * 2,
+        "Ngày cập nhật": ["02/03/2024 08:00:00"] * 2,
+    })
+    (folder / "ho_gia_dinh_1.csv").write_bytes(frame.to_csv(index=False).encode(name))
+    result = extract_to_parquet(source, "households", str(folder), tmp_path / "out.parquet")
+    assert result.rows == 2 and not result.quarantined_files
+    table = pq.read_table(result.path).to_pandas()
+    assert table["Địa chỉ"].tolist() == frame["Địa chỉ"].tolist()
