@@ -218,6 +218,10 @@ def merge_batch(
             )
         )
         refused = _copy_frame(cur, "stage_rows", frame, cols)
+        if len(refused) and not record_merges:
+            # A replay (restore) of rows the platform once took: a refusal is the schema's fault, not a row's.
+            raise LoadRefusedError(f"{batch_id}: {len(refused)} row(s) refused on replay; columns "
+                                   f"{sorted(set(refused['_refused_column'].dropna()))}")
         counts.quarantined = record_refused(conn, dataset=ds.name, batch_id=batch_id, refused=refused)
         key_sql = sql.SQL(", ").join(sql.Identifier(k) for k in key)
         key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)

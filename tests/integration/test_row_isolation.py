@@ -81,3 +81,36 @@ def test_rows_the_platform_refuses_are_quarantined_with_key_column_reason_and_th
     assert [q[5] for q in quarantined] == ["HS2", "HS4"]
     # Nothing of the refused values is in the reasons.
     assert not any("99999999999" in q[2] or "Văn Tư" in q[2] for q in quarantined)
+
+
+def test_a_refused_row_through_the_nightly_stages_reconciles_and_stays_open(
+    tmp_path: Path, platform_dsn: str, s3_config, smtp_sink
+) -> None:
+    import sqlite3
+
+    from legacy_sqlite import sync as sync_stages
+
+    services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
+    source = get_source("hg_vixuyen_motcua")
+    steps_mapping = source.datasets["dossier_steps"].model_copy(update={"cursor_lookback": None})
+    source = source.model_copy(update={"kind": "sqlite", "datasets": {"dossier_steps": steps_mapping}})
+    path = tmp_path / "steps.db"
+    steps = [_step("HS1", "1"), _step("HS1", "2"), _step("HS2", "99999999999")]
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE qua_trinh_xu_ly (ma_ho_so, buoc, ten_buoc, can_bo_xu_ly, thoi_gian_bat_dau,"
+                   " thoi_gian_ket_thuc, ngay_cap_nhat)")
+        db.executemany("INSERT INTO qua_trinh_xu_ly VALUES (?, ?, ?, ?, ?, ?, ?)", [tuple(s.values()) for s in steps])
+    for run in ("run-1", "run-2"):
+        prepare_run(services, run)
+        counts = sync_stages(services, source, f"sqlite://{path}", run, dataset="dossier_steps")
+        assert (counts["status"], counts["quarantined"], counts["extracted"]) == ("loaded", 1, 3)
+    with psycopg.connect(platform_dsn) as conn:
+        recon = conn.execute(
+            "SELECT extracted, loaded, quarantined, ok FROM ops.reconciliation ORDER BY run_id").fetchall()
+        refused = conn.execute(
+            "SELECT source_key, column_name, status, last_batch_id FROM ops.quarantine WHERE expectation = 'platform_refused'"
+        ).fetchall()
+        batches = conn.execute("SELECT quarantined FROM ops.batches ORDER BY run_id").fetchall()
+    assert recon == [(3, 2, 1, True), (3, 2, 1, True)]
+    assert refused == [("HS2|99999999999", "step_no", "open", "run-2|hg_vixuyen_motcua|dossier_steps")]
+    assert batches == [(1,), (1,)]
