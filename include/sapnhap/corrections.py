@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from sapnhap import storage
 from sapnhap.extract import SOURCE_FILE_COLUMN, used_columns
-from sapnhap.quarantined_files import CORRECTION, record_quarantined_files
+from sapnhap.quarantined_files import CORRECTION, record_quarantined_files, resolve_replaced_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.verify import CARRIED_HASH_COLUMN
@@ -191,7 +191,10 @@ def append_requeued(
     if unreadable:
         log.warning("%s/%s: %d returned correction file(s) quarantined: %s", source.id, dataset, len(unreadable),
                     [f["file_name"] for f in unreadable])
+    if files or unreadable:
         with psycopg.connect(services.platform_dsn) as conn:
+            resolve_replaced_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id or "-",
+                                   kind=CORRECTION, readable_names=[f["key"] for f in files])
             record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id or "-",
                                      kind=CORRECTION, files=unreadable)
     records = decided_records(services, source, dataset)

@@ -37,7 +37,7 @@ from sapnhap.load import (
     resolve_quarantine,
 )
 from sapnhap.ordering import advance_cursor, check_load_order, release_lease, take_lease
-from sapnhap.quarantined_files import EXPORT, record_quarantined_files
+from sapnhap.quarantined_files import EXPORT, record_quarantined_files, resolve_replaced_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.verify import append_resync_rows
@@ -147,6 +147,8 @@ def _extract(services: Services, source: Source, dataset: str, connection: str, 
         log.warning("%s/%s: legacy columns not mapped (kept in raw backup): %s", source.id, dataset, result.unmapped_columns)
     with db.connect(services.platform_dsn, "extract") as conn:
         # Unreadable export files wait in quarantine with a reason for the owner; the others load.
+        resolve_replaced_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=EXPORT,
+                               readable_names=[f["file_name"] for f in result.files])
         record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=EXPORT,
                                  files=result.quarantined_files)
         conn.execute(

@@ -293,6 +293,7 @@ CREATE TABLE IF NOT EXISTS ops.quarantined_files (
     status text NOT NULL DEFAULT 'open',
     first_batch_id text NOT NULL,
     last_batch_id text NOT NULL,
+    resolved_batch_id text,
     first_seen timestamptz NOT NULL DEFAULT now(),
     last_seen timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_id, dataset, sha256)

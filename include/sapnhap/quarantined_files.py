@@ -39,6 +39,20 @@ def record_quarantined_files(
     return len(files)
 
 
+def resolve_replaced_files(
+    conn: psycopg.Connection, *, source_id: str, dataset: str, batch_id: str, kind: str, readable_names: list[str]
+) -> int:
+    """Close open rows of files now read cleanly under the same name (the owner sent a fixed version)."""
+    if not readable_names:
+        return 0
+    cur = conn.execute(
+        """UPDATE ops.quarantined_files SET status = 'resolved', resolved_batch_id = %s
+           WHERE status = 'open' AND source_id = %s AND dataset = %s AND kind = %s AND file_name = ANY(%s)""",
+        (batch_id, source_id, dataset, kind, readable_names),
+    )
+    return cur.rowcount
+
+
 def open_quarantined_files(conn: psycopg.Connection, source_id: str) -> list[dict]:
     """The open quarantined files of a source (for its owner's report), oldest first."""
     rows = conn.execute(

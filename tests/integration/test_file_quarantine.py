@@ -85,6 +85,20 @@ def test_unreadable_export_files_are_quarantined_and_the_others_load(
             3, "run-2|tq_yenson_xa_exports|residents"
         )
 
+    # The owner sends the header-less file again with its header: it loads and its quarantine closes.
+    (folder / "nhan_khau_02434.csv").write_text(
+        "\n".join([HEADER, _row("7", SECRET_ID, SECRET_NAME, SECRET_BIRTH)]) + "\n", encoding="utf-8"
+    )
+    prepare_run(services, "run-3")
+    fixed = sync(services, source, str(folder), "run-3", dataset="residents")
+    assert (fixed["status"], fixed["inserted"]) == ("loaded", 1)
+    with psycopg.connect(services.platform_dsn) as conn:
+        states = conn.execute(
+            "SELECT file_name, status, resolved_batch_id FROM ops.quarantined_files ORDER BY file_name"
+        ).fetchall()
+    assert states[0] == ("nhan_khau_02434.csv", "resolved", "run-3|tq_yenson_xa_exports|residents")
+    assert [s[1] for s in states[1:]] == ["open", "open"]
+
 
 def test_file_pattern_cannot_read_outside_the_connection_folder(tmp_path: Path, services: Services) -> None:
     from sapnhap.extract import extract_to_parquet
