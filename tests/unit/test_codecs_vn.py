@@ -85,3 +85,18 @@ def test_a_source_declares_a_legacy_encoding(name: str, tmp_path: Path) -> None:
     assert result.rows == 2 and not result.quarantined_files
     table = pq.read_table(result.path).to_pandas()
     assert table["Địa chỉ"].tolist() == frame["Địa chỉ"].tolist()
+
+
+@pytest.mark.parametrize("name", ["tcvn3", "vni"])
+def test_the_assessment_proposes_the_legacy_encoding_it_sees(name: str) -> None:
+    from sapnhap.quality import profile_frame
+
+    names = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Hoàng Thị Huệ", "Phạm Đức Việt"]
+    # A legacy tool's bytes read as Windows-1252, as an export declared cp1252/latin-1 shows them.
+    shown = [n.encode(name).decode("cp1252", errors="replace") for n in names]
+    df = pd.DataFrame({"citizen_id": [f"0081900{i:05d}" for i in range(5)], "full_name": shown})
+    profile = profile_frame(df, dataset="residents", code_column=None)
+    assert profile["text_anomalies"]["proposed_encoding"] == name
+    assert any(f"encoding: {name}" in f for f in profile["findings"])
+    unicode_only = profile_frame(df.assign(full_name=names), dataset="residents", code_column=None)
+    assert unicode_only["text_anomalies"]["proposed_encoding"] is None

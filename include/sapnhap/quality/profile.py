@@ -20,6 +20,10 @@ _UTF8_AS_LATIN1 = r"Ã[\u0080-\u00ff]|Æ°|Æ¡|Ä[\u0080-\u00ff‘’]|á[º»]
 # text shown as Windows-1252 ('Hµ Néi', 'Nguyeãn' uses ã after e, caught by the second part).
 _LEGACY_8BIT = r"[µ¶·¸¹º»¼½¾¿¦§¨©ª«¬®¯°±²³´ÆÇËÎÏÑÖ×ØÜÞßæçëîïñö÷øüþåäÅÄ]|[eE][ãâ]"
 _REPLACEMENT = "\ufffd"
+# Which legacy encoding: VNI writes a vowel then a mark shown as a Latin-1 letter ("Vieät"),
+# TCVN3 one symbol-looking byte per toned letter ("Hµ Néi", "ViÖt").
+_VNI_PAIR = r"[aeiouyAEIOUYôöÔÖ][ùøûõïâáàåãäêéèúüëÙØÛÕÏÂÁÀÅÃÄÊÉÈÚÜË]|[ñÑ][aeiouôöAEIOUÔÖ]"
+_TCVN3_SYMBOL = r"[\u00a1-\u00bf]"
 _SAMPLE = 5
 
 
@@ -39,18 +43,30 @@ def text_anomalies(series: pd.Series) -> dict[str, Any]:
     n = len(text)
     if n == 0:
         return {"values": 0, "decomposed_share": 0.0, "utf8_as_latin1_share": 0.0,
-                "legacy_8bit_share": 0.0, "replacement_char_share": 0.0}
+                "legacy_8bit_share": 0.0, "replacement_char_share": 0.0, "legacy_vni_values": 0,
+                "legacy_tcvn3_values": 0}
     decomposed = text != text.str.normalize("NFC")
     mojibake = text.str.contains(_UTF8_AS_LATIN1, regex=True)
     legacy = text.str.contains(_LEGACY_8BIT, regex=True) & ~mojibake
     replacement = text.str.contains(_REPLACEMENT, regex=False)
+    suspects = text[legacy]
     return {
         "values": int(n),
         "decomposed_share": float(decomposed.mean()),
         "utf8_as_latin1_share": float(mojibake.mean()),
         "legacy_8bit_share": float(legacy.mean()),
         "replacement_char_share": float(replacement.mean()),
+        "legacy_vni_values": int(suspects.str.contains(_VNI_PAIR, regex=True).sum()),
+        "legacy_tcvn3_values": int(suspects.str.contains(_TCVN3_SYMBOL, regex=True).sum()),
     }
+
+
+def proposed_encoding(anomalies: dict[str, Any]) -> str | None:
+    """The legacy codec (``tcvn3`` or ``vni``, see :mod:`sapnhap.codecs_vn`) the suspect values point to."""
+    vni, tcvn3 = anomalies.get("legacy_vni_values", 0), anomalies.get("legacy_tcvn3_values", 0)
+    if not (vni or tcvn3):
+        return None
+    return "vni" if vni > tcvn3 else "tcvn3"
 
 
 def profile_frame(
@@ -146,6 +162,9 @@ def profile_frame(
         "legacy_8bit_share": overall("legacy_8bit_share"),
         "replacement_char_share": overall("replacement_char_share"),
     }
+    profile["text_anomalies"]["proposed_encoding"] = proposed_encoding({
+        name: sum(v[name] for v in per_column.values()) for name in ("legacy_vni_values", "legacy_tcvn3_values")
+    })
     configured = date_formats or {}
     date_columns = [c.name for c in ds.columns if c.type in ("date", "timestamp") and c.name in df.columns]
     profile["date_formats"] = {
@@ -175,6 +194,8 @@ def _findings(p: dict[str, Any]) -> list[str]:
         out.append(f"{t['utf8_as_latin1_share']:.1%} giá trị văn bản nghi lỗi mã hoá (UTF-8 đọc nhầm).")
     if t["legacy_8bit_share"] > 0:
         out.append(f"{t['legacy_8bit_share']:.1%} giá trị văn bản nghi mã cũ TCVN3/VNI.")
+        if t.get("proposed_encoding"):
+            out.append(f"Đề xuất khai báo encoding: {t['proposed_encoding']} cho nguồn này (tệp xuất hoặc cột văn bản).")
     if t["replacement_char_share"] > 0:
         out.append(f"{t['replacement_char_share']:.1%} giá trị văn bản chứa ký tự lỗi (\ufffd).")
     return out
