@@ -258,8 +258,9 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
         ]
         with psycopg.connect(services.platform_dsn) as conn:
             conn.execute(
-                "UPDATE ops.batches SET message = concat_ws(' | ', message, %s::text) WHERE batch_id = %s",
-                (" ".join(f["reason_vi"] for f in date_findings), batch["batch_id"]),
+                """UPDATE ops.batches SET message = concat_ws(' | ', message, %(why)s::text)
+                   WHERE batch_id = %(batch)s AND position(%(why)s::text IN coalesce(message, '')) = 0""",
+                {"why": " ".join(f["reason_vi"] for f in date_findings), "batch": batch["batch_id"]},
             )
         log.warning("%s/%s: load blocked, date format not proven: %s", source.id, batch["dataset"],
                     "; ".join(f"{f['column']} {f['problem']}" for f in date_findings))

@@ -9,7 +9,7 @@ import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 from sapnhap import storage
-from sapnhap.pipeline import prepare_run
+from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.services import Services
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,10 @@ def test_swapped_date_format_blocks_the_dataset_naming_column_and_counts(
     rows = [dossier(f"BQ-{i}", recv=r, due="01/01/2025") for i, r in enumerate(received)]
     connection = sqlite_legacy(tmp_path / "bacquang.db", rows)
     prepare_run(services, "run-1")
-    counts = sync(services, source, connection, "run-1")
+    batch = extract_stage(services, source, "dossiers", connection, run_id="run-1", run_date="2026-11-20")
+    batch = transform_stage(services, source, batch)
+    validate_stage(services, source, batch)  # a retried task writes the reason once
+    counts = load_stage(services, source, backup_stage(services, source, validate_stage(services, source, batch)))
     assert counts["status"] == "blocked"
     assert counts["inserted"] == 0
     with psycopg.connect(platform_dsn) as conn:
@@ -38,7 +41,7 @@ def test_swapped_date_format_blocks_the_dataset_naming_column_and_counts(
         cursor = conn.execute("SELECT count(*) FROM ops.cursors").fetchone()[0]
     assert loaded == 0 and decision == "block" and cursor == 0
     assert "received_date" in message and "%m/%d/%Y" in message
-    assert "3 giá trị chỉ đọc được theo ngày/tháng/năm" in message
+    assert "3 giá trị chỉ đọc được theo ngày/tháng/năm" in message and message.count("received_date") == 1
     assert not any(r in message for r in received)
     manifest = storage.get_json(s3_config, manifest_key)
     validation = storage.get_json(s3_config, manifest["objects"]["validation"]["key"])
