@@ -74,6 +74,15 @@ def _mask(arr: pa.Array) -> np.ndarray:
     return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
 
 
+def _case_changed(before: str, after: str) -> bool:
+    """True when an upper-case value would gain lower-case letters ("NGÃ" + NBSP + "BA" is Vietnamese).
+
+    Mojibake of upper-case letters stays upper case (Đ shows as Ä and a C1 control); "Ã" + NBSP is
+    the mojibake of a lower-case à only.
+    """
+    return before == before.upper() and after != after.upper()
+
+
 def repair_mojibake(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Repair values that look like UTF-8 read as Windows-1252; returns (values, changed mask)."""
     import ftfy
@@ -85,7 +94,7 @@ def repair_mojibake(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     before = arr.take(pa.array(suspects)).to_pylist()
     # Only the pre-filtered values reach Python; ftfy decides whether each really is mojibake.
     after = [ftfy.fix_encoding(v) for v in before]
-    hit = np.array([a != b for a, b in zip(after, before, strict=True)], dtype=bool)
+    hit = np.array([a != b and not _case_changed(b, a) for a, b in zip(after, before, strict=True)], dtype=bool)
     if not hit.any():
         return arr, changed
     values = arr.to_numpy(zero_copy_only=False).astype(object)

@@ -59,16 +59,21 @@ def test_control_characters_nul_and_odd_spaces_are_cleaned_and_flagged(ref) -> N
 
 
 def test_mojibake_is_repaired_only_where_it_is_mojibake(ref) -> None:
-    good = ["Nguyễn Văn An", "NGÃ BA", "Đỗ Thị Ngã", "Hà Giang"]
+    good = ["Nguyễn Văn An", "NGÃ\u00a0BA", "Đỗ Thị Ngã", "Hà Giang"]
     # As a Windows tool shows UTF-8 bytes (undefined 1252 bytes such as Đ's 0x90 become C1 controls).
     broken = ["Tráº§n Thá»‹ BÃ¬nh", "Nguyễn Văn Đức".encode().decode("sloppy-windows-1252")]
     assert broken[1].startswith("Nguyá»…n VÄƒn Ä\x90")
     raw = _raw(6, nguoi_nop=[*good, *broken])
     result = transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
     frame = result.frame.set_index("dossier_code")
-    assert frame["applicant_name"].tolist() == [*good, "Trần Thị Bình", "Nguyễn Văn Đức"]
-    assert frame["text_repairs"].tolist() == [None] * 4 + ["applicant_name:mojibake"] * 2
-    assert (result.text_cleaned, result.text_repaired) == (0, 2)
+    assert frame["applicant_name"].tolist() == ["Nguyễn Văn An", "NGÃ BA", "Đỗ Thị Ngã", "Hà Giang",
+                                                "Trần Thị Bình", "Nguyễn Văn Đức"]
+    assert frame["text_repairs"].tolist() == [None, "applicant_name:cleaned", None, None] + ["applicant_name:mojibake"] * 2
+    assert (result.text_cleaned, result.text_repaired) == (1, 2)
+    # Upper-case mojibake is repaired too ("ĐÔNG" as a Windows tool shows its UTF-8 bytes).
+    upper = transform_frame(_raw(1, nguoi_nop=["ĐÔNG".encode().decode("sloppy-windows-1252")]),
+                            get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
+    assert upper.frame["applicant_name"].tolist() == ["ĐÔNG"] and upper.text_repaired == 1
 
 
 def test_repair_frame_leaves_non_text_and_missing_values() -> None:
