@@ -55,3 +55,26 @@ def test_swapped_date_format_blocks_the_dataset_naming_column_and_counts(
     with psycopg.connect(platform_dsn) as conn:
         day = conn.execute("SELECT received_date::text FROM core.dossiers WHERE dossier_code = 'BQ-3'").fetchone()[0]
     assert day == "2024-04-03"
+
+
+def test_assessment_names_the_date_column_before_the_first_load(
+    tmp_path: Path, platform_dsn: str, s3_config, smtp_sink
+) -> None:
+    from sapnhap.assessment import assess_source
+
+    services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
+    source = bacquang_dossiers_source()
+    mapping = source.datasets["dossiers"].model_copy(update={"date_format": "%m/%d/%Y"})
+    source = source.model_copy(update={"datasets": {"dossiers": mapping}})
+    received = [f"{d:02d}/0{m}/2024" for d in range(1, 29) for m in (3, 4)]
+    rows = [dossier(f"BQ-{i}", recv=r, due="01/01/2025") for i, r in enumerate(received)]
+    connection = sqlite_legacy(tmp_path / "bacquang.db", rows)
+    prepare_run(services, "run-0")
+    summary = assess_source(services, source, connection, run_id="run-0")
+    profile = storage.get_json(s3_config, summary["profile_key"])["dossiers"]
+    proof = profile["date_formats"]["received_date"]
+    assert (proof["problem"], proof["day_month_only"], proof["month_day_only"]) == ("contradicts", 32, 0)
+    assert profile["date_formats"]["due_date"]["problem"] is None
+    with psycopg.connect(platform_dsn) as conn:
+        findings = conn.execute("SELECT findings FROM ops.assessments WHERE source_id = %s", (source.id,)).fetchone()[0]
+    assert any("received_date" in f and "%m/%d/%Y" in f for f in findings["dossiers"])
