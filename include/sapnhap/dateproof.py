@@ -21,7 +21,8 @@ MONTH_DAY = "month/day"
 # quarantined on its own); a contradiction must also be at least this share of decisive values.
 MIN_CONTRADICTING = 3
 CONTRADICTING_SHARE = 0.05
-# This many values that read differently under both orders, and none that decides: unproven.
+# This many distinct day/month pairs that read differently under both orders, and none that
+# decides: unproven. Distinct, because one day's records all carry the same date.
 MIN_AMBIGUOUS = 20
 
 _NUMERIC_DATE = r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})(?:$|[\sT])"
@@ -54,13 +55,16 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
     first, second = first[valid], second[valid]
     day_month_only = int(((first > 12) & (second <= 12)).sum())
     month_day_only = int(((second > 12) & (first <= 12)).sum())
-    ambiguous = int(((first <= 12) & (second <= 12) & (first != second)).sum())
+    undecided = (first <= 12) & (second <= 12) & (first != second)
+    ambiguous = int(undecided.sum())
     evidence: dict[str, Any] = {
         "numeric": int(len(first)),
         "day_month_only": day_month_only,
         "month_day_only": month_day_only,
         "neither": int(((first > 12) & (second > 12)).sum()),
         "ambiguous": ambiguous,
+        # Distinct (day, month) pairs: a nightly batch of one day's records repeats one date many times.
+        "ambiguous_distinct": int(len(set(zip(first[undecided], second[undecided], strict=True)))),
         "configured": configured_order(fmt),
         "problem": None,
     }
@@ -74,7 +78,7 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
             # With no configured order, this is a column mixing both orders.
             if evidence["configured"] or min(day_month_only, month_day_only) >= MIN_CONTRADICTING:
                 evidence["problem"] = "contradicts"
-    if evidence["problem"] is None and decisive == 0 and ambiguous >= MIN_AMBIGUOUS:
+    if evidence["problem"] is None and decisive == 0 and evidence["ambiguous_distinct"] >= MIN_AMBIGUOUS:
         evidence["problem"] = "unproven"
     return evidence
 

@@ -44,6 +44,8 @@ def test_values_that_never_decide_the_order_are_unproven() -> None:
     undecided = [f"{d:02d}/{m:02d}/2024" for d in range(1, 13) for m in range(1, 4) if d != m]
     assert date_evidence(pd.Series(undecided), "%d/%m/%Y")["problem"] == "unproven"
     assert date_evidence(pd.Series(undecided[:5]), "%d/%m/%Y")["problem"] is None  # too few to say
+    # One day's records (a nightly batch) repeat one date: not evidence of anything.
+    assert date_evidence(pd.Series(["05/03/2024"] * 500), "%d/%m/%Y")["problem"] is None
     # Same day and month read the same either way: nothing to prove.
     assert date_evidence(pd.Series(["01/01/1950"] * 50), "%m/%d/%Y")["problem"] is None
     # ISO text cannot swap.
