@@ -310,6 +310,11 @@ def _columns_problem(source: Source, mapping: DatasetMapping, columns: list[str]
     missing = [c for c in needed if c not in columns]
     if not missing:
         return None
+    if len(missing) == len(needed) and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        return (
+            "Tệp dùng dấu chấm phẩy, tab hoặc | để phân cách cột; hệ thống chỉ đọc tệp CSV phân cách bằng dấu phẩy.",
+            "Xuất lại tệp dạng CSV phân cách bằng dấu phẩy (UTF-8).",
+        )
     if len(missing) == len(needed):
         return (
             "Tệp không có dòng tiêu đề (tên cột) đúng như cấu hình: không tìm thấy cột nào cần dùng.",

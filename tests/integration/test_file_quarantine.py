@@ -56,6 +56,11 @@ def test_unreadable_export_files_are_quarantined_and_the_others_load(
     (folder / "nhan_khau_02440.csv").write_text(
         "Mã NK,Số CCCD,Họ và tên\n9," + SECRET_ID + "," + SECRET_NAME + "\n", encoding="utf-8"
     )
+    # Semicolons for commas (a spreadsheet's regional setting).
+    (folder / "nhan_khau_02443.csv").write_text(
+        "\n".join([HEADER.replace(",", ";"), _row("9", SECRET_ID, SECRET_NAME, SECRET_BIRTH).replace(",", ";")]) + "\n",
+        encoding="utf-8",
+    )
     source = _residents_source()
     prepare_run(services, "run-1")
     with caplog.at_level(logging.DEBUG):
@@ -68,9 +73,11 @@ def test_unreadable_export_files_are_quarantined_and_the_others_load(
         loaded_files = [r[0] for r in conn.execute("SELECT file_name FROM ops.source_files").fetchall()]
         everything = str(conn.execute("SELECT * FROM ops.quarantined_files").fetchall())
         everything += str(conn.execute("SELECT * FROM ops.batches").fetchall())
-    assert [f[0] for f in files] == ["nhan_khau_02434.csv", "nhan_khau_02437.csv", "nhan_khau_02440.csv"]
+    assert [f[0] for f in files] == ["nhan_khau_02434.csv", "nhan_khau_02437.csv", "nhan_khau_02440.csv",
+                                     "nhan_khau_02443.csv"]
     assert all(f[1] == "export" and f[3] and f[4] == "open" for f in files)
     assert "tiêu đề" in files[0][2] and "bảng mã" in files[1][2] and "thiếu các cột" in files[2][2]
+    assert "chấm phẩy" in files[3][2]
     assert loaded_files == ["nhan_khau_02431.csv"]
     logged = caplog.text
     for secret in (SECRET_ID, SECRET_NAME, SECRET_BIRTH, "Huy"):
@@ -82,7 +89,7 @@ def test_unreadable_export_files_are_quarantined_and_the_others_load(
     assert again["status"] == "loaded"
     with psycopg.connect(services.platform_dsn) as conn:
         assert conn.execute("SELECT count(*), min(last_batch_id) FROM ops.quarantined_files").fetchone() == (
-            3, "run-2|tq_yenson_xa_exports|residents"
+            4, "run-2|tq_yenson_xa_exports|residents"
         )
 
     # The owner sends the header-less file again with its header: it loads and its quarantine closes.
@@ -97,7 +104,7 @@ def test_unreadable_export_files_are_quarantined_and_the_others_load(
             "SELECT file_name, status, resolved_batch_id FROM ops.quarantined_files ORDER BY file_name"
         ).fetchall()
     assert states[0] == ("nhan_khau_02434.csv", "resolved", "run-3|tq_yenson_xa_exports|residents")
-    assert [s[1] for s in states[1:]] == ["open", "open"]
+    assert [s[1] for s in states[1:]] == ["open", "open", "open"]
 
 
 def test_file_pattern_cannot_read_outside_the_connection_folder(tmp_path: Path, services: Services) -> None:
