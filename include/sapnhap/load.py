@@ -69,8 +69,9 @@ class LoadRefusedError(RuntimeError):
     """The platform refuses so many rows of a batch that the cause is not a row; nothing loaded."""
 
 
-# How many rows of one batch may be refused one by one before the refusal is taken for a
-# systematic fault (a column type changed on the platform): bisection then would be slow and wrong.
+# How many rows of one batch (at least; or 1% of it) may be refused one by one before the refusal
+# is taken for a systematic fault (a column type changed on the platform): bisection then would be
+# slow and wrong.
 MAX_REFUSED = 100
 REFUSED_EXPECTATION = "platform_refused"
 
@@ -123,6 +124,7 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
     refused: list[tuple[object, str | None, str]] = []
+    limit = max(MAX_REFUSED, len(frame) // 100)
     pending = [frame] if len(frame) else []
     while pending:
         part = pending.pop()
@@ -135,9 +137,9 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
                 pending += [part.iloc[mid:], part.iloc[:mid]]
                 continue
             refused.append((part.index[0], _refused_column(exc, part.iloc[0], columns), exc.sqlstate or ""))
-            if len(refused) > MAX_REFUSED:
+            if len(refused) > limit:
                 raise LoadRefusedError(
-                    f"{table}: PostgreSQL refused more than {MAX_REFUSED} rows ({exc.sqlstate}, column "
+                    f"{table}: PostgreSQL refused more than {limit} rows ({exc.sqlstate}, column "
                     f"{refused[-1][1]}); a column type or constraint of the platform does not fit the data"
                 ) from None
     out = frame.loc[[r[0] for r in refused]].copy()

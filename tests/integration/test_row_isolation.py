@@ -114,3 +114,33 @@ def test_a_refused_row_through_the_nightly_stages_reconciles_and_stays_open(
     assert recon == [(3, 2, 1, True), (3, 2, 1, True)]
     assert refused == [("HS2|99999999999", "step_no", "open", "run-2|hg_vixuyen_motcua|dossier_steps")]
     assert batches == [(1,), (1,)]
+
+
+def test_a_platform_fault_refusing_every_row_fails_the_batch_and_names_no_value(
+    platform_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sapnhap import load
+
+    monkeypatch.setattr(load, "MAX_REFUSED", 2)
+    frame = _steps([_step(f"HS{i}", "1") for i in range(6)])
+    # A DBA narrowed a column: every row is refused, which is the platform's fault, not the rows'.
+    with psycopg.connect(platform_dsn) as conn:
+        conn.execute("ALTER TABLE core.dossier_steps ALTER COLUMN handler TYPE varchar(3)")
+    with psycopg.connect(platform_dsn) as conn, pytest.raises(load.LoadRefusedError) as err, conn.transaction():
+        merge_batch(conn, dataset="dossier_steps", batch_id="b1", valid=frame)
+    assert "handler" in str(err.value) and "Nguyễn" not in str(err.value)
+    with psycopg.connect(platform_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM core.dossier_steps").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 0
+
+
+def test_a_value_too_long_for_the_platform_column_is_quarantined_alone(platform_dsn: str) -> None:
+    with psycopg.connect(platform_dsn) as conn:
+        conn.execute("ALTER TABLE core.dossier_steps ALTER COLUMN handler TYPE varchar(20)")
+    frame = _steps([_step("HS1", "1"), _step("HS2", "1", handler="Nguyễn Thị Phương Thảo Nguyên Khôi"), _step("HS3", "1")])
+    with psycopg.connect(platform_dsn) as conn, conn.transaction():
+        counts = merge_batch(conn, dataset="dossier_steps", batch_id="b1", valid=frame)
+    assert (counts.inserted, counts.quarantined) == (2, 1)
+    with psycopg.connect(platform_dsn) as conn:
+        row = conn.execute("SELECT source_key, column_name, reason_vi FROM ops.quarantine").fetchone()
+    assert row[:2] == ("HS2|1", "handler") and "dài hơn" in row[2]
