@@ -23,12 +23,15 @@ COLUMNS = {"citizen_id": "so_cccd", "full_name": "ho_ten", "birth_date": "ngay_s
 
 
 def _source(kind: str, **dataset: object) -> Source:
-    spec = {"table": "nhan_khau", "primary_key": ["id"], "cursor": "cap_nhat", "columns": COLUMNS, **dataset}
-    return Source.model_validate(
+    """A valid source, then ``dataset`` settings set past the YAML validation: the extract's own checks are tested."""
+    spec = {"table": "nhan_khau", "primary_key": ["id"], "cursor": "cap_nhat", "columns": COLUMNS}
+    source = Source.model_validate(
         {"id": "tq_legacy_dancu", "name": "Dân cư", "kind": kind, "conn_id": "legacy_x",
          "old_units": {"province": "08"}, "owners": ["it@tuyenquang.gov.vn.example"],
          "datasets": {"residents": spec}}
     )
+    mapping = source.datasets["residents"].model_copy(update=dataset)
+    return source.model_copy(update={"datasets": {"residents": mapping}})
 
 
 @pytest.fixture
