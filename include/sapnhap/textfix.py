@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 TEXT_REPAIRS_COLUMN = "text_repairs"
 CLEANED = "cleaned"
 MOJIBAKE = "mojibake"
+DECODED = "decoded"
+LEGACY_CODECS = ("tcvn3", "vni")
 
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
 _CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}"
@@ -61,6 +63,7 @@ class TextRepairs:
     flags: pd.Series  # text per row: "column:kind;column:kind", or None when nothing changed
     cleaned_rows: int
     repaired_rows: int
+    decoded_rows: int = 0
 
 
 def _as_arrow(series: pd.Series) -> pa.Array | None:
@@ -112,30 +115,75 @@ def clean_controls(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return cleaned, dirty
 
 
-def repair_frame(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[pd.DataFrame, TextRepairs]:
+# Windows-1252's characters for bytes 0x80-0x9F, back to their bytes.
+_CP1252_BACK = {bytes([b]).decode("cp1252"): b for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+
+
+def _legacy_bytes(text: str) -> bytes | None:
+    """The 8-bit bytes a database showed as Windows-1252/Latin-1 text; None if the text is real Unicode."""
+    out = bytearray()
+    for ch in text:
+        b = _CP1252_BACK.get(ch, ord(ch))
+        if b > 0xFF:
+            return None
+        out.append(b)
+    return bytes(out)
+
+
+def decode_legacy(arr: pa.Array, codec: str) -> tuple[pa.Array, np.ndarray]:
+    """Re-read text a database returned as 8-bit Latin text through a legacy codec (``tcvn3``, ``vni``)."""
+    import sapnhap.codecs_vn  # noqa: F401 - registers the codecs
+
+    suspects = np.flatnonzero(_mask(pc.match_substring_regex(arr, r"[\x{80}-\x{ff}\x{152}-\x{2122}]")))
+    changed = np.zeros(len(arr), dtype=bool)
+    if not suspects.size:
+        return arr, changed
+    before = arr.take(pa.array(suspects)).to_pylist()
+    raw = [_legacy_bytes(v) for v in before]
+    after = [v if b is None else b.decode(codec, errors="replace") for v, b in zip(before, raw, strict=True)]
+    hit = np.array([a != b for a, b in zip(after, before, strict=True)], dtype=bool)
+    if not hit.any():
+        return arr, changed
+    values = arr.to_numpy(zero_copy_only=False).astype(object)
+    values[suspects[hit]] = np.array(after, dtype=object)[hit]
+    changed[suspects[hit]] = True
+    return pa.array(values, type=pa.string()), changed
+
+
+def repair_frame(
+    frame: pd.DataFrame, columns: dict[str, str], *, legacy_codec: str | None = None
+) -> tuple[pd.DataFrame, TextRepairs]:
     """Clean and repair the text of ``columns`` (frame column -> name used in the flags).
 
+    ``legacy_codec`` (``tcvn3`` or ``vni``): the values are a legacy encoding's bytes that a
+    database returned as Windows-1252/Latin-1 text; they are decoded first (flag ``decoded``).
     Returns a copy with the repaired values and the per-row flags; other columns are untouched.
     """
     out = frame.copy()
     flags = np.full(len(frame), "", dtype=object)
     cleaned_any = np.zeros(len(frame), dtype=bool)
     repaired_any = np.zeros(len(frame), dtype=bool)
+    decoded_any = np.zeros(len(frame), dtype=bool)
     for col, label in columns.items():
         if col not in frame.columns or not len(frame):
             continue
         arr = _as_arrow(frame[col])
         if arr is None:
             continue
-        arr, repaired = repair_mojibake(arr)
+        none = np.zeros(len(frame), dtype=bool)
+        # Legacy-encoded text is not mojibake: its Latin letters are the codec's, not UTF-8's.
+        arr, decoded = decode_legacy(arr, legacy_codec) if legacy_codec else (arr, none)
+        arr, repaired = (arr, none) if legacy_codec else repair_mojibake(arr)
         arr, cleaned = clean_controls(arr)
-        if not (repaired.any() or cleaned.any()):
+        if not (repaired.any() or cleaned.any() or decoded.any()):
             continue
         out[col] = pd.Series(arr.to_numpy(zero_copy_only=False), index=frame.index, dtype="object")
+        flags = np.where(decoded, flags + f"{label}:{DECODED};", flags)
         flags = np.where(repaired, flags + f"{label}:{MOJIBAKE};", flags)
         flags = np.where(cleaned, flags + f"{label}:{CLEANED};", flags)
         cleaned_any |= cleaned
         repaired_any |= repaired
+        decoded_any |= decoded
     text = pd.Series(flags, index=frame.index, dtype="object").str.rstrip(";")
     text = text.where(text != "", None)
-    return out, TextRepairs(text, int(cleaned_any.sum()), int(repaired_any.sum()))
+    return out, TextRepairs(text, int(cleaned_any.sum()), int(repaired_any.sum()), int(decoded_any.sum()))

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.dateproof import date_findings
 from sapnhap.sources import DatasetMapping, Source
+from sapnhap.textfix import LEGACY_CODECS, TEXT_REPAIRS_COLUMN, repair_frame
 from sapnhap.verify import legacy_row_hashes
-from sapnhap.textfix import TEXT_REPAIRS_COLUMN, repair_frame
 
 MERGER_DATE = pd.Timestamp("2025-07-01")
 ISO_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
@@ -32,7 +32,7 @@ class TransformResult:
     frame: pd.DataFrame
     merged_duplicates: pd.DataFrame
     text_cleaned: int = 0  # rows whose text lost control/zero-width characters or non-breaking spaces
-    text_repaired: int = 0  # rows whose text was mojibake, repaired
+    text_repaired: int = 0  # rows whose text was mojibake, repaired, or in a declared legacy encoding, decoded
     date_findings: list[dict] = field(default_factory=list)  # date columns whose format is not proven
 
 
@@ -201,7 +201,9 @@ def transform_frame(
     # Text is cleaned at the boundary: the key and every mapped value, before anything parses them.
     labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
     labels.update({k: labels.get(k, k) for k in mapping.primary_key})
-    raw, repairs = repair_frame(raw, labels)
+    # A database column holding TCVN3/VNI bytes comes back as Latin text: decoded with the declared codec.
+    codec = mapping.encoding.lower().replace("-", "_")
+    raw, repairs = repair_frame(raw, labels, legacy_codec=codec if source.kind != "files" and codec in LEGACY_CODECS else None)
     # Dates proven by the values, not assumed from the source file (counts only, never values).
     date_formats = {
         col.name: mapping.date_format if col.type == "date" else mapping.timestamp_format
@@ -232,7 +234,7 @@ def transform_frame(
     frame["unit_scheme"] = "old"
     frame = frame.reset_index(drop=True)
     frame.insert(0, "_row_id", np.arange(len(frame), dtype="int64"))
-    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows, findings)
+    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows + repairs.decoded_rows, findings)
 
 
 def _map_units(

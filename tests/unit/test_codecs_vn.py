@@ -100,3 +100,30 @@ def test_the_assessment_proposes_the_legacy_encoding_it_sees(name: str) -> None:
     assert any(f"encoding: {name}" in f for f in profile["findings"])
     unicode_only = profile_frame(df.assign(full_name=names), dataset="residents", code_column=None)
     assert unicode_only["text_anomalies"]["proposed_encoding"] is None
+
+
+@pytest.mark.parametrize("name", ["tcvn3", "vni"])
+def test_a_database_source_declares_a_legacy_encoding_and_its_rows_are_flagged(name: str) -> None:
+    from sapnhap.reference import load_reference
+    from sapnhap.transform import transform_frame
+
+    source = get_source("hg_vixuyen_motcua")  # PostgreSQL: the driver returns the legacy bytes as Latin text
+    mapping = source.datasets["dossiers"].model_copy(update={"encoding": name})
+    source = source.model_copy(update={"datasets": {"dossiers": mapping}})
+    names = ["Nguyễn Văn An", "Đỗ Thị Huệ"]
+    raw = pd.DataFrame({
+        "id": ["1", "2"], "ma_ho_so": ["HS1", "HS2"], "ma_thu_tuc": "1.001",
+        "ten_thu_tuc": "Đăng ký khai sinh".encode(name).decode("latin-1"),
+        "nguoi_nop": [n.encode(name).decode("cp1252", errors="ignore") if name == "vni" else n.encode(name).decode("latin-1")
+                      for n in names],
+        "so_cccd": "002090012345", "ma_xa": "00703", "dia_chi_chi_tiet": "Thon Ban Man",
+        "ngay_nhan": "01/02/2024", "ngay_hen_tra": "05/02/2024", "ngay_tra": None, "trang_thai": "Đã tiếp nhận".encode(name).decode("latin-1"),
+        "ngay_cap_nhat": "2024-02-01 10:00:00",
+    })
+    result = transform_frame(raw, source, "dossiers", reference=load_reference())
+    frame = result.frame.set_index("dossier_code")
+    assert frame["applicant_name"].tolist() == names
+    assert frame["procedure_name"].tolist() == ["Đăng ký khai sinh"] * 2
+    assert frame["status"].tolist() == ["received"] * 2  # mapped from the decoded legacy value
+    assert all("applicant_name:decoded" in f for f in frame["text_repairs"])
+    assert result.text_repaired == 2
