@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sapnhap.sources import DatasetMapping, Source
+from sapnhap.sources import DatasetMapping, Source, SourceConfigError
 from sapnhap.storage import sha256_file
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,6 @@ def _quoted(source: Source, dataset: str, field_name: str, name: str) -> str:
     legacy server.
     """
     from sqlalchemy.dialects import mysql, postgresql, sqlite
-
-    from sapnhap.sources import SourceConfigError
 
     if not _IDENTIFIER_RE.fullmatch(name.replace("$", "_")):
         raise SourceConfigError(
@@ -328,8 +326,6 @@ def _columns_problem(source: Source, mapping: DatasetMapping, columns: list[str]
 
 def _confined(folder: Path, pattern: str, source: Source, dataset: str) -> list[Path]:
     """The files ``pattern`` matches, all inside ``folder``; a pattern reaching out is a settings error."""
-    from sapnhap.sources import SourceConfigError
-
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
         raise SourceConfigError(
             f"{source.id}.yaml: datasets.{dataset}.file_pattern must be a pattern inside the connection's folder "
