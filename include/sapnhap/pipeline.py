@@ -210,7 +210,7 @@ def transform_stage(services: Services, source: Source, batch: dict) -> dict:
     objects = dict(batch["objects"])
     objects["transformed"] = _put_frame(services, prefix + "transformed.parquet", result.frame)
     objects["merged_in_batch"] = _put_frame(services, prefix + "merged_in_batch.parquet", result.merged_duplicates)
-    with psycopg.connect(services.platform_dsn) as conn:
+    with db.connect(services.platform_dsn, "transform") as conn:
         conn.execute(
             "UPDATE ops.batches SET text_cleaned = %s, text_repaired = %s WHERE batch_id = %s",
             (result.text_cleaned, result.text_repaired, batch["batch_id"]),
@@ -256,7 +256,7 @@ def validate_stage(services: Services, source: Source, batch: dict) -> dict:
                                                    ("numeric", "day_month_only", "month_day_only", "ambiguous", "neither")}}
             for f in date_findings
         ]
-        with psycopg.connect(services.platform_dsn) as conn:
+        with db.connect(services.platform_dsn, "validate") as conn:
             conn.execute(
                 """UPDATE ops.batches SET message = concat_ws(' | ', message, %(why)s::text)
                    WHERE batch_id = %(batch)s AND position(%(why)s::text IN coalesce(message, '')) = 0""",
