@@ -198,9 +198,11 @@ def transform_frame(
     missing = [c for c in mapping.primary_key if c not in raw.columns]
     if missing:
         raise ValueError(f"{source.id}/{dataset}: primary key columns missing from extract: {missing}")
-    # Text is cleaned at the boundary: the key and every mapped value, before anything parses them.
+    # Text is cleaned at the boundary: every mapped value, before anything parses it. The record's
+    # identity (source_key, and the legacy row hash sapnhap.verify compares inside the legacy
+    # database) stays the text as extracted, so a repaired record is the same legacy row.
+    extracted = raw
     labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
-    labels.update({k: labels.get(k, k) for k in mapping.primary_key})
     # A database column holding TCVN3/VNI bytes comes back as Latin text: decoded with the declared codec.
     codec = mapping.encoding.lower().replace("-", "_")
     raw, repairs = repair_frame(raw, labels, legacy_codec=codec if source.kind != "files" and codec in LEGACY_CODECS else None)
@@ -213,11 +215,13 @@ def transform_frame(
     findings = date_findings(dates, date_formats)
     frame = _canonical(raw, ds, mapping)
     frame[TEXT_REPAIRS_COLUMN] = repairs.flags
-    frame.insert(0, "source_key", _source_key(raw, mapping.primary_key))
+    # PostgreSQL cannot store a NUL: the only character a key loses.
+    frame.insert(0, "source_key", pd.Series(_source_key(extracted, mapping.primary_key), index=raw.index, dtype="object")
+                 .str.replace("\x00", "", regex=False))
     frame.insert(0, "source_id", source.id)
     frame["record_hash"] = row_hash(frame, ds.column_names)
     # The legacy row as extracted, hashed as sapnhap.verify hashes it inside the legacy database.
-    frame["legacy_row_hash"] = legacy_row_hashes(raw, mapping)
+    frame["legacy_row_hash"] = legacy_row_hashes(extracted, mapping)
     frame, merged = _dedupe(frame, ds)
 
     if ds.has_unit:
