@@ -29,9 +29,12 @@ import pendulum
 from airflow.sdk import AssetAlias, TaskGroup, dag, get_current_context, task, task_group
 
 from sapnhap.airflow_support import CORE_TABLES_ALIAS, default_args, nightly_params
-from sapnhap.sources import load_sources
+from sapnhap.sources import load_registry
 
-SOURCES = load_sources()  # declarative files only: no connection or database is touched at parse time
+# Declarative files only: no connection or database is touched at parse time. An invalid file
+# disables its source only (a failing task below); the DAG still imports and the others run.
+REGISTRY = load_registry()
+SOURCES = list(REGISTRY.sources)
 CORE_TABLES = AssetAlias(CORE_TABLES_ALIAS)
 # Per-batch stage tasks: one summary line in the log instead of Airflow's dump of the returned
 # dict, and each mapped instance named by its dataset in the UI.
@@ -238,6 +241,20 @@ def sapnhap_nightly() -> None:
                 dataset=list(source.datasets)
             )
             started >> assessed >> group
+
+    for bad in REGISTRY.invalid:
+        with TaskGroup(group_id=bad.group_id, tooltip=f"invalid source file {bad.path.name}"):
+
+            # No retry: the file does not fix itself, and each try would mail the owners again.
+            @task(task_id="source_file_invalid", retries=0)
+            def source_file_invalid(path: str = str(bad.path)) -> None:
+                from sapnhap.airflow_support import services_from_airflow
+                from sapnhap.sources import fail_invalid_source
+
+                run_id, _ = _run_ids()
+                fail_invalid_source(services_from_airflow(), path, run_id=run_id)
+
+            source_file_invalid()
 
     # Leaves: a failed dataset or an unreconciled batch fails the run, and the owners of what ran
     # are still told (these run whatever happened upstream).

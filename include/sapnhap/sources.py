@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -142,8 +143,18 @@ class Source(BaseModel):
 
 
 def sources_dir() -> Path:
-    """Where source files live: ``SAPNHAP_SOURCES_DIR`` or ``include/sources``."""
-    return Path(os.environ.get("SAPNHAP_SOURCES_DIR") or DEFAULT_SOURCES_DIR)
+    """Where source files live: ``SAPNHAP_SOURCES_DIR`` (its first folder) or ``include/sources``."""
+    return source_dirs()[0]
+
+
+def source_dirs() -> list[Path]:
+    """Every folder of source files: ``SAPNHAP_SOURCES_DIR`` (folders joined by ``os.pathsep``) or ``include/sources``.
+
+    Several folders let the data team try its own sources beside the demo's (``--sources-dir``).
+    """
+    value = os.environ.get("SAPNHAP_SOURCES_DIR") or ""
+    dirs = [Path(p) for p in value.split(os.pathsep) if p]
+    return dirs or [DEFAULT_SOURCES_DIR]
 
 
 def parse_source(path: Path) -> Source:
@@ -152,6 +163,8 @@ def parse_source(path: Path) -> Source:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SourceConfigError(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceConfigError(f"{path}: cannot be read: {type(exc).__name__}") from None
     if not isinstance(raw, dict):
         raise SourceConfigError(f"{path}: expected a mapping at the top level")
     try:
@@ -166,20 +179,142 @@ def parse_source(path: Path) -> Source:
     return source
 
 
+@dataclass(frozen=True)
+class InvalidSource:
+    """A source file that does not validate: that source is disabled, the others run."""
+
+    path: Path
+    message: str
+    owners: tuple[str, ...] = ()
+    # Airflow-safe and unique in the DAG: the file stem, where the source's task group would be.
+    group_id: str = ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The valid sources (sorted by id) and the files that were disabled, with why."""
+
+    sources: tuple[Source, ...]
+    invalid: tuple[InvalidSource, ...] = field(default_factory=tuple)
+
+
+def readable_owners(path: Path) -> tuple[str, ...]:
+    """The owner addresses a broken file still lets us read (empty if none can be read)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return ()
+    owners = raw.get("owners") if isinstance(raw, dict) else None
+    if not isinstance(owners, list):
+        return ()
+    return tuple(o.strip() for o in owners if isinstance(o, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", o.strip()))
+
+
 @lru_cache(maxsize=8)
-def _load(directory: str) -> tuple[Source, ...]:
-    files = sorted(Path(directory).glob("*.yaml"))
-    return tuple(parse_source(f) for f in files)
+def _load(directories: tuple[str, ...]) -> Registry:
+    valid: dict[str, Source] = {}
+    invalid: list[InvalidSource] = []
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.yaml")):
+            try:
+                source = parse_source(path)
+            except SourceConfigError as exc:
+                invalid.append(InvalidSource(path, str(exc), readable_owners(path)))
+                continue
+            if source.id in valid:
+                invalid.append(InvalidSource(
+                    path, f"{path}: id: source {source.id!r} is already defined in {valid[source.id].path}",
+                    tuple(source.owners),
+                ))
+                continue
+            valid[source.id] = source
+    taken = set(valid)
+    named = []
+    for bad in invalid:
+        group_id = re.sub(r"[^A-Za-z0-9_-]", "_", bad.path.stem) or "unnamed"
+        while group_id in taken:
+            group_id += "_invalid"
+        taken.add(group_id)
+        named.append(InvalidSource(bad.path, bad.message, bad.owners, group_id))
+    return Registry(tuple(sorted(valid.values(), key=lambda s: s.id)), tuple(named))
+
+
+def _dirs(directory: Path | None) -> tuple[str, ...]:
+    return (str(directory),) if directory is not None else tuple(str(d) for d in source_dirs())
+
+
+def load_registry(directory: Path | None = None) -> Registry:
+    """Every source file of the registry: the valid sources and the invalid files, never an exception.
+
+    One broken file disables that source only (the nightly shows a failing task for it and tells
+    its owners); the other sources run.
+    """
+    return _load(_dirs(directory))
 
 
 def load_sources(directory: Path | None = None) -> list[Source]:
-    """All sources of the registry, sorted by id."""
-    return list(_load(str(directory or sources_dir())))
+    """The valid sources of the registry, sorted by id (see :func:`load_registry` for the invalid files)."""
+    return list(load_registry(directory).sources)
 
 
 def get_source(source_id: str, directory: Path | None = None) -> Source:
-    """The source with this id, or a clear error."""
-    for s in load_sources(directory):
+    """The source with this id, or a clear error (the file's own error when that file is invalid)."""
+    registry = load_registry(directory)
+    for s in registry.sources:
         if s.id == source_id:
             return s
-    raise SourceConfigError(f"no source {source_id!r} in {directory or sources_dir()}")
+    for bad in registry.invalid:
+        if bad.path.stem == source_id:
+            raise SourceConfigError(bad.message)
+    raise SourceConfigError(f"no source {source_id!r} in {', '.join(_dirs(directory))}")
+
+
+def invalid_source_error(path: str | Path) -> SourceConfigError:
+    """The clear error of a source file that does not validate (file and field named)."""
+    path = Path(path)
+    try:
+        source = parse_source(path)
+    except SourceConfigError as exc:
+        return exc
+    return SourceConfigError(
+        f"{path}: the file of source {source.id!r} was invalid when the DAG was parsed; it is valid now, "
+        "the source runs from the next parse"
+    )
+
+
+DATA_TEAM_EMAIL_ENV = "SAPNHAP_DATA_TEAM_EMAIL"
+
+
+def data_team_address(fallback: str) -> str:
+    """Where mail goes when a source file names no readable owner: ``SAPNHAP_DATA_TEAM_EMAIL`` or ``fallback``."""
+    return os.environ.get(DATA_TEAM_EMAIL_ENV) or fallback
+
+
+def fail_invalid_source(services, path: str | Path, *, run_id: str | None = None) -> None:  # noqa: ANN001 - Services
+    """The nightly task of an invalid source file: tell its owners, then raise the file/field error.
+
+    The owners are those the broken file still names; if none can be read, the data team
+    (``SAPNHAP_DATA_TEAM_EMAIL``, else the sender address). A mail server that cannot be reached
+    does not hide the configuration error: both are in the raised message.
+    """
+    from sapnhap.reports.mail import new_message
+    from sapnhap.reports.send import ReportDeliveryError, send_messages
+
+    path = Path(path)
+    error = invalid_source_error(path)
+    owners = list(readable_owners(path)) or [data_team_address(services.smtp.from_addr)]
+    msg = new_message(
+        f"[sapnhap] Tệp cấu hình nguồn {path.name} không hợp lệ: nguồn này tạm dừng đồng bộ",
+        services.smtp.from_addr, ", ".join(owners), run_id=run_id,
+    )
+    msg.set_content(
+        f"Tệp cấu hình nguồn dữ liệu {path.name} không hợp lệ nên nguồn này không được đồng bộ trong đêm nay.\n"
+        "Các nguồn khác vẫn đồng bộ bình thường.\n\n"
+        f"Lỗi (tệp và trường cần sửa):\n{error}\n\n"
+        "Cách sửa: sửa trường nêu trên trong tệp YAML, rồi chạy lại; nguồn sẽ được đồng bộ từ lần chạy sau.\n"
+    )
+    try:
+        send_messages(services.smtp, [msg], what="invalid-source notices")
+    except ReportDeliveryError as exc:
+        raise SourceConfigError(f"{error} (the owners could not be told: {exc})") from None
+    raise error

@@ -143,3 +143,30 @@ def test_the_nightly_imports_with_no_valid_source(tmp_path: Path, monkeypatch: p
     bag = DagBag(dag_folder=str(DAGS_DIR / "sapnhap_nightly.py"))
     assert bag.import_errors == {}
     assert bag.dags["sapnhap_nightly"].params["sources"] == []
+
+
+def test_a_broken_source_file_disables_that_source_only(dagbag, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from sapnhap.sources import DEFAULT_SOURCES_DIR
+
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    for name in ("hg_thudientu.yaml", "tq_sonduong_dancu.yaml"):
+        shutil.copy(DEFAULT_SOURCES_DIR / name, folder / name)
+    broken = folder / "hg_vixuyen_motcua.yaml"
+    broken.write_text((DEFAULT_SOURCES_DIR / broken.name).read_text(encoding="utf-8").replace(
+        "kind: postgres", "kind: postgress"), encoding="utf-8")
+    monkeypatch.setenv("SAPNHAP_SOURCES_DIR", str(folder))
+    bag = DagBag(dag_folder=str(DAGS_DIR / "sapnhap_nightly.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["sapnhap_nightly"]
+    for source_id in ("hg_thudientu", "tq_sonduong_dancu"):
+        assert f"{source_id}.datasets.process" in dag.task_dict
+    assert "hg_vixuyen_motcua.datasets.extract" not in dag.task_dict
+    failing = dag.task_dict["hg_vixuyen_motcua.source_file_invalid"]
+    assert failing.retries == 0 and failing.owner == "sapnhap-data-team"
+    assert failing.python_callable.__defaults__ == (str(broken),)  # the task raises that file's error

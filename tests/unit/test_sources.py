@@ -80,3 +80,79 @@ def test_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("id: [unclosed", encoding="utf-8")
     with pytest.raises(SourceConfigError, match="not valid YAML"):
         parse_source(path)
+
+
+def _registry_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder with one good source and one whose owners are readable but whose kind is a typo."""
+    folder = tmp_path / "sources"
+    folder.mkdir(parents=True)
+    _write(folder, GOOD)
+    broken = _write(folder, {**GOOD, "id": "hg_typo_motcua", "kind": "postgress",
+                             "owners": ["cntt@vixuyen.gov.vn.example"]})
+    return folder, broken
+
+
+def test_one_broken_file_disables_that_source_only(tmp_path: Path) -> None:
+    from sapnhap.sources import get_source, load_registry
+
+    folder, broken = _registry_dir(tmp_path)
+    registry = load_registry(folder)
+    assert [s.id for s in registry.sources] == ["hg_test_motcua"]
+    assert load_sources(folder) == list(registry.sources)
+    [bad] = registry.invalid
+    assert bad.path == broken and bad.group_id == "hg_typo_motcua"
+    assert str(broken) in bad.message and "kind" in bad.message
+    assert bad.owners == ("cntt@vixuyen.gov.vn.example",)
+    with pytest.raises(SourceConfigError, match="kind"):
+        get_source("hg_typo_motcua", folder)
+    assert get_source("hg_test_motcua", folder).id == "hg_test_motcua"
+
+
+def test_sources_from_several_folders_and_a_duplicate_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from sapnhap.sources import load_registry, source_dirs
+
+    first, _ = _registry_dir(tmp_path / "a")
+    second = tmp_path / "b"
+    second.mkdir()
+    _write(second, {**GOOD, "id": "hg_other_motcua"})
+    _write(second, GOOD)  # the same id as in the first folder
+    monkeypatch.setenv("SAPNHAP_SOURCES_DIR", os.pathsep.join([str(first), str(second)]))
+    assert source_dirs() == [first, second]
+    registry = load_registry()
+    assert [s.id for s in registry.sources] == ["hg_other_motcua", "hg_test_motcua"]
+    dup = [b for b in registry.invalid if "already defined" in b.message]
+    assert len(dup) == 1 and dup[0].group_id == "hg_test_motcua_invalid"
+
+
+def test_the_invalid_source_task_tells_its_owners_and_fails_naming_file_and_field(tmp_path: Path, smtp_sink) -> None:
+    from sapnhap.embedded import read_mail
+    from sapnhap.services import Services
+    from sapnhap.sources import fail_invalid_source
+
+    smtp, mail_dir = smtp_sink
+    _, broken = _registry_dir(tmp_path)
+    services = Services(platform_dsn="", smtp=smtp)
+    with pytest.raises(SourceConfigError, match="kind") as err:
+        fail_invalid_source(services, broken, run_id="r1")
+    assert str(broken) in str(err.value)
+    [mail] = read_mail(mail_dir)
+    assert mail["To"] == "cntt@vixuyen.gov.vn.example"
+    assert broken.name in str(mail["Subject"]) and "kind" in mail.get_content()
+
+
+def test_a_file_without_readable_owners_tells_the_data_team(tmp_path: Path, smtp_sink,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from sapnhap.embedded import read_mail
+    from sapnhap.services import Services
+    from sapnhap.sources import fail_invalid_source
+
+    smtp, mail_dir = smtp_sink
+    monkeypatch.setenv("SAPNHAP_DATA_TEAM_EMAIL", "dulieu@tinh.gov.vn.example")
+    path = tmp_path / "hg_garbled.yaml"
+    path.write_text("id: [unclosed\nowners: x", encoding="utf-8")
+    with pytest.raises(SourceConfigError, match="not valid YAML"):
+        fail_invalid_source(Services(platform_dsn="", smtp=smtp), path)
+    [mail] = read_mail(mail_dir)
+    assert mail["To"] == "dulieu@tinh.gov.vn.example"
