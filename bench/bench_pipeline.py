@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
             s3=S3Config(endpoint_url=f"http://127.0.0.1:{s3_port}", access_key="bench", secret_key="bench"),
             smtp=SmtpConfig(host="127.0.0.1", port=smtp_port),
         )
+        from sapnhap.platform import ensure_platform
+
+        ensure_platform(services.platform_dsn)  # `python -m sapnhap migrate`: the nightly does no DDL
 
         t0 = time.perf_counter()
         plan = province.plan(args.residents, args.dossiers, args.sources, servers)

@@ -208,15 +208,10 @@ def build_handover(services: Services, run_id: str | None = None, *, sources: li
                 key = f"handover/{storage.safe_run_id(run_id)}/{record.old_unit_code}.html"
                 stored = storage.put_bytes(services.s3, key, html.encode("utf-8"), "text/html; charset=utf-8")
                 record.object_key, record.sha256 = stored.key, stored.sha256
+                # Append-only for the loader: an open run's records are written again only through
+                # this function (migration 0003), never by UPDATE.
                 conn.execute(
-                    """INSERT INTO ops.handover_records (run_id, old_unit_code, old_unit_level, old_unit_name, source_ids,
-                           new_unit_codes, crosswalk_version, datasets, object_key, sha256)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-                       ON CONFLICT (run_id, old_unit_code) DO UPDATE SET old_unit_level = EXCLUDED.old_unit_level,
-                           old_unit_name = EXCLUDED.old_unit_name, source_ids = EXCLUDED.source_ids,
-                           new_unit_codes = EXCLUDED.new_unit_codes, crosswalk_version = EXCLUDED.crosswalk_version,
-                           datasets = EXCLUDED.datasets, object_key = EXCLUDED.object_key, sha256 = EXCLUDED.sha256,
-                           created_at = now()""",
+                    "SELECT ops.record_handover(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
                     (*content, record.object_key, record.sha256),
                 )
                 written += 1

@@ -69,12 +69,16 @@ def _put_frame(services: Services, key: str, frame: pd.DataFrame) -> dict:
 
 
 def prepare_run(services: Services, run_id: str) -> dict:
-    """Create or update the platform schema, publish the reference data, open the run."""
-    from sapnhap.platform import ensure_platform
+    """Check the platform schema is at this code's revision, publish the reference data, open the run.
+
+    No DDL: the nightly runs as the loader role; ``python -m sapnhap migrate`` (the owner) changes
+    the schema. A platform behind this code fails here with :class:`~sapnhap.migrations.SchemaVersionError`.
+    """
+    from sapnhap.migrations import check_schema
     from sapnhap.reference import load_reference
     from sapnhap.reference.platform import publish_reference
 
-    ensure_platform(db.dsn_for(services.platform_dsn, "prepare"))
+    check_schema(db.dsn_for(services.platform_dsn, "prepare"))
     ref = load_reference()
     publish_reference(db.dsn_for(services.platform_dsn, "prepare"), ref)
     storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env(),
@@ -430,14 +434,10 @@ def load_stage(services: Services, source: Source, batch: dict) -> dict:
         record_batch_counts(conn, batch_id=batch_id, status="blocked" if blocked else "loaded", counts=counts,
                             failed_ratio=manifest["failed_ratio"], decision=manifest["decision"])
         record_loaded_backup(conn, batch["manifest_key"], manifest, "blocked" if blocked else "loaded")
+        # The audit trail is append-only for the loader: a retry in an open run records again
+        # through this function only (migration 0003), never by UPDATE.
         conn.execute(
-            """INSERT INTO ops.reconciliation (run_id, batch_id, source_id, dataset, extracted, loaded, quarantined,
-                   merged_duplicates, not_loaded_blocked, ok)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true)
-               ON CONFLICT (run_id, source_id, dataset) DO UPDATE SET batch_id = EXCLUDED.batch_id,
-                   extracted = EXCLUDED.extracted, loaded = EXCLUDED.loaded, quarantined = EXCLUDED.quarantined,
-                   merged_duplicates = EXCLUDED.merged_duplicates, not_loaded_blocked = EXCLUDED.not_loaded_blocked,
-                   ok = true, checked_at = now()""",
+            "SELECT ops.record_reconciliation(%s, %s, %s, %s, %s, %s, %s, %s, %s, true)",
             (batch_id.split("|")[0], batch_id, source.id, dataset, counts.extracted, counts.loaded,
              counts.quarantined, counts.merged, counts.blocked),
         )

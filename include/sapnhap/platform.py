@@ -8,6 +8,9 @@ All DDL is idempotent: applying it again changes nothing.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
 import psycopg
 
 from sapnhap.datasets import DATASETS, Column, Dataset
@@ -320,6 +323,20 @@ def _column_ddl(col: Column) -> str:
     return f"{col.name} {PG_TYPES[col.type]}"
 
 
+def history_function_sql(t: str, names: Sequence[str]) -> str:
+    """The trigger function that copies the previous version of a ``core.<t>`` row into ``history.<t>``."""
+    return f"""-- SECURITY DEFINER: history is written by this trigger only; the loader role cannot insert,
+-- update, delete or truncate history rows itself (see ensure_roles).
+CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO history.{t} ({", ".join(names)}, valid_to, change)
+    VALUES ({", ".join("OLD." + n for n in names)}, now(), lower(TG_OP));
+    RETURN NULL;
+END $$;
+"""
+
+
 def dataset_ddl(ds: Dataset) -> str:
     """DDL of the core table, its history table and the trigger that keeps history."""
     t = ds.name
@@ -360,16 +377,7 @@ CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
     change text NOT NULL
 );
 {added}CREATE INDEX IF NOT EXISTS {t}_history_key ON history.{t} ({key});
--- SECURITY DEFINER: history is written by this trigger only; the loader role cannot insert,
--- update, delete or truncate history rows itself (see ensure_roles).
-CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    INSERT INTO history.{t} ({", ".join(names)}, valid_to, change)
-    VALUES ({", ".join("OLD." + n for n in names)}, now(), lower(TG_OP));
-    RETURN NULL;
-END $$;
-DROP TRIGGER IF EXISTS keep_history ON core.{t};
+{history_function_sql(t, names)}DROP TRIGGER IF EXISTS keep_history ON core.{t};
 CREATE TRIGGER keep_history AFTER UPDATE OR DELETE ON core.{t}
     FOR EACH ROW EXECUTE FUNCTION history.keep_{t}();
 """
@@ -410,8 +418,12 @@ def lookup_ddl(ds: Dataset) -> str:
     ``core.find_<t>_by_new_unit(code, as_of)``: the same by new province/commune code.
     ``core.find_<t>_by_old_unit_name(name, as_of)``: by old commune/district name, accents optional.
     """
-    t = ds.name
-    names = ", ".join([c.name for c in ds.columns] + [n for n, _ in LINEAGE_DDL])
+    return lookup_functions_sql(ds.name, [c.name for c in ds.columns] + [n for n, _ in LINEAGE_DDL])
+
+
+def lookup_functions_sql(t: str, columns: Sequence[str]) -> str:
+    """The lookup functions of ``core.<t>``; ``columns`` in the table's column order (its row type)."""
+    names = ", ".join(columns)
     as_of_rows = f"""
         SELECT {names} FROM core.{t} WHERE valid_from < (as_of + 1)
         UNION ALL
@@ -444,14 +456,21 @@ def platform_ddl() -> str:
     return "\n".join(parts)
 
 
-def ensure_platform(dsn: str) -> None:
-    """Create or update the platform schema (idempotent; serialized by an advisory lock)."""
-    from sapnhap.reference.platform import ensure_schema as ensure_registry_schema
+def ensure_platform(dsn: str, revision: str = "head") -> str:
+    """Bring the platform to this code's schema (``python -m sapnhap migrate``); return the revision.
 
-    with psycopg.connect(dsn, autocommit=False) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('sapnhap.ensure_platform'))")
-        ensure_registry_schema(conn)  # the lookup views read registry.units
-        conn.execute(platform_ddl())
+    Applies the numbered migrations (:mod:`sapnhap.migrations`) with the connected user, who must
+    own the schemas, then (re)grants the least-privilege roles (:func:`ensure_roles`). The nightly
+    never calls this: it runs as the loader and only checks the revision.
+    """
+    from sapnhap.migrations import upgrade
+
+    applied = upgrade(dsn, revision)
+    if not ensure_roles(dsn):
+        logging.getLogger(__name__).warning(
+            "the roles %s do not exist and this user may not create them: a DBA runs "
+            "`python -m sapnhap migrate` once with a user that has CREATEROLE", ", ".join(ROLES))
+    return applied
 
 
 LOADER_ROLE = "sapnhap_loader"
@@ -462,15 +481,34 @@ ROLES = (LOADER_ROLE, ANALYST_ROLE, AUDITOR_ROLE)
 # Least privilege (R4). Group roles (NOLOGIN); grant them to login users:
 #   CREATE ROLE etl_airflow LOGIN PASSWORD '...' IN ROLE sapnhap_loader;
 #   GRANT sapnhap_analyst TO nguyen_van_a;
-# No role gets TRUNCATE, and only the owner can DROP. History is written by the SECURITY
-# DEFINER trigger only: every role reads it, none writes it.
+# Only the owner (who runs the migrations) changes the schema, drops, or disables triggers.
+# History is written by the SECURITY DEFINER trigger only: every role reads it, none writes it.
+# The ops audit trail is append-only for the loader: it inserts; it updates only the columns a
+# sync moves forward (cursors, batch and run status, quarantine status); reconciliation and
+# handover records of an open run are recorded again through ops.record_* (migration 0003).
+# Applied again after every migration (GRANT ... ON ALL TABLES covers only the tables that exist).
 _GRANTS = f"""
-GRANT USAGE ON SCHEMA core, history, ops, registry TO {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
-REVOKE ALL ON ALL TABLES IN SCHEMA core, history, ops, registry FROM {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA core, ops TO {LOADER_ROLE};
+GRANT USAGE ON SCHEMA core, history, ops, registry, accounts TO {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
+REVOKE ALL ON ALL TABLES IN SCHEMA core, history, ops, registry, accounts FROM {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ops FROM PUBLIC, {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA core TO {LOADER_ROLE};
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ops TO {LOADER_ROLE};
+GRANT UPDATE (cursor_value, batch_id, updated_at) ON ops.cursors TO {LOADER_ROLE};
+GRANT UPDATE (status, extracted, merged_in_batch, quarantined, warned, inserted, updated, unchanged,
+              merged_cross_source, cursor_from, cursor_to, failed_ratio, decision, manifest_key, message, committed_at)
+    ON ops.batches TO {LOADER_ROLE};
+GRANT UPDATE (status, finished_at, message) ON ops.runs TO {LOADER_ROLE};
+GRANT UPDATE (last_batch_id, last_seen, status, resolved_batch_id) ON ops.quarantine TO {LOADER_ROLE};
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ops TO {LOADER_ROLE};
 GRANT SELECT ON ALL TABLES IN SCHEMA history, registry TO {LOADER_ROLE};
+-- The nightly publishes the reference version its code ships (rows only; the tables are migrated).
+GRANT INSERT ON registry.reference_versions, registry.units, registry.crosswalk, registry.split_rules TO {LOADER_ROLE};
+GRANT UPDATE (new_commune_code, demo) ON registry.split_rules TO {LOADER_ROLE};
 GRANT INSERT, UPDATE ON registry.review_queue TO {LOADER_ROLE};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA ops TO {LOADER_ROLE};
+-- accounts.* is derived data the accounts DAG rebuilds whole on every run.
+GRANT SELECT, INSERT, TRUNCATE ON ALL TABLES IN SCHEMA accounts TO {LOADER_ROLE};
+GRANT UPDATE ON accounts.runs TO {LOADER_ROLE};
 GRANT SELECT ON ALL TABLES IN SCHEMA core, history, registry TO {ANALYST_ROLE};
 GRANT SELECT ON ops.runs, ops.batches, ops.reconciliation, ops.merged_duplicates, ops.handover_records TO {ANALYST_ROLE};
 -- Quarantine rows without the payload: it is the whole legacy record, personal data unmasked.
@@ -478,7 +516,7 @@ GRANT SELECT (quarantine_id, source_id, dataset, source_key, expectation, column
               fix_vi, severity, status, first_batch_id, last_batch_id, resolved_batch_id, first_seen, last_seen)
     ON ops.quarantine TO {ANALYST_ROLE};
 GRANT SELECT ON ops.warnings TO {ANALYST_ROLE};
-GRANT SELECT ON ALL TABLES IN SCHEMA core, history, ops, registry TO {AUDITOR_ROLE};
+GRANT SELECT ON ALL TABLES IN SCHEMA core, history, ops, registry, accounts TO {AUDITOR_ROLE};
 """
 
 

@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="the Airflow UI on the embedded services (after `demo`); Ctrl-C stops it")
     ui.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".sapnhap")
     ui.add_argument("--port", type=int, default=8080)
+    migrate = sub.add_parser("migrate", help="apply the platform migrations as its owner (SAPNHAP_PLATFORM_URL), "
+                             "then grant the least-privilege roles")
+    migrate.add_argument("--to", default="head", help="the revision to reach (default: the newest)")
+    migrate.add_argument("--check", action="store_true", help="only check the platform is at this code's revision")
     restore = sub.add_parser("restore", help="rebuild a dataset of the platform from the verified backups")
     restore.add_argument("--dataset", required=True)
     restore.add_argument("--source", help="only this legacy system's part of the dataset")
@@ -295,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--confirm", action="store_true",
                          help="write into core; without it a restore into core prints its plan and writes nothing")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return run_migrate(args.to, check=args.check)
     if args.command == "restore":
         return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into,
                            confirm=args.confirm)
@@ -306,6 +312,32 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(pools_of(load_sources()), indent=2))
         return 0
     return 2
+
+
+def run_migrate(revision: str, *, check: bool) -> int:
+    """``python -m sapnhap migrate``: the platform of ``SAPNHAP_PLATFORM_URL`` (its owner's account)."""
+    import os
+
+    from sapnhap.migrations import SchemaVersionError, check_schema, current
+    from sapnhap.platform import ensure_platform
+    from sapnhap.services import postgres_dsn_from_url
+
+    url = os.environ.get("SAPNHAP_PLATFORM_URL")
+    if not url:
+        print("[sapnhap] set SAPNHAP_PLATFORM_URL to the platform, as its owner (see .env.example)", file=sys.stderr)
+        return 2
+    dsn = postgres_dsn_from_url(url)
+    if check:
+        try:
+            print(f"[sapnhap] platform schema at revision {check_schema(dsn)}: up to date")
+        except SchemaVersionError as exc:
+            print(f"[sapnhap] {exc}", file=sys.stderr)
+            return 1
+        return 0
+    before = current(dsn)
+    after = ensure_platform(dsn, revision)
+    print(f"[sapnhap] platform schema: {before or 'none'} -> {after}")
+    return 0
 
 
 def run_restore(dataset: str, *, source_id: str | None, as_of_run: str | None, target_schema: str,

@@ -58,6 +58,9 @@ def synced(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str, s3_serve
     mail.start()
     services = Services(platform_dsn=make_conninfo(**params), s3=s3,
                         smtp=SmtpConfig(host="127.0.0.1", port=port, from_addr="sapnhap@test.example"))
+    from sapnhap.platform import ensure_platform
+
+    ensure_platform(services.platform_dsn)  # `python -m sapnhap migrate`, as in every deployment
     world = generate_world(tmp / "world", seed=23, size=15, pg_dsn=pg_admin_dsn, db_prefix=f"lr{uuid.uuid4().hex[:6]}")
     try:
         _run(services, world, "r1")

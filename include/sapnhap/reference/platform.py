@@ -123,7 +123,13 @@ _CROSSWALK_COLUMNS = ["reference_version", "old_unit_level", "old_province_code"
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
-    """Create the registry schema, tables and views if missing."""
+    """Create the registry schema, tables and views if missing.
+
+    On a platform the migrations built they exist, and nothing runs: no DDL, which the loader
+    role may not do (and which would lock the tables the lookups read).
+    """
+    if conn.execute("SELECT to_regclass(%s)", (f"{schema}.review_queue",)).fetchone()[0] is not None:
+        return
     conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema)))
 
 

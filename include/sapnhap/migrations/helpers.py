@@ -1,0 +1,62 @@
+"""What platform migrations use: run SQL as written, add a canonical column to a dataset.
+
+Migrations are frozen: they act on the schema the database holds (its columns, read back),
+never on what ``datasets.py`` says today.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from alembic import op
+from psycopg import sql
+
+from sapnhap.platform import history_function_sql, lookup_functions_sql
+
+
+def _driver() -> psycopg.Connection:
+    # The migration's own transaction; psycopg runs a parameterless script as written ($$, %, ::).
+    return op.get_bind().connection.driver_connection
+
+
+def execute_sql(script: str) -> None:
+    """Run a SQL script (several statements) in the migration's transaction."""
+    _driver().execute(script)
+
+
+def execute_sql_file(path: Path) -> None:
+    """Run a ``.sql`` file kept beside a migration."""
+    execute_sql(path.read_text(encoding="utf-8"))
+
+
+def table_columns(schema: str, table: str) -> list[str]:
+    """Columns of a table in their order (the table's row type)."""
+    rows = _driver().execute(
+        """SELECT attname FROM pg_attribute
+           WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def refresh_dataset_functions(table: str) -> None:
+    """Recreate the history trigger function and the lookup functions of ``core.<table>``.
+
+    Both list the table's columns: after a column is added they must be recreated, or history
+    rows lose the column and the lookup functions no longer match the row type.
+    """
+    columns = table_columns("core", table)
+    script = history_function_sql(table, columns)
+    if "old_commune_code" in columns and "new_commune_code" in columns:
+        script += lookup_functions_sql(table, columns)
+    execute_sql(script)
+
+
+def add_dataset_column(table: str, column: str, pg_type: str) -> None:
+    """Add a canonical column to ``core.<table>`` and ``history.<table>`` (nullable), then refresh functions."""
+    conn = _driver()
+    for schema in ("core", "history"):
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+            sql.Identifier(schema, table), sql.Identifier(column), sql.SQL(pg_type)))
+    refresh_dataset_functions(table)
