@@ -456,16 +456,17 @@ def platform_ddl() -> str:
     return "\n".join(parts)
 
 
-def ensure_platform(dsn: str, revision: str = "head") -> str:
+def ensure_platform(dsn: str, revision: str = "head", *, repair: bool = False) -> str:
     """Bring the platform to this code's schema (``python -m sapnhap migrate``); return the revision.
 
     Applies the numbered migrations (:mod:`sapnhap.migrations`) with the connected user, who must
     own the schemas, then (re)grants the least-privilege roles (:func:`ensure_roles`). The nightly
-    never calls this: it runs as the loader and only checks the revision.
+    never calls this: it runs as the loader and only checks the revision. ``repair`` replays every
+    migration to recreate what was dropped (``migrate --repair``, before a restore).
     """
     from sapnhap.migrations import upgrade
 
-    applied = upgrade(dsn, revision)
+    applied = upgrade(dsn, revision, repair=repair)
     if not ensure_roles(dsn):
         logging.getLogger(__name__).warning(
             "the roles %s do not exist and this user may not create them: a DBA runs "

@@ -136,7 +136,7 @@ def test_load_killed_mid_batch_leaves_nothing_and_reloads_once(world, services: 
             with psycopg.connect(services.platform_dsn) as probe:
                 waiting = probe.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE 'INSERT INTO ops.reconciliation%%'"
+                    " AND query LIKE '%%ops.record_reconciliation%%'"
                 ).fetchone()[0]
             time.sleep(0.1)
         assert waiting, "the load never reached its last statement"
@@ -368,7 +368,7 @@ def test_dropped_dataset_is_restored_from_backups_with_identical_checksums(world
     with psycopg.connect(services.platform_dsn) as c:
         before = table_fingerprint(c, table, "residents")
         c.execute("DROP TABLE core.residents CASCADE")  # the lookup functions go with it
-    ensure_platform(services.platform_dsn)
+    ensure_platform(services.platform_dsn, repair=True)  # `python -m sapnhap migrate --repair`
     report = restore_dataset(services, "residents", confirm=True)
     with psycopg.connect(services.platform_dsn) as c:
         after = table_fingerprint(c, table, "residents")

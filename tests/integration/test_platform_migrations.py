@@ -258,3 +258,20 @@ def test_python_m_sapnhap_migrate(fresh_db: str, monkeypatch: pytest.MonkeyPatch
     assert main(["migrate"]) == 0
     assert f"none -> {head()}" in capsys.readouterr().out
     assert main(["migrate", "--check"]) == 0 and current(fresh_db) == head()
+
+
+def test_repair_recreates_a_dropped_table_after_a_column_migration(scratch_db: str, tmp_path: Path) -> None:
+    extra = tmp_path / "versions"
+    extra.mkdir()
+    (extra / "9001_residents_ethnicity.py").write_text(NEW_COLUMN_MIGRATION.format(head=head()))
+    upgrade(scratch_db, version_locations=[extra])
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("DROP TABLE core.dossiers CASCADE")  # by hand, before a restore
+    assert upgrade(scratch_db, version_locations=[extra]) == "9001"  # nothing to do: the version is current
+    assert upgrade(scratch_db, version_locations=[extra], repair=True) == "9001"
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT to_regclass('core.dossiers')").fetchone()[0] is not None
+        conn.execute("SELECT * FROM core.find_dossiers_by_old_unit('02338')").fetchall()
+        _release_0_1_0_rows(scratch_db)
+        found = conn.execute("SELECT ethnicity FROM core.find_residents_by_old_unit('02338')").fetchall()
+    assert found == [(None,)]

@@ -61,15 +61,23 @@ def current(dsn: str) -> str | None:
     return row[0] if row else None
 
 
-def upgrade(dsn: str, revision: str = "head", *, version_locations: list[Path] | None = None) -> str:
+def upgrade(dsn: str, revision: str = "head", *, version_locations: list[Path] | None = None,
+            repair: bool = False) -> str:
     """Apply the migrations up to ``revision`` (one transaction, serialized by an advisory lock); return it.
 
     A platform created before migrations existed (by ``ensure_platform`` of release 0.1.0) is
     upgraded in place: revision 0001 is exactly that schema and only creates what is missing.
+
+    ``repair``: replay every migration from the first, in the same single transaction, to bring
+    back what was dropped by hand (a core table before a restore). This works because every
+    migration only creates what is missing (``IF NOT EXISTS``, ``CREATE OR REPLACE``); function
+    bodies are checked when the last migration that touches them has run, not before.
     """
     from alembic import command
 
-    command.upgrade(_config(dsn, version_locations), revision)
+    cfg = _config(dsn, version_locations)
+    cfg.attributes["repair"] = repair
+    command.upgrade(cfg, revision)
     return current(dsn) or ""
 
 
