@@ -5,6 +5,10 @@
 - an SMTP sink from ``aiosmtpd`` that keeps every message as an ``.eml`` file
 - Airflow with a SQLite metadata database under ``.sapnhap/airflow``
 
+The platform database is owned by its own login (``<db>_owner``, who runs the migrations when
+the stack starts) and the nightly's Airflow connection is a login in the ``sapnhap_loader`` group
+(``<db>_etl``): least privilege as shipped, on the embedded default too.
+
 Each is replaced by a real server when its URL is in the environment:
 ``SAPNHAP_PLATFORM_URL`` (postgresql://...), ``SAPNHAP_S3_URL`` (s3://key:secret@host:port/bucket),
 ``SAPNHAP_SMTP_URL`` (smtp://host:port).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+import psycopg.sql
 
 from sapnhap.services import (
     PLATFORM_CONN_ID,
@@ -81,11 +87,22 @@ class Stack:
     smtp: SmtpConfig
     mail_dir: Path | None
     _stoppers: list = field(default_factory=list)
+    # Logins of the platform database: {"owner": (user, password), "loader": (user, password)}.
+    logins: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @property
     def platform_dsn(self) -> str:
+        """The platform as the server's admin (for the demo's own checks, never for Airflow)."""
         p = self.platform
         return libpq_dsn(p["host"], p.get("port"), p.get("login"), p.get("password"), p["schema"])
+
+    def login_dsn(self, which: str) -> str:
+        """The platform as its ``owner`` (migrations) or its ``loader`` login (the nightly)."""
+        user, password = self.logins.get(which, (None, None))
+        if user is None:
+            return self.platform_dsn
+        p = self.platform
+        return libpq_dsn(p["host"], p.get("port"), user, password, p["schema"])
 
     def admin_dsn(self, dbname: str = "postgres") -> str:
         p = self.platform
@@ -103,7 +120,56 @@ class Stack:
         self.stop()
 
 
-def _start_postgres(workdir: Path, stoppers: list) -> dict[str, object]:
+def _login_names(dbname: str) -> tuple[str, str]:
+    base = dbname[:52]
+    return f"{base}_owner", f"{base}_etl"
+
+
+def _logins_file(workdir: Path) -> Path:
+    return workdir / "platform-logins.json"
+
+
+def _platform_logins(workdir: Path, admin: dict[str, object], dbname: str) -> dict[str, tuple[str, str | None]]:
+    """Create the platform database owned by its owner login, and the loader login; return both.
+
+    The passwords are random, kept in ``<workdir>/platform-logins.json`` (0600) for `make airflow-ui`.
+    A platform database made before (by an older demo, owned by the admin) keeps its owner: the
+    migrations then run as the admin.
+    """
+    from sapnhap.platform import LOADER_ROLE, ROLES
+
+    owner, loader = _login_names(dbname)
+    saved = _logins_file(workdir)
+    known = json.loads(saved.read_text()) if saved.exists() else {}
+    passwords = {name: known.get(name) or secrets.token_urlsafe(24) for name in (owner, loader)}
+    admin_dsn = libpq_dsn(admin["host"], admin["port"], admin["login"], admin["password"], "postgres")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for role in ROLES:  # cluster-wide group roles; another stack may create them at the same moment
+            conn.execute(f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        for name, member_of in ((owner, None), (loader, LOADER_ROLE)):
+            ident = psycopg.sql.Identifier(name)
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE").format(ident))
+            conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, psycopg.sql.Literal(passwords[name])))
+            if member_of:
+                conn.execute(psycopg.sql.SQL("GRANT {} TO {}").format(psycopg.sql.Identifier(member_of), ident))
+        row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if row is None:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                psycopg.sql.Identifier(dbname), psycopg.sql.Identifier(owner)))
+            db_owner = owner
+        else:
+            db_owner = row[0]
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved.touch(mode=0o600)
+    saved.chmod(0o600)
+    saved.write_text(json.dumps(passwords))
+    logins = {"loader": (loader, passwords[loader])}
+    logins["owner"] = (owner, passwords[owner]) if db_owner == owner else (str(admin["login"]), admin["password"])
+    return logins
+
+
+def _start_postgres(workdir: Path, stoppers: list) -> tuple[dict[str, object], dict[str, tuple[str, str | None]]]:
     url = os.environ.get("SAPNHAP_PLATFORM_URL")
     if not url:
         import pgserver
@@ -115,11 +181,8 @@ def _start_postgres(workdir: Path, stoppers: list) -> dict[str, object]:
     admin = dict(host=params.get("host"), port=params.get("port"),
                  login=params.get("user") or "postgres", password=params.get("password") or None)
     dbname = (params.get("dbname") if url else "") or PLATFORM_DB
-    with psycopg.connect(libpq_dsn(admin["host"], admin["port"], admin["login"], admin["password"], "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-    return {**admin, "schema": dbname}
+    logins = _platform_logins(workdir, admin, dbname)
+    return {**admin, "schema": dbname}, logins
 
 
 def _start_s3(stoppers: list) -> S3Config:
@@ -154,21 +217,25 @@ def _start_smtp(workdir: Path, stoppers: list, *, keep_mail: bool = False) -> tu
 
 
 def start_stack(workdir: Path, *, keep_mail: bool = False) -> Stack:
-    """Start (or connect to) PostgreSQL, S3 and SMTP; stop them with :meth:`Stack.stop`.
+    """Start (or connect to) PostgreSQL, S3 and SMTP, migrate the platform as its owner; stop with :meth:`Stack.stop`.
 
     The mail folder starts empty unless ``keep_mail`` (the UI keeps the demo's emails).
     """
+    from sapnhap.platform import ensure_platform
+
     workdir.mkdir(parents=True, exist_ok=True)
     stoppers: list = []
     try:
-        platform = _start_postgres(workdir, stoppers)
+        platform, logins = _start_postgres(workdir, stoppers)
         s3 = _start_s3(stoppers)
         smtp, mail_dir = _start_smtp(workdir, stoppers, keep_mail=keep_mail)
+        stack = Stack(workdir, platform, s3, smtp, mail_dir, stoppers, logins)
+        ensure_platform(stack.login_dsn("owner"))  # `python -m sapnhap migrate`, as the owner
     except BaseException:
         for stop in reversed(stoppers):
             stop()
         raise
-    return Stack(workdir, platform, s3, smtp, mail_dir, stoppers)
+    return stack
 
 
 def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir: Path | None = None) -> dict[str, str]:
@@ -195,9 +262,11 @@ def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir
     if sources_dir is not None:
         env["SAPNHAP_SOURCES_DIR"] = str(sources_dir)
     p = stack.platform
+    # The nightly runs as the loader login: no DDL, append-only audit trail (sapnhap.platform).
+    loader, loader_password = stack.logins.get("loader", (p.get("login"), p.get("password")))
     env["AIRFLOW_CONN_" + PLATFORM_CONN_ID.upper()] = json.dumps(
-        {"conn_type": "postgres", "host": p["host"], "port": p.get("port"), "login": p.get("login"),
-         "password": p.get("password"), "schema": p["schema"]}
+        {"conn_type": "postgres", "host": p["host"], "port": p.get("port"), "login": loader,
+         "password": loader_password, "schema": p["schema"]}
     )
     env["AIRFLOW_CONN_" + S3_CONN_ID.upper()] = json.dumps(
         {"conn_type": "aws", "login": stack.s3.access_key, "password": stack.s3.secret_key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import psycopg
 from sapnhap import storage
 from sapnhap.embedded import PROJECT_ROOT, Stack, airflow, airflow_env, prepare_airflow, start_stack
 from sapnhap.services import Services
-from sapnhap.sources import load_sources
+from sapnhap.sources import DEFAULT_SOURCES_DIR, Registry, load_registry, load_sources
 
 DAG_ID = "sapnhap_nightly"
 ACCOUNTS_DAG_ID = "sapnhap_accounts"
@@ -108,27 +109,77 @@ def platform_summary(dsn: str) -> pd.DataFrame:
     )
 
 
+def private_tree(path: Path) -> None:
+    """Make a folder and everything under it readable by this user only (0700 folders, 0600 files)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o700 if p.is_dir() else 0o600)
+
+
 def snapshot_bucket(stack: Stack, dest: Path) -> int:
-    """Copy the bucket to a folder (the embedded S3 lives in memory and ends with the run)."""
+    """Copy the bucket to a folder readable by this user only (the embedded S3 ends with the run).
+
+    The copy holds every backup object: raw legacy rows with personal data (citizen IDs, names,
+    birth dates, addresses), the manifests, the handover records and the GX data docs.
+    """
     keys = storage.list_keys(stack.s3, "")
-    for key in keys:
-        storage.get_file(stack.s3, key, dest / key)
+    private_tree(dest)
+    old_umask = os.umask(0o077)  # no moment where a file is readable by others
+    try:
+        for key in keys:
+            storage.get_file(stack.s3, key, dest / key)
+    finally:
+        os.umask(old_umask)
+    private_tree(dest)  # folders and files an older demo left behind
     return len(keys)
 
 
-def run_demo(workdir: Path, *, size: int, seed: int, runs: int) -> int:
-    """The README's main command; returns a process exit code."""
+def use_sources_dirs(extra: list[Path]) -> tuple[Registry, dict[str, str]]:
+    """Point this process (and the Airflow it starts) at the demo's sources plus ``extra`` folders.
+
+    Returns the registry and the Airflow connections the extra sources declare (``connection:``);
+    a connection already in the environment (``AIRFLOW_CONN_<CONN_ID>``) is kept.
+    """
+    dirs = list(dict.fromkeys([DEFAULT_SOURCES_DIR, *(d.resolve() for d in extra)]))
+    os.environ["SAPNHAP_SOURCES_DIR"] = os.pathsep.join(str(d) for d in dirs)
+    registry = load_registry()
+    connections = {
+        s.conn_id: s.local_connection()
+        for s in registry.sources
+        if s.local_connection() and Path(s.path or "").parent != DEFAULT_SOURCES_DIR
+        and "AIRFLOW_CONN_" + s.conn_id.upper() not in os.environ
+    }
+    return registry, connections
+
+
+def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: list[Path] | None = None) -> int:
+    """The README's main command; returns a process exit code.
+
+    ``sources_dirs``: the data team's own source YAMLs (and, for files/sqlite, their data), run
+    by the nightly beside the demo's.
+    """
     from sapnhap.demo.generator import generate_world
 
     workdir = workdir.resolve()
-    sources = load_sources()
+    registry, own_connections = use_sources_dirs(sources_dirs or [])
+    sources = list(registry.sources)
+    for bad in registry.invalid:
+        print(f"[sapnhap] source file disabled (the nightly shows a failing task for it): {bad.message}",
+              file=sys.stderr)
+    if sources_dirs:
+        own = [s.id for s in sources if Path(s.path or "").parent != DEFAULT_SOURCES_DIR]
+        print(f"[sapnhap] your sources, run beside the demo's: {', '.join(own) or 'none valid'}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o700)  # backups, mail and the platform logins inside: this user only
     print(f"[sapnhap] starting embedded services in {workdir}")
     with start_stack(workdir) as stack:
         print(f"[sapnhap] generating the demo world (size={size}, seed={seed})")
         world = generate_world(workdir / "world", seed=seed, size=size, pg_dsn=stack.admin_dsn(), db_prefix="legacy")
-        env = airflow_env(stack, world.connections)
+        connections = {**world.connections, **own_connections}
+        env = airflow_env(stack, connections)
         # `make airflow-ui` reuses the demo world's legacy systems (their secrets stay in .sapnhap/, never committed).
-        (workdir / "connections.json").write_text(json.dumps(world.connections, indent=2))
+        (workdir / "connections.json").write_text(json.dumps(connections, indent=2))
         print("[sapnhap] preparing Airflow (SQLite metadata DB, pools)")
         prepare_airflow(env, pools_of(sources))
         for n in range(1, runs + 1):
@@ -283,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--size", type=int, default=200, help="rows per legacy dataset, roughly")
     demo.add_argument("--seed", type=int, default=20250701)
     demo.add_argument("--runs", type=int, default=2, help="nightly runs in a row (the second must change nothing)")
+    demo.add_argument("--sources-dir", type=Path, action="append", default=[], dest="sources_dirs",
+                      help="a folder of your own source YAMLs, run beside the demo's (repeatable)")
     sub.add_parser("pools", help="print the Airflow pools of the source registry (for `airflow pools import`)")
     ui = sub.add_parser("ui", help="the Airflow UI on the embedded services (after `demo`); Ctrl-C stops it")
     ui.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".sapnhap")
@@ -291,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                              "then grant the least-privilege roles")
     migrate.add_argument("--to", default="head", help="the revision to reach (default: the newest)")
     migrate.add_argument("--check", action="store_true", help="only check the platform is at this code's revision")
+    migrate.add_argument("--repair", action="store_true",
+                         help="replay every migration to recreate what was dropped (e.g. a core table, before a restore)")
     restore = sub.add_parser("restore", help="rebuild a dataset of the platform from the verified backups")
     restore.add_argument("--dataset", required=True)
     restore.add_argument("--source", help="only this legacy system's part of the dataset")
@@ -300,12 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="write into core; without it a restore into core prints its plan and writes nothing")
     args = parser.parse_args(argv)
     if args.command == "migrate":
-        return run_migrate(args.to, check=args.check)
+        return run_migrate(args.to, check=args.check, repair=args.repair)
     if args.command == "restore":
         return run_restore(args.dataset, source_id=args.source, as_of_run=args.as_of_run, target_schema=args.into,
                            confirm=args.confirm)
     if args.command == "demo":
-        return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs)
+        return run_demo(args.workdir, size=args.size, seed=args.seed, runs=args.runs, sources_dirs=args.sources_dirs)
     if args.command == "ui":
         return run_ui(args.workdir, port=args.port)
     if args.command == "pools":
@@ -314,10 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def run_migrate(revision: str, *, check: bool) -> int:
+def run_migrate(revision: str, *, check: bool, repair: bool = False) -> int:
     """``python -m sapnhap migrate``: the platform of ``SAPNHAP_PLATFORM_URL`` (its owner's account)."""
-    import os
-
     from sapnhap.migrations import SchemaVersionError, check_schema, current
     from sapnhap.platform import ensure_platform
     from sapnhap.services import postgres_dsn_from_url
@@ -335,7 +388,7 @@ def run_migrate(revision: str, *, check: bool) -> int:
             return 1
         return 0
     before = current(dsn)
-    after = ensure_platform(dsn, revision)
+    after = ensure_platform(dsn, revision, repair=repair)
     print(f"[sapnhap] platform schema: {before or 'none'} -> {after}")
     return 0
 

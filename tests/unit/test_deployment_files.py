@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def test_compose_takes_every_secret_from_the_environment() -> None:
         if re.search(r"(PASSWORD|SECRET|FERNET)[A-Z_]*:\s*\S", line):
             value = line.split(":", 1)[1]
             assert "${" in value, f"literal secret in docker-compose.yml: {line.strip()}"
-    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     declared = {
         line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#")
     }
@@ -53,3 +54,68 @@ def test_airflow_services_mount_the_project_and_see_the_package() -> None:
     assert "MINIO_KMS_SECRET_KEY" in compose["services"]["minio"]["environment"]
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "apache/airflow:3.3" in dockerfile and "requirements.txt" in dockerfile
+
+
+AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "airflow-worker")
+
+
+def _env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def test_airflow_reaches_the_platform_as_the_loader_and_migrations_run_as_the_owner() -> None:
+    compose = _compose()
+    env = _env_example()
+    for name in AIRFLOW_SERVICES:
+        service = compose["services"][name]
+        assert "env_file" not in service, f"{name} gets every secret of .env"
+        conn = service["environment"]["AIRFLOW_CONN_SAPNHAP_PLATFORM"]
+        assert conn.startswith("postgresql://${PLATFORM_LOADER_USER}:${PLATFORM_LOADER_PASSWORD}@"), name
+        text = yaml.safe_dump(service)
+        assert "MINIO_ROOT" not in text, f"{name} sees MinIO's root credentials"
+        if name != "airflow-init":
+            assert "PLATFORM_OWNER" not in text, f"{name} sees the platform owner's password"
+    init = compose["services"]["airflow-init"]
+    assert "python -m sapnhap migrate" in init["command"][1]
+    assert init["environment"]["SAPNHAP_PLATFORM_URL"].startswith(
+        "postgresql://${PLATFORM_OWNER_USER}:${PLATFORM_OWNER_PASSWORD}@postgres")
+    assert init["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    # The loader login is not the group role's name: the group's privileges come from sapnhap.platform.
+    assert env["PLATFORM_LOADER_USER"] not in {"sapnhap_loader", env["PLATFORM_OWNER_USER"]}
+
+
+def test_postgres_init_creates_the_four_roles_and_the_owner_owns_the_platform() -> None:
+    script = (ROOT / "docker" / "init-platform.sh").read_text()
+    for group in ("sapnhap_loader", "sapnhap_analyst", "sapnhap_auditor"):
+        assert f"CREATE ROLE {group} NOLOGIN;" in script
+    for login, group in (("loader", "sapnhap_loader"), ("analyst", "sapnhap_analyst"), ("auditor", "sapnhap_auditor")):
+        assert re.search(rf'CREATE ROLE :"{login}" LOGIN .*IN ROLE {group};', script)
+    assert 'CREATE DATABASE :"db" OWNER :"owner";' in script
+    assert "SUPERUSER" not in script.replace("NOSUPERUSER", "")
+    postgres_env = _compose()["services"]["postgres"]["environment"]
+    for var in re.findall(r'-v \w+="\$(\w+)"', script):
+        assert var in postgres_env, f"{var} is not given to the postgres service"
+
+
+def test_minio_gives_airflow_a_bucket_user_and_locks_the_backups() -> None:
+    compose = _compose()
+    init = compose["services"]["minio-init"]
+    assert init["image"].startswith("minio/mc")
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    script = (ROOT / "docker" / "minio-init.sh").read_text()
+    assert "./docker/minio-init.sh:/minio-init.sh:ro" in init["volumes"]
+    assert 'mc mb --ignore-existing --with-lock "local/$BACKUP_BUCKET"' in script
+    assert re.search(r'mc retention set --default (GOVERNANCE|COMPLIANCE) "\$\{BACKUP_LOCK_DAYS\}d"', script)
+    assert 'mc admin user add local "$MINIO_BACKUP_USER" "$MINIO_BACKUP_PASSWORD"' in script
+    assert "mc admin policy attach local sapnhap-backups --user" in script
+    policy = json.loads(script.split("<<POLICY\n", 1)[1].split("\nPOLICY\n", 1)[0].replace("$BACKUP_BUCKET", "b"))
+    resources = {r for st in policy["Statement"] for r in st["Resource"]}
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    assert resources == {"arn:aws:s3:::b", "arn:aws:s3:::b/*"}  # its bucket only
+    assert not any("Delete" in a or "Bypass" in a or a.endswith("*") or a.startswith("admin:") for a in actions)
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= actions
+    s3 = compose["services"]["airflow-apiserver"]["environment"]["AIRFLOW_CONN_SAPNHAP_S3"]
+    assert '"login": "${MINIO_BACKUP_USER}", "password": "${MINIO_BACKUP_PASSWORD}"' in s3
+    assert set(init["environment"]) >= {"MINIO_ROOT_USER", "MINIO_BACKUP_USER", "BACKUP_LOCK_DAYS"}
