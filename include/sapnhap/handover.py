@@ -239,7 +239,11 @@ def _one_per_unit(records: list[HandoverRecord]) -> list[HandoverRecord]:
 def _source_records(services: Services, conn: psycopg.Connection, source: Source, run_id: str, batches: dict,
                     names: dict, crosswalk: pd.DataFrame, crosswalk_version: str,
                     code_version: str) -> list[HandoverRecord]:
-    province = source.old_units.province
+    def province_name(district: str | None) -> str:
+        # A system may serve several old provinces: each district names its own.
+        code = names.get(("district", district), (None, None))[1] or source.old_units.province
+        return names.get(("province", code), (code, None))[0]
+
     communes = list(source.old_units.communes) or sorted(
         code for (level, code), (_, parent) in names.items() if level == "commune" and parent in source.old_units.districts
     )
@@ -279,7 +283,7 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
         dname, _ = names.get(("district", district), (district, None))
         new_units = crosswalk[crosswalk["old_district_code"] == district][["new_commune_code", "new_commune_name"]]
         records.append(HandoverRecord(
-            run_id, district, "district", dname, "", names.get(("province", province), (province, None))[0],
+            run_id, district, "district", dname, "", province_name(district),
             [{"code": c, "name": n} for c, n in new_units.drop_duplicates().itertuples(index=False)],
             [src], district_lines, crosswalk_version, code_version,
         ))
@@ -307,7 +311,7 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
             lines.append(line)
         records.append(HandoverRecord(
             run_id, commune, "commune", cname, names.get(("district", parent), (parent or "", None))[0],
-            names.get(("province", province), (province, None))[0],
+            province_name(parent),
             [{"code": r.new_commune_code, "name": r.new_commune_name, "split": bool(r.is_split)}
              for r in targets.itertuples(index=False)],
             [src], lines, crosswalk_version, code_version,

@@ -6,6 +6,7 @@ system is adding a file under the sources directory; the DAGs are generated from
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,19 +72,60 @@ class DatasetMapping(BaseModel):
 
 
 class OldUnits(BaseModel):
-    """The old (pre-2025-07-01) units a legacy system served."""
+    """The old (pre-2025-07-01) units a legacy system served.
+
+    One old province (``province: "02"``) or several: a provincial system or an export spanning
+    old Tuyên Quang and old Hà Giang gives ``province: ["08", "02"]`` (or ``provinces:``). Each
+    record's own old codes decide its mapping; these say what the system is expected to hold.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    province: str
+    province: str = ""
+    provinces: list[str] = Field(default_factory=list)
     districts: list[str] = Field(default_factory=list)
     communes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _several(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("province"), list):
+            listed = [str(x) for x in data["province"]]
+            data = {**data, "province": listed[0] if listed else "", "provinces": [*listed, *data.get("provinces", [])]}
+        return data
 
     @field_validator("province")
     @classmethod
     def _province_code(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{2}", v):
+        if v and not re.fullmatch(r"\d{2}", v):
             raise ValueError("old province code has 2 digits")
         return v
+
+    @field_validator("provinces")
+    @classmethod
+    def _province_codes(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not re.fullmatch(r"\d{2}", x)]
+        if bad:
+            raise ValueError(f"old province code has 2 digits: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_list(self) -> OldUnits:
+        every = list(dict.fromkeys([p for p in (self.province, *self.provinces) if p]))
+        if not every:
+            raise ValueError("province: give the old province code (or a list of them)")
+        self.province, self.provinces = every[0], every
+        return self
+
+
+class LocalConnection(BaseModel):
+    """Where a ``files`` or ``sqlite`` source's data is, declared beside it (no secrets).
+
+    The embedded default (``make demo ARGS="--sources-dir DIR"``) turns it into the Airflow
+    connection ``conn_id``; a deployment's own Airflow connection of that id is used instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="the export folder (files) or database file (sqlite), relative to the YAML file")
 
 
 class Source(BaseModel):
@@ -102,7 +144,25 @@ class Source(BaseModel):
     server_pool: str | None = Field(None, description="Airflow pool shared by sources on one legacy server")
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
     datasets: dict[str, DatasetMapping]
+    connection: LocalConnection | None = None
     path: str | None = None
+
+    @model_validator(mode="after")
+    def _local_connection_kind(self) -> Source:
+        if self.connection is not None and self.kind not in ("files", "sqlite"):
+            raise ValueError("connection: only files and sqlite sources declare their data here; a database's "
+                             "connection (with its password) is an Airflow connection")
+        return self
+
+    def local_connection(self) -> str | None:
+        """The Airflow connection (URI or JSON) the ``connection:`` block declares, or None."""
+        if self.connection is None:
+            return None
+        base = Path(self.path).parent if self.path else Path.cwd()
+        target = (base / self.connection.path).resolve()
+        if self.kind == "sqlite":
+            return f"sqlite:///{target}"
+        return json.dumps({"conn_type": "fs", "extra": {"path": str(target)}})
 
     @field_validator("id")
     @classmethod

@@ -59,6 +59,9 @@ def test_a_good_file_parses(tmp_path: Path) -> None:
         ({"owners": []}, "at least one owner"),
         ({"kind": "oracle"}, "kind"),
         ({"old_units": {"province": "2"}}, "old province code has 2 digits"),
+        ({"old_units": {"province": ["08", "2"]}}, "old province code has 2 digits: \\['2'\\]"),
+        ({"old_units": {"districts": ["030"]}}, "give the old province code"),
+        ({"connection": {"path": "exports"}}, "connection: only files and sqlite sources"),
         ({"quality": {"warn_ratio": 0.6, "block_ratio": 0.5}}, "warn_ratio must not exceed block_ratio"),
         ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "query": "SELECT 1"}}}, "exactly one of table"),
     ],
@@ -156,3 +159,9 @@ def test_a_file_without_readable_owners_tells_the_data_team(tmp_path: Path, smtp
         fail_invalid_source(Services(platform_dsn="", smtp=smtp), path)
     [mail] = read_mail(mail_dir)
     assert mail["To"] == "dulieu@tinh.gov.vn.example"
+
+
+def test_a_source_may_serve_several_old_provinces(tmp_path: Path) -> None:
+    source = parse_source(_write(tmp_path, {**GOOD, "old_units": {"province": ["08", "02"], "districts": ["075"]}}))
+    assert source.old_units.provinces == ["08", "02"] and source.old_units.province == "08"
+    assert parse_source(_write(tmp_path, GOOD)).old_units.provinces == ["02"]
