@@ -3,7 +3,10 @@
 ``core``    current records of each dataset, keyed by natural key, with lineage and new codes
 ``history`` every previous version of a core record, with its validity period (kept by trigger)
 ``ops``     runs, batches, cursors, quarantine, reconciliation: the audit trail of the syncs
-All DDL is idempotent: applying it again changes nothing.
+
+The DDL here describes the schema this code expects; it is applied only through the numbered
+migrations (:mod:`sapnhap.migrations`, ``python -m sapnhap migrate``), and a test checks that
+they build everything described here. A change here needs a migration (docs/schema-changes.md).
 """
 
 from __future__ import annotations
@@ -448,7 +451,10 @@ CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit_name(name text, as_of date 
 
 
 def platform_ddl() -> str:
-    """All platform DDL, in dependency order (the registry schema must exist: see ensure_platform)."""
+    """The platform schema this code expects, in dependency order (registry schema first).
+
+    Not applied as such: the migrations build it (checked by test_platform_migrations).
+    """
     parts = ["CREATE SCHEMA IF NOT EXISTS core;", "CREATE SCHEMA IF NOT EXISTS history;", OPS_DDL]
     parts += [dataset_ddl(ds) for ds in DATASETS.values()]
     parts.append(LOOKUP_COMMON_DDL)
@@ -507,6 +513,9 @@ GRANT INSERT ON registry.reference_versions, registry.units, registry.crosswalk,
 GRANT UPDATE (new_commune_code, demo) ON registry.split_rules TO {LOADER_ROLE};
 GRANT INSERT, UPDATE ON registry.review_queue TO {LOADER_ROLE};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA ops TO {LOADER_ROLE};
+-- Schemas of its own only: the restore drill's scratch copy (restore_drill), created and dropped
+-- by the loader; no privilege on the platform's schemas comes with it.
+DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {LOADER_ROLE}', current_database()); END $$;
 -- accounts.* is derived data the accounts DAG rebuilds whole on every run.
 GRANT SELECT, INSERT, TRUNCATE ON ALL TABLES IN SCHEMA accounts TO {LOADER_ROLE};
 GRANT UPDATE ON accounts.runs TO {LOADER_ROLE};
