@@ -23,6 +23,9 @@ SourceKind = Literal["postgres", "mysql", "sqlite", "files"]
 
 DEFAULT_SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
+_NAME = r"[^\W\d]\w{0,62}"  # a SQL identifier: a letter (Vietnamese too) or _, then letters, digits, _
+_TABLE_RE = re.compile(rf"{_NAME}(\.{_NAME})?")
+_COLUMN_RE = re.compile(_NAME)
 
 
 class SourceConfigError(ValueError):
@@ -62,6 +65,22 @@ class DatasetMapping(BaseModel):
     encoding: str = "utf-8"
     columns: dict[str, str]
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, v: str | None) -> str | None:
+        # A name, never SQL: the extract puts it in a statement (R4, the legacy server's data).
+        if v is not None and not _TABLE_RE.fullmatch(v):
+            raise ValueError("a table name ([schema.]table: letters, digits, _), not SQL")
+        return v
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _inside_the_folder(cls, v: str | None) -> str | None:
+        # Another source's exports must not load as this source's: the pattern stays in its folder.
+        if v is not None and (v.startswith(("/", "~")) or "\\" in v or ".." in Path(v).parts or ":" in v):
+            raise ValueError("a file name pattern inside the connection's folder (no '..', no absolute path)")
+        return v
 
     @model_validator(mode="after")
     def _one_origin(self) -> DatasetMapping:
@@ -146,6 +165,14 @@ class Source(BaseModel):
     datasets: dict[str, DatasetMapping]
     connection: LocalConnection | None = None
     path: str | None = None
+
+    @model_validator(mode="after")
+    def _sql_cursor_names(self) -> Source:
+        if self.kind != "files":
+            for name, mapping in self.datasets.items():
+                if mapping.cursor is not None and not _COLUMN_RE.fullmatch(mapping.cursor):
+                    raise ValueError(f"{name}.cursor: a column name (letters, digits, _), not SQL")
+        return self
 
     @model_validator(mode="after")
     def _local_connection_kind(self) -> Source:

@@ -62,6 +62,17 @@ def test_a_good_file_parses(tmp_path: Path) -> None:
         ({"old_units": {"province": ["08", "2"]}}, "old province code has 2 digits: \\['2'\\]"),
         ({"old_units": {"districts": ["030"]}}, "give the old province code"),
         ({"connection": {"path": "exports"}}, "connection: only files and sqlite sources"),
+        ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "table": "ho_so; SELECT pg_read_file('/etc/passwd')"}}},
+         "table: .*a table name"),
+        ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"],
+                                    "cursor": "ngay) OR pg_read_file('/etc/passwd') IS NOT NULL OR (1"}}},
+         "dossiers.cursor: a column name"),
+        ({"kind": "files", "datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "table": None,
+                                                     "file_pattern": "../tq_khac/ho_so_*.xlsx"}}},
+         "inside the connection's folder"),
+        ({"kind": "files", "datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "table": None,
+                                                     "file_pattern": "/srv/exports/*.csv"}}},
+         "inside the connection's folder"),
         ({"quality": {"warn_ratio": 0.6, "block_ratio": 0.5}}, "warn_ratio must not exceed block_ratio"),
         ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "query": "SELECT 1"}}}, "exactly one of table"),
     ],
@@ -165,3 +176,9 @@ def test_a_source_may_serve_several_old_provinces(tmp_path: Path) -> None:
     source = parse_source(_write(tmp_path, {**GOOD, "old_units": {"province": ["08", "02"], "districts": ["075"]}}))
     assert source.old_units.provinces == ["08", "02"] and source.old_units.province == "08"
     assert parse_source(_write(tmp_path, GOOD)).old_units.provinces == ["02"]
+
+
+def test_sql_names_may_be_vietnamese_and_qualified(tmp_path: Path) -> None:
+    mapping = {**GOOD["datasets"]["dossiers"], "table": "mot_cua.hồ_sơ", "cursor": "ngày_cập_nhật"}
+    source = parse_source(_write(tmp_path, {**GOOD, "datasets": {"dossiers": mapping}}))
+    assert source.datasets["dossiers"].table == "mot_cua.hồ_sơ"
