@@ -169,6 +169,14 @@ def _platform_logins(workdir: Path, admin: dict[str, object], dbname: str) -> di
     return logins
 
 
+def drop_platform(admin_dsn: str, dbname: str) -> None:
+    """Drop a platform database and the owner and loader logins made for it (tests, scratch stacks)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(dbname)))
+        for name in _login_names(dbname):
+            conn.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(name)))
+
+
 def _start_postgres(workdir: Path, stoppers: list) -> tuple[dict[str, object], dict[str, tuple[str, str | None]]]:
     url = os.environ.get("SAPNHAP_PLATFORM_URL")
     if not url:

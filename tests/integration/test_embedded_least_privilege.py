@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the_loader(
     tmp_path: Path, pg_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sapnhap.embedded import airflow_env, start_stack
+    from sapnhap.embedded import airflow_env, drop_platform, start_stack
     from sapnhap.migrations import current, head
 
     db = f"sapnhap_emb_{uuid.uuid4().hex[:8]}"
@@ -52,12 +52,8 @@ def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the
         logins = tmp_path / "platform-logins.json"
         assert stat.S_IMODE(logins.stat().st_mode) == 0o600
     finally:
+        drop_platform(stack.admin_dsn(), stack.platform["schema"])
         stack.stop()
-        with psycopg.connect(stack.admin_dsn(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{stack.platform["schema"]}" WITH (FORCE)')
-            if stack.platform["schema"] == db:
-                for role in (owner, loader):
-                    conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def test_the_local_copy_of_the_bucket_is_readable_by_its_user_only(tmp_path: Path, s3_config) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import pg_url
 from sapnhap import storage
-from sapnhap.embedded import airflow_env, prepare_airflow, read_mail, start_stack
+from sapnhap.embedded import airflow_env, drop_platform, prepare_airflow, read_mail, start_stack
 from sapnhap.runner import account_for, pools_of, run_nightly
 from sapnhap.sources import load_sources
 
@@ -66,8 +66,8 @@ def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
     finally:
         stack.stop()
         mp.undo()
+        drop_platform(stack.admin_dsn(), stack.platform["schema"])  # and its owner and loader logins
         with psycopg.connect(stack.admin_dsn(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
