@@ -494,19 +494,37 @@ ROLES = (LOADER_ROLE, ANALYST_ROLE, AUDITOR_ROLE)
 # sync moves forward (cursors, batch and run status, quarantine status); reconciliation and
 # handover records of an open run are recorded again through ops.record_* (migration 0003).
 # Applied again after every migration (GRANT ... ON ALL TABLES covers only the tables that exist).
+#
+# What the loader may UPDATE in ops (column privileges), and DELETE: nothing else. A table not
+# named here is append-only for it (reconciliation, handover_records, restores, merged_duplicates,
+# source_files, assessments, ...). A new ops table the nightly updates gets its line here.
+LOADER_OPS_UPDATES: dict[str, tuple[str, ...]] = {
+    "cursors": ("cursor_value", "batch_id", "updated_at"),
+    "batches": ("status", "extracted", "merged_in_batch", "quarantined", "warned", "inserted", "updated", "unchanged",
+                "merged_cross_source", "cursor_from", "cursor_to", "failed_ratio", "decision", "manifest_key",
+                "message", "committed_at"),
+    "runs": ("status", "finished_at", "message"),
+    "quarantine": ("last_batch_id", "last_seen", "status", "resolved_batch_id"),
+}
+LOADER_OPS_DELETES: tuple[str, ...] = ()
+
+
+def _loader_ops_grants() -> str:
+    updates = "".join(
+        f"GRANT UPDATE ({', '.join(cols)}) ON ops.{table} TO {LOADER_ROLE};\n"
+        for table, cols in LOADER_OPS_UPDATES.items()
+    )
+    deletes = "".join(f"GRANT DELETE ON ops.{table} TO {LOADER_ROLE};\n" for table in LOADER_OPS_DELETES)
+    return updates + deletes
+
+
 _GRANTS = f"""
 GRANT USAGE ON SCHEMA core, history, ops, registry, accounts TO {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
 REVOKE ALL ON ALL TABLES IN SCHEMA core, history, ops, registry, accounts FROM {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ops FROM PUBLIC, {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA core TO {LOADER_ROLE};
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ops TO {LOADER_ROLE};
-GRANT UPDATE (cursor_value, batch_id, updated_at) ON ops.cursors TO {LOADER_ROLE};
-GRANT UPDATE (status, extracted, merged_in_batch, quarantined, warned, inserted, updated, unchanged,
-              merged_cross_source, cursor_from, cursor_to, failed_ratio, decision, manifest_key, message, committed_at)
-    ON ops.batches TO {LOADER_ROLE};
-GRANT UPDATE (status, finished_at, message) ON ops.runs TO {LOADER_ROLE};
-GRANT UPDATE (last_batch_id, last_seen, status, resolved_batch_id) ON ops.quarantine TO {LOADER_ROLE};
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ops TO {LOADER_ROLE};
+{_loader_ops_grants()}GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ops TO {LOADER_ROLE};
 GRANT SELECT ON ALL TABLES IN SCHEMA history, registry TO {LOADER_ROLE};
 -- The nightly publishes the reference version its code ships (rows only; the tables are migrated).
 GRANT INSERT ON registry.reference_versions, registry.units, registry.crosswalk, registry.split_rules TO {LOADER_ROLE};
