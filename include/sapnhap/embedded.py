@@ -217,6 +217,8 @@ def _start_smtp(workdir: Path, stoppers: list, *, keep_mail: bool = False) -> tu
     if not keep_mail:
         for old in mail_dir.glob("*.eml"):
             old.unlink()
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    mail_dir.chmod(0o700)  # the owners' emails: this user only
     port = free_port()
     controller = Controller(MailSink(mail_dir), hostname="127.0.0.1", port=port)
     controller.start()

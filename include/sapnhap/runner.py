@@ -170,8 +170,6 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: li
     if sources_dirs:
         own = [s.id for s in sources if Path(s.path or "").parent != DEFAULT_SOURCES_DIR]
         print(f"[sapnhap] your sources, run beside the demo's: {', '.join(own) or 'none valid'}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o700)  # backups, mail and the platform logins inside: this user only
     print(f"[sapnhap] starting embedded services in {workdir}")
     with start_stack(workdir) as stack:
         print(f"[sapnhap] generating the demo world (size={size}, seed={seed})")

@@ -51,6 +51,7 @@ def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the
                 conn.execute("ALTER TABLE core.residents DISABLE TRIGGER keep_history")
         logins = tmp_path / "platform-logins.json"
         assert stat.S_IMODE(logins.stat().st_mode) == 0o600
+        assert stat.S_IMODE(stack.mail_dir.stat().st_mode) == 0o700
     finally:
         drop_platform(stack.admin_dsn(), stack.platform["schema"])
         stack.stop()
