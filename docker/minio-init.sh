@@ -3,7 +3,9 @@
 #   - the bucket, with Object Lock: every backup object is kept unchanged for BACKUP_LOCK_DAYS
 #     (GOVERNANCE: nobody without the bypass permission, the sapnhap user included, can delete or
 #     overwrite a locked version; a modified file is a new version beside the original)
-#   - a user limited to that bucket: read, write, list; no delete, no other bucket, no admin
+#   - a user limited to that bucket: read, write, list, and delete what retention expires (a
+#     locked version cannot be deleted: no bypass permission); no other bucket, no admin, and no
+#     change to the Object Lock settings
 set -eu
 mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"
 mc mb --ignore-existing --with-lock "local/$BACKUP_BUCKET"
@@ -14,14 +16,15 @@ cat > /tmp/sapnhap-backups-policy.json <<POLICY
   "Statement": [
     {
       "Effect": "Allow",
-      "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetEncryptionConfiguration",
-                 "s3:PutEncryptionConfiguration", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
-                 "s3:GetBucketObjectLockConfiguration"],
+      "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetBucketVersioning",
+                 "s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration", "s3:GetLifecycleConfiguration",
+                 "s3:PutLifecycleConfiguration", "s3:GetBucketObjectLockConfiguration"],
       "Resource": ["arn:aws:s3:::$BACKUP_BUCKET"]
     },
     {
       "Effect": "Allow",
-      "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectRetention"],
+      "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:GetObjectRetention",
+                 "s3:DeleteObject", "s3:DeleteObjectVersion"],
       "Resource": ["arn:aws:s3:::$BACKUP_BUCKET/*"]
     }
   ]

@@ -29,8 +29,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 import psycopg.sql
+from psycopg.conninfo import conninfo_to_dict
 
 from sapnhap.services import (
     PLATFORM_CONN_ID,

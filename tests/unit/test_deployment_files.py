@@ -114,7 +114,10 @@ def test_minio_gives_airflow_a_bucket_user_and_locks_the_backups() -> None:
     resources = {r for st in policy["Statement"] for r in st["Resource"]}
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert resources == {"arn:aws:s3:::b", "arn:aws:s3:::b/*"}  # its bucket only
-    assert not any("Delete" in a or "Bypass" in a or a.endswith("*") or a.startswith("admin:") for a in actions)
+    # Deletes (retention) cannot touch a locked version: no bypass, no change of the lock settings.
+    forbidden = ("Bypass", "PutBucketObjectLock", "PutObjectRetention", "PutBucketVersioning", "PutBucketPolicy")
+    assert not any(f in a for a in actions for f in forbidden)
+    assert not any(a.endswith("*") or a.startswith("admin:") for a in actions)
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= actions
     s3 = compose["services"]["airflow-apiserver"]["environment"]["AIRFLOW_CONN_SAPNHAP_S3"]
     assert '"login": "${MINIO_BACKUP_USER}", "password": "${MINIO_BACKUP_PASSWORD}"' in s3
