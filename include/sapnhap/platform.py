@@ -502,20 +502,40 @@ LOADER_OPS_UPDATES: dict[str, tuple[str, ...]] = {
     "cursors": ("cursor_value", "batch_id", "updated_at"),
     "batches": ("status", "extracted", "merged_in_batch", "quarantined", "warned", "inserted", "updated", "unchanged",
                 "merged_cross_source", "cursor_from", "cursor_to", "failed_ratio", "decision", "manifest_key",
-                "message", "committed_at"),
+                "message", "committed_at", "text_cleaned", "text_repaired"),
     "runs": ("status", "finished_at", "message"),
     "quarantine": ("last_batch_id", "last_seen", "status", "resolved_batch_id"),
+    # Tables of the other branches' schema changes (granted once their migration made them).
+    "batch_leases": ("run_id", "batch_id", "taken_at", "expires_at"),
+    "outbox": ("status", "sent_at", "last_attempt_at", "attempts", "last_error"),
+    "quarantined_files": ("last_batch_id", "last_seen", "reason_vi", "fix_vi", "status", "resolved_batch_id"),
+    "verifications": ("status", "method", "source_rows", "platform_rows", "missing", "extra", "different", "unhashed",
+                      "accounted", "flagged_deleted", "reappeared", "resync_requested", "legacy_queries",
+                      "platform_queries", "rows_read", "chunks_compared", "chunks_differing", "message", "finished_at"),
+    "resync_keys": ("batch_id", "read_at"),
 }
-LOADER_OPS_DELETES: tuple[str, ...] = ()
+# A lease is released by deleting it (the load's commit); nothing else is deleted.
+LOADER_OPS_DELETES: tuple[str, ...] = ("batch_leases",)
 
 
-def _loader_ops_grants() -> str:
-    updates = "".join(
-        f"GRANT UPDATE ({', '.join(cols)}) ON ops.{table} TO {LOADER_ROLE};\n"
-        for table, cols in LOADER_OPS_UPDATES.items()
-    )
-    deletes = "".join(f"GRANT DELETE ON ops.{table} TO {LOADER_ROLE};\n" for table in LOADER_OPS_DELETES)
-    return updates + deletes
+def _grant_loader_ops(conn: psycopg.Connection) -> None:
+    """The loader's UPDATE and DELETE grants in ops, for the tables and columns the platform has."""
+    from psycopg import sql
+
+    have: dict[str, set[str]] = {}
+    for table, column in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'ops'"
+    ).fetchall():
+        have.setdefault(table, set()).add(column)
+    loader = sql.Identifier(LOADER_ROLE)
+    for table, cols in LOADER_OPS_UPDATES.items():
+        present = [c for c in cols if c in have.get(table, set())]
+        if present:
+            conn.execute(sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, present)), sql.Identifier("ops", table), loader))
+    for table in LOADER_OPS_DELETES:
+        if table in have:
+            conn.execute(sql.SQL("GRANT DELETE ON {} TO {}").format(sql.Identifier("ops", table), loader))
 
 
 _GRANTS = f"""
@@ -524,7 +544,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA core, history, ops, registry, accounts FROM {
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ops FROM PUBLIC, {LOADER_ROLE}, {ANALYST_ROLE}, {AUDITOR_ROLE};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA core TO {LOADER_ROLE};
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ops TO {LOADER_ROLE};
-{_loader_ops_grants()}GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ops TO {LOADER_ROLE};
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ops TO {LOADER_ROLE};
 GRANT SELECT ON ALL TABLES IN SCHEMA history, registry TO {LOADER_ROLE};
 -- The nightly publishes the reference version its code ships (rows only; the tables are migrated).
 GRANT INSERT ON registry.reference_versions, registry.units, registry.crosswalk, registry.split_rules TO {LOADER_ROLE};
@@ -569,4 +589,5 @@ def ensure_roles(dsn: str) -> bool:
                     f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
                 )
         conn.execute(_GRANTS)
+        _grant_loader_ops(conn)
     return True
