@@ -550,6 +550,9 @@ GRANT SELECT ON ALL TABLES IN SCHEMA history, registry TO {LOADER_ROLE};
 GRANT INSERT ON registry.reference_versions, registry.units, registry.crosswalk, registry.split_rules TO {LOADER_ROLE};
 GRANT UPDATE (new_commune_code, demo) ON registry.split_rules TO {LOADER_ROLE};
 GRANT INSERT, UPDATE ON registry.review_queue TO {LOADER_ROLE};
+-- The review page of the UI (which uses the same connection) records the data team's decisions.
+GRANT INSERT, UPDATE (old_commune_code, new_commune_code, decided_by, decided_at, reference_version)
+    ON registry.mapping_decisions TO {LOADER_ROLE};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA ops TO {LOADER_ROLE};
 -- Schemas of its own only: the restore drill's scratch copy (restore_drill), created and dropped
 -- by the loader; no privilege on the platform's schemas comes with it.

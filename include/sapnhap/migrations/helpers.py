@@ -40,6 +40,16 @@ def table_columns(schema: str, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def dataset_tables() -> list[str]:
+    """The datasets the platform holds: tables in ``core`` with a ``history`` twin, by name."""
+    rows = _driver().execute(
+        """SELECT c.table_name FROM information_schema.tables c
+           JOIN information_schema.tables h ON h.table_schema = 'history' AND h.table_name = c.table_name
+           WHERE c.table_schema = 'core' AND c.table_type = 'BASE TABLE' ORDER BY 1"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def refresh_dataset_functions(table: str) -> None:
     """Recreate the history trigger function and the lookup functions of ``core.<table>``.
 
