@@ -122,3 +122,11 @@ def test_minio_gives_airflow_a_bucket_user_and_locks_the_backups() -> None:
     s3 = compose["services"]["airflow-apiserver"]["environment"]["AIRFLOW_CONN_SAPNHAP_S3"]
     assert '"login": "${MINIO_BACKUP_USER}", "password": "${MINIO_BACKUP_PASSWORD}"' in s3
     assert set(init["environment"]) >= {"MINIO_ROOT_USER", "MINIO_BACKUP_USER", "BACKUP_LOCK_DAYS"}
+
+
+def test_airflow_signs_backups_with_a_key_from_the_environment_and_locks_them() -> None:
+    env = _compose()["x-airflow-common"]["environment"]
+    signing = env["AIRFLOW_CONN_SAPNHAP_BACKUP_SIGNING"]
+    assert '"password": "${BACKUP_SIGNING_SECRET}"' in signing  # no backup is written without it
+    assert env["SAPNHAP_BACKUP_OBJECT_LOCK"] == "governance"
+    assert env["SAPNHAP_BACKUP_RETENTION_DAYS"] == "${BACKUP_LOCK_DAYS}"
