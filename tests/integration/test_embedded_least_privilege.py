@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
+from conftest import pg_url
 from sapnhap import storage
 
 pytestmark = pytest.mark.integration
@@ -24,10 +25,7 @@ def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the
     from sapnhap.migrations import current, head
 
     db = f"sapnhap_emb_{uuid.uuid4().hex[:8]}"
-    if pg_admin_dsn.startswith("postgresql://"):
-        monkeypatch.setenv("SAPNHAP_PLATFORM_URL", pg_admin_dsn.rsplit("/", 1)[0] + "/" + db)
-    else:
-        monkeypatch.delenv("SAPNHAP_PLATFORM_URL", raising=False)
+    monkeypatch.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
     stack = start_stack(tmp_path)
     try:
         owner, _ = stack.logins["owner"]

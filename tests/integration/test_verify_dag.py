@@ -7,6 +7,7 @@ import uuid
 import psycopg
 import pytest
 
+from conftest import pg_url
 from sapnhap.embedded import airflow_env, prepare_airflow, start_stack
 from sapnhap.runner import pools_of, run_nightly
 from sapnhap.sources import load_sources
@@ -20,8 +21,7 @@ def test_verify_dag_after_a_nightly_reports_every_dataset_clean(tmp_path, pg_adm
     db = f"sapnhap_vd_{uuid.uuid4().hex[:8]}"
     prefix = f"lvd{uuid.uuid4().hex[:6]}"
     mp = pytest.MonkeyPatch()
-    if pg_admin_dsn.startswith("postgresql://"):
-        mp.setenv("SAPNHAP_PLATFORM_URL", pg_admin_dsn.rsplit("/", 1)[0] + "/" + db)
+    mp.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
     stack = start_stack(tmp_path)
     try:
         world = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=stack.admin_dsn(), db_prefix=prefix)
