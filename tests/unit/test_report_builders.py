@@ -263,6 +263,21 @@ def test_a_verification_that_found_differences_is_news_and_is_in_the_email():
         assert not should_send(report)[0]
 
 
+def test_a_file_that_could_not_be_read_is_news_and_its_reason_is_in_the_email():
+    src = make_source("src_gamma", ["c@tinh.gov.vn"], ["dossiers"])
+    started = datetime(2025, 7, 5, 18, 0, tzinfo=UTC)
+    bad = {"source_id": "src_gamma", "dataset": "dossiers", "kind": "export", "file_name": "xa_00691_thang6.csv",
+           "reason_vi": "Tệp không có dòng tiêu đề.", "fix_vi": "Xuất lại tệp kèm dòng tiêu đề.",
+           "first_seen": started, "last_seen": started}
+    (report,) = assemble_owner_reports(RUN, [src], **quiet_rows(), run_started_at=started, quarantined_files=[bad])
+    send, reason = should_send(report)
+    assert send and "could not be read" in reason
+    msg = build_owner_email(report, from_addr="x@tinh.gov.vn")
+    for part in ("plain", "html"):
+        body = msg.get_body((part,)).get_content()
+        assert "xa_00691_thang6.csv" in body and "Tệp không có dòng tiêu đề." in body and "Xuất lại tệp" in body
+
+
 def test_skip_rule_daily_confirmation_still_sends():
     src = make_source("src_gamma", ["c@tinh.gov.vn"], ["dossiers"], daily=True)
     (report,) = assemble_owner_reports(RUN, [src], **quiet_rows())

@@ -243,6 +243,8 @@ class SourceResult:
     resolved: int = 0
     # The latest source-vs-platform verification per dataset (``sapnhap.verify.verification_summary``).
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # Export files and correction uploads that could not be read (``ops.quarantined_files``, still open).
+    quarantined_files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def state(self) -> State:
@@ -409,6 +411,7 @@ def assemble_owner_reports(
     warnings: Sequence[dict[str, Any]] = (),
     unreported: Mapping[str, Sequence[dict[str, Any]]] | None = None,
     verifications: Sequence[dict[str, Any]] = (),
+    quarantined_files: Sequence[dict[str, Any]] = (),
 ) -> list[OwnerReport]:
     """One report per owner (owners compared case-insensitively), covering all that owner's sources.
 
@@ -418,7 +421,8 @@ def assemble_owner_reports(
     the recent runs (for the chart); ``cursors``: ``ops.cursors`` rows; ``warnings``:
     ``ops.warnings`` rows of this run's batches; ``unreported``: owner -> committed batches of
     earlier runs no report to that owner covered (see ``queries.fetch_unreported_batches``);
-    ``verifications``: the latest source-vs-platform verification per source and dataset.
+    ``verifications``: the latest source-vs-platform verification per source and dataset;
+    ``quarantined_files``: open ``ops.quarantined_files`` rows (with ``source_id``).
     """
     batch_by = {(b["source_id"], b["dataset"]): b for b in batches if b.get("run_id", run_id) == run_id}
     recon_by = {(r["source_id"], r["dataset"]): r for r in reconciliation if r.get("run_id", run_id) == run_id}
@@ -440,7 +444,8 @@ def assemble_owner_reports(
         resolved = sum(1 for r in mine if r.status == "resolved" and run_of(r.resolved_batch_id) == run_id)
         results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine + warned, run_id),
                                      resolved=resolved,
-                                     verifications=[v for v in verifications if v["source_id"] == s.id])
+                                     verifications=[v for v in verifications if v["source_id"] == s.id],
+                                     quarantined_files=[f for f in quarantined_files if f["source_id"] == s.id])
 
     reports = []
     for owner, owned in _owners(sources).items():
@@ -478,8 +483,11 @@ def verification_is_news(verification: Mapping[str, Any], run_started_at: dateti
     """A verification that found a difference (or could not run) in the day before this run or since."""
     if verification.get("status") in ("ok", "not_loaded"):
         return False
-    finished = verification.get("finished_at")
-    return run_started_at is None or finished is None or finished >= run_started_at - VERIFICATION_NEWS_WINDOW
+    return _recent(verification.get("finished_at"), run_started_at)
+
+
+def _recent(when: datetime | None, run_started_at: datetime | None) -> bool:
+    return run_started_at is None or when is None or when >= run_started_at - VERIFICATION_NEWS_WINDOW
 
 
 def should_send(report: OwnerReport) -> tuple[bool, str]:
@@ -497,6 +505,9 @@ def should_send(report: OwnerReport) -> tuple[bool, str]:
         return True, f"{report.earlier_changed} records new or changed in earlier batches not reported before"
     if report.quarantine_changes:
         return True, f"{report.quarantine_changes} quarantine rows opened or resolved"
+    files = [f for s in report.sources for f in s.quarantined_files if _recent(f.get("last_seen"), report.run_started_at)]
+    if files:
+        return True, f"{len(files)} files could not be read and were quarantined"
     found = [v for s in report.sources for v in s.verifications if verification_is_news(v, report.run_started_at)]
     if found:
         return True, f"{len(found)} source-vs-platform verifications found differences"

@@ -31,6 +31,7 @@ class RunData:
     cursors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    quarantined_files: list[dict[str, Any]] = field(default_factory=list)
 
 
 _QUARANTINE = sql.SQL(
@@ -131,7 +132,9 @@ def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str])
     started = run["started_at"] if run else None
     if started is None and batches:
         started = min(b["created_at"] for b in batches)
+    from sapnhap.quarantined_files import open_quarantined_files
     from sapnhap.verify import verification_summary
 
+    files = [{"source_id": sid, **f} for sid in source_ids for f in open_quarantined_files(conn, sid)]
     return RunData(run_id, started, batches, recon, quarantine, history, cursors, warnings,
-                   verification_summary(conn, source_ids))
+                   verification_summary(conn, source_ids), files)

@@ -62,6 +62,7 @@ def queue_run_reports(services: Services, run_id: str, sources: list[Source]) ->
         run_id, sources, batches=data.batches, reconciliation=data.reconciliation, quarantine=data.quarantine,
         history=data.history, cursors=data.cursors, run_started_at=data.run_started_at, warnings=data.warnings,
         unreported=unreported, verifications=data.verifications,
+        quarantined_files=data.quarantined_files,
     )
     queued, skipped = [], []
     with db.connect(services.platform_dsn, "report", autocommit=True) as conn:
