@@ -56,7 +56,11 @@ def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
     prefix = f"lg{uuid.uuid4().hex[:6]}"
     mp = pytest.MonkeyPatch()
     mp.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
-    stack = start_stack(workdir)
+    try:
+        stack = start_stack(workdir)
+    except BaseException:
+        mp.undo()  # a failed start must not leave the URL to the tests that follow
+        raise
     try:
         world = generate_world(workdir / "world", seed=7, size=40, pg_dsn=stack.admin_dsn(), db_prefix=prefix)
         env = airflow_env(stack, world.connections)

@@ -15,13 +15,12 @@ from sapnhap.sources import load_sources
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_verify_dag_after_a_nightly_reports_every_dataset_clean(tmp_path, pg_admin_dsn: str) -> None:
+def test_verify_dag_after_a_nightly_reports_every_dataset_clean(tmp_path, pg_admin_dsn: str, monkeypatch) -> None:
     from sapnhap.demo.generator import generate_world
 
     db = f"sapnhap_vd_{uuid.uuid4().hex[:8]}"
     prefix = f"lvd{uuid.uuid4().hex[:6]}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
+    monkeypatch.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))  # undone even when the stack fails to start
     stack = start_stack(tmp_path)
     try:
         world = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=stack.admin_dsn(), db_prefix=prefix)
@@ -40,7 +39,6 @@ def test_verify_dag_after_a_nightly_reports_every_dataset_clean(tmp_path, pg_adm
         assert all(r[2:] == ("ok", 0, 0, 0) for r in rows), rows
     finally:
         stack.stop()
-        mp.undo()
         with psycopg.connect(stack.admin_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
