@@ -141,3 +141,27 @@ def smtp_sink(tmp_path: Path) -> Iterator[tuple]:
         yield SmtpConfig(host="127.0.0.1", port=port, from_addr="sapnhap@test.example"), folder
     finally:
         controller.stop()
+
+
+def raw_dossiers(**overrides: list):  # noqa: ANN201 - pandas imported lazily
+    """Legacy dossier rows of the demo one-stop system (column names as in its YAML); overrides set columns."""
+    import pandas as pd
+
+    n = len(next(iter(overrides.values()))) if overrides else 1
+    base = {
+        "id": [str(i) for i in range(1, n + 1)],
+        "ma_ho_so": [f"HS{i}" for i in range(1, n + 1)],
+        "ma_thu_tuc": ["1.001"] * n,
+        "ten_thu_tuc": ["Đăng ký khai sinh"] * n,
+        "nguoi_nop": ["Nguyễn Văn An"] * n,
+        "so_cccd": ["002090012345"] * n,
+        "ma_xa": ["00703"] * n,
+        "dia_chi_chi_tiet": ["Thôn Bản Mán"] * n,
+        "ngay_nhan": ["01/02/2024"] * n,
+        "ngay_hen_tra": ["05/02/2024"] * n,
+        "ngay_tra": [None] * n,
+        "trang_thai": ["Đã tiếp nhận"] * n,
+        "ngay_cap_nhat": [f"2024-02-0{i} 10:00:00" for i in range(1, n + 1)],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)

@@ -6,6 +6,7 @@ import ftfy.bad_codecs  # noqa: F401 - registers "sloppy-windows-1252"
 import pandas as pd
 import pytest
 
+from conftest import raw_dossiers as _raw
 from sapnhap.reference import load_reference
 from sapnhap.sources import get_source
 from sapnhap.textfix import repair_frame
@@ -17,29 +18,8 @@ def ref():
     return load_reference()
 
 
-def _raw(n: int, **overrides: list) -> pd.DataFrame:
-    base = {
-        "id": [str(i) for i in range(1, n + 1)],
-        "ma_ho_so": [f"HS{i}" for i in range(1, n + 1)],
-        "ma_thu_tuc": ["1.001"] * n,
-        "ten_thu_tuc": ["Đăng ký khai sinh"] * n,
-        "nguoi_nop": ["Nguyễn Văn An"] * n,
-        "so_cccd": ["002090012345"] * n,
-        "ma_xa": ["00703"] * n,
-        "dia_chi_chi_tiet": ["Thôn Bản Mán"] * n,
-        "ngay_nhan": ["01/02/2024"] * n,
-        "ngay_hen_tra": ["05/02/2024"] * n,
-        "ngay_tra": [None] * n,
-        "trang_thai": ["Đã tiếp nhận"] * n,
-        "ngay_cap_nhat": [f"2024-02-0{i} 10:00:00" for i in range(1, n + 1)],
-    }
-    base.update(overrides)
-    return pd.DataFrame(base)
-
-
 def test_control_characters_nul_and_odd_spaces_are_cleaned_and_flagged(ref) -> None:
     raw = _raw(
-        4,
         dia_chi_chi_tiet=["Thôn\x00 Bản Mán", "Tổ\u00a05", "Xóm\u200b Chợ", "Thôn Nà Pồng"],
         nguoi_nop=["Nguyễn Văn An", "Lê\x07 Thị Hoa", "Hoàng Văn\ufeff Bình", "Vũ Thị Lan"],
         id=["1", "2\x00", "3", "4"],
@@ -67,7 +47,7 @@ def test_mojibake_is_repaired_only_where_it_is_mojibake(ref) -> None:
     # As a Windows tool shows UTF-8 bytes (undefined 1252 bytes such as Đ's 0x90 become C1 controls).
     broken = ["Tráº§n Thá»‹ BÃ¬nh", "Nguyễn Văn Đức".encode().decode("sloppy-windows-1252")]
     assert broken[1].startswith("Nguyá»…n VÄƒn Ä\x90")
-    raw = _raw(6, nguoi_nop=[*good, *broken])
+    raw = _raw(nguoi_nop=[*good, *broken])
     result = transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
     frame = result.frame.set_index("dossier_code")
     assert frame["applicant_name"].tolist() == ["Nguyễn Văn An", "NGÃ BA", "Đỗ Thị Ngã", "Hà Giang",
@@ -75,7 +55,7 @@ def test_mojibake_is_repaired_only_where_it_is_mojibake(ref) -> None:
     assert frame["text_repairs"].tolist() == [None, "applicant_name:cleaned", None, None] + ["applicant_name:mojibake"] * 2
     assert (result.text_cleaned, result.text_repaired) == (1, 2)
     # Upper-case mojibake is repaired too ("ĐÔNG" as a Windows tool shows its UTF-8 bytes).
-    upper = transform_frame(_raw(1, nguoi_nop=["ĐÔNG".encode().decode("sloppy-windows-1252")]),
+    upper = transform_frame(_raw(nguoi_nop=["ĐÔNG".encode().decode("sloppy-windows-1252")]),
                             get_source("hg_vixuyen_motcua"), "dossiers", reference=ref)
     assert upper.frame["applicant_name"].tolist() == ["ĐÔNG"] and upper.text_repaired == 1
 

@@ -7,6 +7,7 @@ import unicodedata
 import pandas as pd
 import pytest
 
+from conftest import raw_dossiers as _raw
 from sapnhap.reference import load_reference, load_split_rules
 from sapnhap.sources import get_source
 from sapnhap.transform import normalize_text, pad_code, parse_dates, row_hash, transform_frame
@@ -15,27 +16,6 @@ from sapnhap.transform import normalize_text, pad_code, parse_dates, row_hash, t
 @pytest.fixture(scope="module")
 def ref():
     return load_reference()
-
-
-def _raw(**overrides: list) -> pd.DataFrame:
-    n = len(next(iter(overrides.values()))) if overrides else 1
-    base = {
-        "id": [str(i) for i in range(1, n + 1)],
-        "ma_ho_so": [f"HS{i}" for i in range(1, n + 1)],
-        "ma_thu_tuc": ["1.001"] * n,
-        "ten_thu_tuc": ["Đăng ký khai sinh"] * n,
-        "nguoi_nop": ["Nguyễn Văn An"] * n,
-        "so_cccd": ["002090012345"] * n,
-        "ma_xa": ["00703"] * n,
-        "dia_chi_chi_tiet": ["Thôn Bản Mán"] * n,
-        "ngay_nhan": ["01/02/2024"] * n,
-        "ngay_hen_tra": ["05/02/2024"] * n,
-        "ngay_tra": [None] * n,
-        "trang_thai": ["Đã tiếp nhận"] * n,
-        "ngay_cap_nhat": [f"2024-02-0{i} 10:00:00" for i in range(1, n + 1)],
-    }
-    base.update(overrides)
-    return pd.DataFrame(base)
 
 
 def test_dates_parse_with_source_format_and_keep_unparseable_text() -> None:
