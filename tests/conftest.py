@@ -126,6 +126,14 @@ def s3_config(s3_server: str):
 
 
 @pytest.fixture
+def services(platform_dsn: str, s3_config, smtp_sink):  # noqa: ANN201 - sapnhap imported lazily
+    """Services on the scratch platform, the moto bucket and the SMTP sink."""
+    from sapnhap.services import Services
+
+    return Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
+
+
+@pytest.fixture
 def smtp_sink(tmp_path: Path) -> Iterator[tuple]:
     """A real SMTP server (aiosmtpd) writing every message to a folder; yields (SmtpConfig, folder)."""
     from aiosmtpd.controller import Controller

@@ -44,11 +44,6 @@ def world(tmp_path: Path, pg_admin_dsn: str):
         w.drop_databases()
 
 
-@pytest.fixture
-def services(platform_dsn: str, s3_config: S3Config, smtp_sink) -> Services:
-    return Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
-
-
 def _connection(world, source: Source) -> str:
     return str(world.sqlite_path()) if source.kind == "sqlite" else world.connections[source.conn_id]
 

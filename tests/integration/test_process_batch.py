@@ -16,7 +16,7 @@ import pytest
 from sapnhap import storage
 from sapnhap.airflow_support import process_batch
 from sapnhap.pipeline import MANIFEST, extract_stage, prepare_run
-from sapnhap.services import S3Config, Services
+from sapnhap.services import Services
 from sapnhap.sources import get_source
 
 pytestmark = pytest.mark.integration
@@ -33,11 +33,6 @@ def world(tmp_path: Path, pg_admin_dsn: str):
         yield w
     finally:
         w.drop_databases()
-
-
-@pytest.fixture
-def services(platform_dsn: str, s3_config: S3Config, smtp_sink) -> Services:
-    return Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
 
 
 def test_a_retried_process_loads_the_backup_it_already_wrote(world, services: Services, caplog) -> None:

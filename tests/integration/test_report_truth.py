@@ -43,11 +43,6 @@ def world(tmp_path: Path, pg_admin_dsn: str):
         w.drop_databases()
 
 
-@pytest.fixture
-def services(platform_dsn: str, s3_config: S3Config, smtp_sink) -> Services:
-    return Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0])
-
-
 def _frame(services: Services, obj: dict) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
 
