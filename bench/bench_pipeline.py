@@ -7,7 +7,7 @@
    ``--servers`` legacy PostgreSQL servers (databases on one server; see ``province.py``), one
    YAML file per source in a temp sources directory (``SAPNHAP_SOURCES_DIR``).
 2. Full nightly sync on a fresh platform database: ``prepare_run``, then per source the stage
-   functions of :mod:`sapnhap.pipeline` (extract -> transform -> validate -> backup -> load),
+   functions of :mod:`sapnhap.sync` (extract -> transform -> validate -> backup -> load),
    then reconcile + the owners' emails (report). Stages run as jobs on a process pool of
    ``--workers`` (2) processes, the way Airflow runs them as tasks:
 
@@ -88,7 +88,7 @@ def _init_worker(sources_dir: str, services, connections: dict[str, str], profil
     logging.basicConfig(level=logging.WARNING)
     _ctx.update(services=services, connections=connections, profile_dir=profile_dir)
     # Warm the imports and reference caches once per worker, as a long-lived Airflow worker would.
-    from sapnhap import pipeline  # noqa: F401
+    from sapnhap import sync  # noqa: F401
     from sapnhap.quality import validate_batch  # noqa: F401
     from sapnhap.reference import load_reference, load_split_rules
 
@@ -98,7 +98,7 @@ def _init_worker(sources_dir: str, services, connections: dict[str, str], profil
 
 
 def _stage_call(stage: str, source_id: str, payload, run: dict):  # noqa: ANN001, ANN202
-    from sapnhap import pipeline
+    from sapnhap import sync
     from sapnhap.sources import get_source, load_sources
 
     services = _ctx["services"]
@@ -107,17 +107,17 @@ def _stage_call(stage: str, source_id: str, payload, run: dict):  # noqa: ANN001
 
         sources = load_sources()
         expected = [(s.id, d) for s in sources for d in s.datasets]
-        frame = pipeline.reconcile_run(services, run["run_id"], expected)
+        frame = sync.reconcile_run(services, run["run_id"], expected)
         sent = send_run_reports(services, run["run_id"], sources)
         return {"reconciled": len(frame), "emails": len(sent["sent"])}, int(frame["extracted"].sum())
     src = get_source(source_id)
     if stage == "extract":
         conn = _ctx["connections"][src.conn_id]
-        out = [pipeline.extract_stage(services, src, d, conn, run_id=run["run_id"], run_date=run["run_date"])
+        out = [sync.extract_stage(services, src, d, conn, run_id=run["run_id"], run_date=run["run_date"])
                for d in src.datasets]
         return out, sum(b["rows"] for b in out)
-    fn = {"transform": pipeline.transform_stage, "validate": pipeline.validate_stage,
-          "backup": pipeline.backup_stage, "load": pipeline.load_stage}[stage]
+    fn = {"transform": sync.transform_stage, "validate": sync.validate_stage,
+          "backup": sync.backup_stage, "load": sync.load_stage}[stage]
     rows_key = {"transform": "rows", "validate": "transformed_rows", "backup": "transformed_rows", "load": "valid_rows"}
     rows = sum(b[rows_key[stage]] for b in payload)
     return [fn(services, src, b) for b in payload], rows
@@ -171,7 +171,7 @@ class SyncResult:
 
 def run_sync(pool: ProcessPoolExecutor, workers: int, sources, services, label: str, slots: dict[str, int]) -> SyncResult:  # noqa: ANN001
     """One nightly run: prepare, every source through the stages, then reconcile + report."""
-    from sapnhap.pipeline import prepare_run
+    from sapnhap.sync.prepare import prepare_run
 
     run = {"run_id": f"bench_{label}_{dt.datetime.now():%Y%m%dT%H%M%S}", "run_date": dt.date.today().isoformat(),
            "label": label}

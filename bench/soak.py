@@ -5,7 +5,7 @@
 
 Starts the embedded services in ``--workdir`` (a pgserver PostgreSQL for the legacy databases
 and the platform, a moto S3 server, an aiosmtpd sink), generates the demo world, then runs one
-nightly sync per night by calling the stage functions of :mod:`sapnhap.pipeline` in-process
+nightly sync per night by calling the stage functions of :mod:`sapnhap.sync` in-process
 (prepare, per source and dataset extract -> transform -> validate -> backup -> load, reconcile,
 the owners' reports), not through Airflow.
 
@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from sapnhap import pipeline  # noqa: E402
+from sapnhap import sync  # noqa: E402
 from sapnhap.demo.generator import SOURCE_IDS, World, generate_world, insert_rows, mutate_world  # noqa: E402
 from sapnhap.embedded import Stack, free_port, read_mail, stack_signing_key, start_stack  # noqa: E402
 from sapnhap.services import S3Config, Services, SmtpConfig  # noqa: E402
@@ -271,9 +271,9 @@ def _dead_smtp(smtp: SmtpConfig) -> SmtpConfig:
 def _call_stage(services: Services, stage: str, source: Source, arg: object, *, conn: str, run_id: str,
                 run_date: str) -> dict:
     if stage == "extract":
-        return pipeline.extract_stage(services, source, str(arg), conn, run_id=run_id, run_date=run_date)
-    fn = {"transform": pipeline.transform_stage, "validate": pipeline.validate_stage,
-          "backup": pipeline.backup_stage, "load": pipeline.load_stage}[stage]
+        return sync.extract_stage(services, source, str(arg), conn, run_id=run_id, run_date=run_date)
+    fn = {"transform": sync.transform_stage, "validate": sync.validate_stage,
+          "backup": sync.backup_stage, "load": sync.load_stage}[stage]
     return fn(services, source, arg)
 
 
@@ -472,7 +472,7 @@ def night_run(soak: Soak, night: int, run_id: str, faults: list[Fault]) -> None:
     soak.runs.append(run_id)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            pipeline.prepare_run(soak.services, run_id)
+            sync.prepare_run(soak.services, run_id)
             break
         except Exception as exc:  # noqa: BLE001
             soak.note(night, "prepare failed", attempt=attempt, error=f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -485,7 +485,7 @@ def night_run(soak: Soak, night: int, run_id: str, faults: list[Fault]) -> None:
         twin = None
         if fault is not None and fault.kind == "twin_run":
             twin_id = f"{run_id}-twin"
-            pipeline.prepare_run(soak.services, twin_id)
+            sync.prepare_run(soak.services, twin_id)
             out = soak.stack.workdir / f"twin-{twin_id}.json"
             twin = multiprocessing.get_context("fork").Process(
                 target=_twin_child, args=(soak, night, source, twin_id, run_date, str(out)))
@@ -502,7 +502,7 @@ def night_run(soak: Soak, night: int, run_id: str, faults: list[Fault]) -> None:
             run_source(soak, night, source, run_id=run_id, run_date=run_date, fault=None)
     expected = [(s.id, d) for s in soak.sources for d in s.datasets]
     try:
-        pipeline.reconcile_run(soak.services, run_id, expected)
+        sync.reconcile_run(soak.services, run_id, expected)
     except Exception as exc:  # noqa: BLE001 - the DAG's reconcile fails the run; the report still goes
         soak.note(night, "reconcile failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
     send_reports(soak, night, run_id, smtp_down=any(f.kind == "smtp_down" for f in faults))

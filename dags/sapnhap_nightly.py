@@ -127,7 +127,7 @@ def sapnhap_nightly() -> None:
     @task(show_return_value_in_logs=False)
     def prepare() -> dict:
         from sapnhap.airflow_support import services_from_airflow
-        from sapnhap.pipeline import prepare_run
+        from sapnhap.sync.prepare import prepare_run
 
         run_id, _ = _run_ids()
         opened = prepare_run(services_from_airflow(), run_id)
@@ -153,8 +153,8 @@ def sapnhap_nightly() -> None:
     @task(**STAGE)
     def extract(source_id: str, dataset: str, selected: list) -> dict:
         from sapnhap.airflow_support import legacy_connection, log_stage, services_from_airflow
-        from sapnhap.pipeline import extract_stage
         from sapnhap.sources import get_source
+        from sapnhap.sync.extract import extract_stage
 
         _skip_unless_selected(selected, source_id, dataset)
         src = get_source(source_id)
@@ -186,7 +186,7 @@ def sapnhap_nightly() -> None:
     @task(trigger_rule="all_done", retries=0, show_return_value_in_logs=False)
     def reconcile(selected: list) -> list[dict]:
         from sapnhap.airflow_support import services_from_airflow
-        from sapnhap.pipeline import reconcile_run
+        from sapnhap.sync.reconcile import reconcile_run
 
         run_id, _ = _run_ids()
         expected = [tuple(p) for p in _planned(selected, fail=True)]

@@ -315,11 +315,13 @@ def process_batch(services: Services, source: Source, batch: dict[str, Any]) -> 
     write-once and signed, and the objects it lists must never be rewritten. The load is
     idempotent, so nothing is doubled.
     """
-    from sapnhap import storage
-    from sapnhap.pipeline import MANIFEST, backup_stage, load_stage, transform_stage, validate_stage
+    from sapnhap.sync.backup import backup_stage, existing_manifest
+    from sapnhap.sync.load import load_stage
+    from sapnhap.sync.transform import transform_stage
+    from sapnhap.sync.validate import validate_stage
 
-    key = batch["prefix"] + MANIFEST
-    if storage.exists(services.s3, key):
+    key = existing_manifest(services, batch)
+    if key is not None:
         log.info("backup %s/%s: already backed up by an earlier try of this task, manifest %s; loading it",
                  source.id, batch["dataset"], _where(services.s3.bucket, key))
         batch = {**batch, "manifest_key": key}

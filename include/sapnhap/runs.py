@@ -15,7 +15,9 @@ from typing import Any
 
 import psycopg
 
+from sapnhap import ops
 from sapnhap.reports.model import scrub_text
+from sapnhap.sync.batch import batch_id_for
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,7 @@ def finish_run(dsn: str, run_id: str, state: str, message: str | None = None) ->
         raise ValueError(f"run {run_id}: {state!r} is not a final Airflow state (success, failed)")
     text = scrub_text(message[:MAX_MESSAGE_CHARS]) if message else None
     with psycopg.connect(dsn) as conn:
-        conn.execute(
-            """INSERT INTO ops.runs (run_id, status, finished_at, message) VALUES (%s, %s, now(), %s)
-               ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, finished_at = now(),
-                   message = coalesce(EXCLUDED.message, ops.runs.message)""",
-            (run_id, status, text),
-        )
+        ops.upsert_run_status(conn, run_id=run_id, status=status, message=text)
     log.info("run %s: %s", run_id, status)
     return status
 
@@ -69,7 +66,7 @@ def sweep_runs(dsn: str, airflow_state: Callable[[str], str | None], *, exclude:
     """
     skip = set(exclude)
     with psycopg.connect(dsn) as conn:
-        running = [r[0] for r in conn.execute("SELECT run_id FROM ops.runs WHERE status = 'running' ORDER BY started_at")]
+        running = ops.running_runs(conn)
     closed: dict[str, str] = {}
     for run_id in running:
         if run_id in skip:
@@ -91,21 +88,13 @@ def record_stage_failure(
     A batch the stage never created gets a row with status ``failed``. Committed batches
     (loaded, blocked) keep their message. Personal data is masked. Returns rows written.
     """
-    from sapnhap.pipeline import batch_id_for
-
     detail = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     text = scrub_text(f"{STAGE_FAILURE_PREFIX}{stage}: {detail}"[:MAX_MESSAGE_CHARS])
     written = 0
     with psycopg.connect(dsn) as conn:
         for dataset in datasets:
-            cur = conn.execute(
-                """INSERT INTO ops.batches (batch_id, run_id, source_id, dataset, status, message)
-                   VALUES (%s, %s, %s, %s, 'failed', %s)
-                   ON CONFLICT (batch_id) DO UPDATE SET message = EXCLUDED.message
-                   WHERE ops.batches.status NOT IN ('loaded', 'blocked')""",
-                (batch_id_for(run_id, source_id, dataset), run_id, source_id, dataset, text),
-            )
-            written += cur.rowcount
+            written += ops.record_stage_failure(conn, batch_id=batch_id_for(run_id, source_id, dataset), run_id=run_id,
+                                                source_id=source_id, dataset=dataset, message=text)
     return written
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, transform_stage, validate_stage
 from sapnhap.services import Services
 from sapnhap.sources import Source, get_source
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 
 COLUMNS = ("file_no", "proc_code", "proc_name", "applicant", "id_number", "commune_code", "address",
            "recv_date", "due_date", "return_date", "status", "last_modified")

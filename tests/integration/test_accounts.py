@@ -45,22 +45,22 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
 @pytest.fixture
 def loaded(world, platform_dsn: str, s3_config, smtp_sink) -> dict:
     """The account/mail sources synced into the scratch platform by the spine's own stages."""
-    from sapnhap import pipeline
+    from sapnhap import sync
 
     smtp, folder = smtp_sink
     services = Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp)
     run_id = "acc_test_run"
-    pipeline.prepare_run(services, run_id)
+    sync.prepare_run(services, run_id)
     loads = []
     for source_id in ACCOUNT_SOURCE_IDS:
         source = get_source(source_id)
         connection = world.connections[source.conn_id]
         for dataset in source.datasets:
-            batch = pipeline.extract_stage(services, source, dataset, connection, run_id=run_id, run_date=AS_OF.isoformat())
-            batch = pipeline.transform_stage(services, source, batch)
-            batch = pipeline.validate_stage(services, source, batch)
-            batch = pipeline.backup_stage(services, source, batch)
-            loads.append(pipeline.load_stage(services, source, batch))
+            batch = sync.extract_stage(services, source, dataset, connection, run_id=run_id, run_date=AS_OF.isoformat())
+            batch = sync.transform_stage(services, source, batch)
+            batch = sync.validate_stage(services, source, batch)
+            batch = sync.backup_stage(services, source, batch)
+            loads.append(sync.load_stage(services, source, batch))
     return {"services": services, "mail_dir": folder, "loads": loads}
 
 

@@ -9,10 +9,10 @@ import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 from sapnhap.embedded import read_mail
-from sapnhap.pipeline import prepare_run
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
 from sapnhap.sources import QualityThresholds
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

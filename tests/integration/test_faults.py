@@ -21,10 +21,15 @@ from sapnhap import extract as extract_mod
 from sapnhap import storage
 from sapnhap.embedded import free_port, read_mail
 from sapnhap.extract import SourceSchemaError, SourceUnavailableError
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.runner import account_for
 from sapnhap.services import S3Config, Services
 from sapnhap.sources import Source, get_source
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 from sapnhap import storage
 from sapnhap.corrections import correction_prefix
-from sapnhap.pipeline import prepare_run
 from sapnhap.services import Services
 from sapnhap.sources import SourceConfigError, get_source
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

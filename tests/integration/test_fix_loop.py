@@ -17,9 +17,9 @@ from openpyxl import load_workbook
 from sapnhap import storage
 from sapnhap.corrections import correction_prefix
 from sapnhap.embedded import read_mail
-from sapnhap.pipeline import prepare_run
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

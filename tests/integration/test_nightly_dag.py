@@ -219,8 +219,8 @@ def test_accounts_dag_remaps_people_after_the_nightly_loads(nightly) -> None:
 @pytest.mark.skipif(os.environ.get("SAPNHAP_SKIP_SLOW") == "1", reason="SAPNHAP_SKIP_SLOW=1")
 def test_reconcile_fails_the_run_when_a_row_goes_missing(nightly) -> None:
     from sapnhap.load import ReconciliationError
-    from sapnhap.pipeline import reconcile_run
     from sapnhap.services import Services
+    from sapnhap.sync.reconcile import reconcile_run
 
     dsn = nightly["stack"].platform_dsn
     with psycopg.connect(dsn) as conn:

@@ -14,10 +14,15 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sapnhap.migrations import SchemaVersionError, check_schema, current, head, revisions, upgrade
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.platform import LOADER_ROLE, ensure_platform, ensure_roles
 from sapnhap.services import Services
 from sapnhap.sources import get_source
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +87,8 @@ def test_the_previous_release_upgrades_with_its_data_and_the_nightly_runs_as_loa
 ) -> None:
     from sapnhap.demo.generator import generate_world
     from sapnhap.handover import build_handover
-    from sapnhap.pipeline import reconcile_run
     from sapnhap.restore import restore_drill
+    from sapnhap.sync.reconcile import reconcile_run
 
     assert revisions()[0] == "0001"
     upgrade(scratch_db, "0001")  # release 0.1.0's schema, frozen

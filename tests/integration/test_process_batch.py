@@ -15,9 +15,11 @@ import pytest
 
 from sapnhap import storage
 from sapnhap.airflow_support import process_batch
-from sapnhap.pipeline import MANIFEST, extract_stage, prepare_run
 from sapnhap.services import Services
 from sapnhap.sources import get_source
+from sapnhap.sync.backup import MANIFEST
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

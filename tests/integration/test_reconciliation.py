@@ -8,10 +8,15 @@ import psycopg
 import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy
 
-from sapnhap import pipeline
 from sapnhap.load import ReconciliationError
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.services import Services
+from sapnhap.sync import load as load_step
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +31,14 @@ def test_a_lost_row_fails_the_load_and_nothing_is_committed(tmp_path: Path, plat
     for stage in (transform_stage, validate_stage, backup_stage):
         batch = stage(services, source, batch)
 
-    real_merge = pipeline.merge_batch
+    real_merge = load_step.merge_batch
 
     def losing_merge(conn, **kwargs):  # noqa: ANN001, ANN202 - same signature as merge_batch
         counts = real_merge(conn, **kwargs)
         counts.inserted -= 1  # one row the merge did not account for
         return counts
 
-    monkeypatch.setattr(pipeline, "merge_batch", losing_merge)
+    monkeypatch.setattr(load_step, "merge_batch", losing_merge)
     with pytest.raises(ReconciliationError, match=r"extracted 3 != loaded 2"):
         load_stage(services, source, batch)
     with psycopg.connect(platform_dsn) as conn:
@@ -41,5 +46,5 @@ def test_a_lost_row_fails_the_load_and_nothing_is_committed(tmp_path: Path, plat
         assert conn.execute("SELECT count(*) FROM ops.cursors").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM ops.reconciliation").fetchone()[0] == 0
 
-    monkeypatch.setattr(pipeline, "merge_batch", real_merge)
+    monkeypatch.setattr(load_step, "merge_batch", real_merge)
     assert load_stage(services, source, batch)["inserted"] == 3  # the retry loads it exactly once

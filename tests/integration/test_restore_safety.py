@@ -18,10 +18,15 @@ import pytest
 from psycopg import sql
 
 from sapnhap import storage
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.restore import RestoreError, restore_dataset, table_fingerprint
 from sapnhap.services import S3Config, Services
 from sapnhap.sources import Source, get_source
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 
 pytestmark = pytest.mark.integration
 

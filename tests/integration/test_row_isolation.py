@@ -10,9 +10,9 @@ import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
 from sapnhap.load import merge_batch
-from sapnhap.pipeline import prepare_run
 from sapnhap.services import Services
 from sapnhap.sources import get_source
+from sapnhap.sync.prepare import prepare_run
 from sapnhap.transform import transform_frame
 
 pytestmark = pytest.mark.integration

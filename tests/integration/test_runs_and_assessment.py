@@ -10,11 +10,12 @@ import pytest
 
 from sapnhap.assessment import assessment_step, needs_assessment
 from sapnhap.embedded import free_port, read_mail
-from sapnhap.pipeline import extract_stage, prepare_run
 from sapnhap.reports import send_run_reports
 from sapnhap.runs import close_run_from_context, finish_run, stage_failure_from_context, sweep_runs
 from sapnhap.services import S3Config, Services, SmtpConfig
 from sapnhap.sources import get_source
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
-from sapnhap.pipeline import prepare_run
 from sapnhap.reference import load_reference, load_split_rules
 from sapnhap.reference.platform import record_decision
 from sapnhap.services import Services
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 

@@ -353,8 +353,8 @@ def world(tmp_path: Path, pg_admin_dsn: str):
 
 
 def test_demo_world_verifies_clean_after_a_sync_and_after_a_resync(world, services: Services) -> None:
-    from sapnhap.pipeline import prepare_run
     from sapnhap.sources import load_sources
+    from sapnhap.sync.prepare import prepare_run
 
     def connection(source: Source) -> str:
         return str(world.sqlite_path()) if source.kind == "sqlite" else world.connections.get(source.conn_id, "")

@@ -17,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync  # noqa: E402
 
 from sapnhap.handover import build_handover  # noqa: E402
-from sapnhap.pipeline import prepare_run, reconcile_run  # noqa: E402
 from sapnhap.reference import load_split_rules  # noqa: E402
 from sapnhap.services import Services  # noqa: E402
 from sapnhap.sources import Source  # noqa: E402
+from sapnhap.sync.prepare import prepare_run  # noqa: E402
+from sapnhap.sync.reconcile import reconcile_run  # noqa: E402
 
 UNRULED_VILLAGE = "Thôn Khuổi Mới"
 BAD_DATE_KEY = "BQ-DATE"
