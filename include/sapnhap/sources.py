@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sapnhap.datasets import DATASETS
 
-SourceKind = Literal["postgres", "mysql", "sqlite", "files"]
+SourceKind = Literal["postgres", "mysql", "sqlite", "mssql", "oracle", "files"]
 
 DEFAULT_SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")

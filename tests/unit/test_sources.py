@@ -57,7 +57,7 @@ def test_a_good_file_parses(tmp_path: Path) -> None:
          "natural key columns not mapped: \\['dossier_code'\\]"),
         ({"owners": ["not-an-address"]}, "not an email address"),
         ({"owners": []}, "at least one owner"),
-        ({"kind": "oracle"}, "kind"),
+        ({"kind": "db2"}, "kind"),
         ({"old_units": {"province": "2"}}, "old province code has 2 digits"),
         ({"old_units": {"province": ["08", "2"]}}, "old province code has 2 digits: \\['2'\\]"),
         ({"old_units": {"districts": ["030"]}}, "give the old province code"),
