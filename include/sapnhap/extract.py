@@ -102,12 +102,14 @@ def _column_text(values: tuple) -> pa.Array:
     return pa.array([_to_text(v) for v in values], type=pa.string())
 
 
-def _chunk_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
+def chunk_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
+    """DB-API rows as a table of legacy text: what the extract writes, and what verification hashes."""
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     return pa.Table.from_arrays([_column_text(col) for col in cols], names=columns)
 
 
-def _frame_to_table(frame: pd.DataFrame) -> pa.Table:
+def frame_to_table(frame: pd.DataFrame) -> pa.Table:
+    """An export file's frame as a table of legacy text (as :func:`chunk_to_table` for database rows)."""
     frame = frame.astype(object).where(frame.notna(), None)
     arrays = [pa.array([_to_text(v) for v in frame[c]], type=pa.string()) for c in frame.columns]
     return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
@@ -372,13 +374,14 @@ def _consume(source: Source, dataset: str, result, out: Path, chunk: int) -> tup
         for rows in result.partitions(chunk):
             if cursor_idx is not None:
                 last["cursor"] = _to_text(rows[-1][cursor_idx])
-            yield _chunk_to_table(columns, rows)
+            yield chunk_to_table(columns, rows)
 
     rows = _write_chunks(tables(), out, columns)
     return rows, columns, last["cursor"], unmapped
 
 
-def _read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
+def read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
+    """One export file (CSV in the declared encoding, or Excel), every value as text, headers NFC."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         frame = pd.read_excel(path, sheet_name=mapping.sheet or 0, dtype=str, engine="openpyxl")
     else:
@@ -467,7 +470,7 @@ def _stream_files(
         if sha in seen_sha256:
             continue
         try:
-            frame = _read_export(path, mapping)
+            frame = read_export(path, mapping)
         except OSError:
             raise  # the share is unreachable: the source waits, its files are not judged
         except Exception as exc:  # noqa: BLE001 - any unreadable file is quarantined, the others load
@@ -484,7 +487,7 @@ def _stream_files(
         new_files.append({"file_name": path.name, "sha256": sha, "rows": str(len(frame))})
     columns = sorted({c for f in frames for c in f.columns}) or sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN})
     unmapped = _unmapped(mapping, columns)
-    tables = (_frame_to_table(f.reindex(columns=columns)) for f in frames)
+    tables = (frame_to_table(f.reindex(columns=columns)) for f in frames)
     rows = _write_chunks(tables, out, columns)
     return rows, columns, new_files, unmapped, quarantined
 
