@@ -28,6 +28,14 @@ _TABLE_RE = re.compile(rf"{_NAME}(\.{_NAME})?")
 _COLUMN_RE = re.compile(_NAME)
 
 
+# The legacy Vietnamese font encodings (sapnhap.codecs_vn registers them as Python codecs).
+LEGACY_ENCODINGS = ("tcvn3", "vni")
+
+
+def _codec(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
 class SourceConfigError(ValueError):
     """A source file is invalid; the message names the file and the field."""
 
@@ -65,6 +73,10 @@ class DatasetMapping(BaseModel):
     encoding: str = "utf-8"
     columns: dict[str, str]
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Per canonical column: "tcvn3"/"vni" when that column holds a legacy font's bytes shown as Latin
+    # text (by the database driver, or by the file's encoding), "utf-8" when it is Unicode although
+    # the dataset's encoding is a legacy one. Decoded rows are flagged "<column>:decoded".
+    column_encodings: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("table")
     @classmethod
@@ -81,6 +93,26 @@ class DatasetMapping(BaseModel):
         if v is not None and (v.startswith(("/", "~")) or "\\" in v or ".." in Path(v).parts or ":" in v):
             raise ValueError("a file name pattern inside the connection's folder (no '..', no absolute path)")
         return v
+
+    @model_validator(mode="after")
+    def _column_encodings(self) -> DatasetMapping:
+        for name, codec in self.column_encodings.items():
+            if name not in self.columns:
+                raise ValueError(f"column_encodings: {name} is not a mapped column (columns:)")
+            if _codec(codec) not in (*LEGACY_ENCODINGS, "utf_8"):
+                raise ValueError(f"column_encodings.{name}: tcvn3, vni or utf-8, not {codec!r}")
+        return self
+
+    def legacy_codecs(self, kind: str) -> dict[str, str]:
+        """Legacy column -> the codec its text is decoded with (``tcvn3``/``vni``); columns without one are absent.
+
+        A database returns a legacy font's bytes as Latin text, so the dataset's ``encoding`` applies
+        to its columns; a file is already decoded with it, so only ``column_encodings`` apply there.
+        """
+        dataset_codec = _codec(self.encoding) if kind != "files" and _codec(self.encoding) in LEGACY_ENCODINGS else None
+        codecs = {legacy: _codec(self.column_encodings.get(canonical, "")) or dataset_codec
+                  for canonical, legacy in self.columns.items()}
+        return {legacy: c for legacy, c in codecs.items() if c in LEGACY_ENCODINGS}
 
     @model_validator(mode="after")
     def _one_origin(self) -> DatasetMapping:
