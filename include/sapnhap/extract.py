@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -380,6 +383,100 @@ def _consume(source: Source, dataset: str, result, out: Path, chunk: int) -> tup
     return rows, columns, last["cursor"], unmapped
 
 
+# mdbtools (Debian's package; `make install` installs it): the reader of Access files. It reads
+# Jet 3 (Access 97) to ACE (.accdb) files, Access's compressed Unicode text included.
+ACCESS_TOOLS = ("mdb-tables", "mdb-export", "mdb-json")
+
+
+def _mdbtool(where: str, name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise SourceUnavailableError(
+            f"{where}: {name} not found: Access files are read with mdbtools (apt-get install mdbtools; make install does)"
+        )
+    return found
+
+
+def _access_tables(where: str, path: Path) -> list[str]:
+    proc = subprocess.run([_mdbtool(where, "mdb-tables"), "-1", str(path)], capture_output=True, timeout=300,
+                          check=False)
+    if proc.returncode != 0:
+        raise SourceUnavailableError(
+            f"{where}: {path.name} is not an Access file mdbtools can open "
+            f"({proc.stderr.decode('utf-8', 'replace').strip()}); send the .mdb/.accdb file again"
+        )
+    return [line for line in proc.stdout.decode("utf-8").splitlines() if line]
+
+
+def _access_columns(where: str, path: Path, table: str) -> list[str]:
+    """The table's column names, in order: mdb-export's header line (the rows it would write are not read)."""
+    cmd = [_mdbtool(where, "mdb-export"), "-d", "\x1f", str(path), table]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        header = proc.stdout.readline()
+        proc.kill()
+    return header.decode("utf-8").rstrip("\r\n").split("\x1f")
+
+
+def _stream_access(source: Source, dataset: str, connection: str, cursor_value: str | None, out: Path, chunk: int):
+    """Read one table of an Access file with mdbtools, streamed row by row into Parquet row groups.
+
+    ``mdb-json`` writes one JSON object per row (numbers as numbers, dates as ISO text, NULL
+    columns left out), so values reach :func:`chunk_to_table` as a database driver's would. An
+    Access file has no query engine here: the cursor is applied while streaming (rows from it on),
+    and the rows keep the file's order.
+    """
+    mapping = source.datasets[dataset]
+    where = f"{source.id}/{dataset}"
+    if mapping.query or not mapping.table:
+        raise SourceConfigError(
+            f"{source.id}.yaml: datasets.{dataset}.query: an Access source reads a table: give table: "
+            "(the file's saved queries are not run)"
+        )
+    path = folder_of(connection)
+    if not path.is_file():
+        raise SourceUnavailableError(f"{where}: Access file not found: {path}")
+    tables = _access_tables(where, path)
+    if mapping.table not in tables:
+        raise SourceSchemaError(
+            f"{where}: the Access file has no table {mapping.table!r}; its tables: {tables}. "
+            f"Check table: in {source.id}.yaml against the file."
+        )
+    columns = _access_columns(where, path, mapping.table)
+    unmapped = _check_columns(source, dataset, mapping, columns)
+    cmd = [_mdbtool(where, "mdb-json"), "-D", "%Y-%m-%d", "-T", "%Y-%m-%d %H:%M:%S", str(path), mapping.table]
+    last: dict[str, str | None] = {"cursor": None}
+
+    def tables_of(lines: Iterator[bytes]) -> Iterator[pa.Table]:
+        batch: list[tuple] = []
+        for line in lines:
+            record = json.loads(line)
+            if mapping.cursor is not None:
+                value = _to_text(record.get(mapping.cursor))
+                if cursor_value is not None and (value is None or later_cursor(value, cursor_value) != value):
+                    continue
+                last["cursor"] = later_cursor(last["cursor"], value)
+            batch.append(tuple(record.get(c) for c in columns))
+            if len(batch) >= chunk:
+                yield chunk_to_table(columns, batch)
+                batch = []
+        if batch:
+            yield chunk_to_table(columns, batch)
+
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors) as proc:
+            try:
+                rows = _write_chunks(tables_of(proc.stdout), out, columns)
+            finally:
+                proc.stdout.close()
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise SourceUnavailableError(
+                f"{where}: mdbtools could not read table {mapping.table!r} of {path.name}: "
+                f"{errors.read().decode('utf-8', 'replace').strip()}"
+            )
+    return rows, columns, last["cursor"], unmapped
+
+
 def read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
     """One export file (CSV in the declared encoding, or Excel), every value as text, headers NFC."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
@@ -517,7 +614,8 @@ def extract_to_parquet(
         return ExtractResult(rows, out, None, None, columns, files, unmapped, quarantined)
     mapping = source.datasets[dataset]
     read_from = lookback_cursor(cursor_value, mapping.cursor_lookback)
-    rows, columns, last, unmapped = _stream_db(source, dataset, connection, read_from, out, chunk_rows)
+    stream = _stream_access if source.kind == "access" else _stream_db
+    rows, columns, last, unmapped = stream(source, dataset, connection, read_from, out, chunk_rows)
     # The committed cursor never moves back, even when only the look-back window had rows.
     return ExtractResult(rows, out, cursor_value, later_cursor(last, cursor_value), columns, [], unmapped)
 

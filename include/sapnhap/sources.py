@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sapnhap.datasets import DATASETS
 
-SourceKind = Literal["postgres", "mysql", "sqlite", "mssql", "oracle", "files"]
+SourceKind = Literal["postgres", "mysql", "sqlite", "mssql", "oracle", "access", "files"]
 
 DEFAULT_SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
 _NAME = r"[^\W\d]\w{0,62}"  # a SQL identifier: a letter (Vietnamese too) or _, then letters, digits, _
 _TABLE_RE = re.compile(rf"{_NAME}(\.{_NAME})?")
+# An Access table name is a program argument, never SQL: spaces allowed (commune tools use them).
+_ACCESS_TABLE_RE = re.compile(r"[^\W\d][\w ]{0,63}")
 _COLUMN_RE = re.compile(_NAME)
 
 
@@ -82,7 +84,7 @@ class DatasetMapping(BaseModel):
     @classmethod
     def _table_name(cls, v: str | None) -> str | None:
         # A name, never SQL: the extract puts it in a statement (R4, the legacy server's data).
-        if v is not None and not _TABLE_RE.fullmatch(v):
+        if v is not None and not (_TABLE_RE.fullmatch(v) or _ACCESS_TABLE_RE.fullmatch(v)):
             raise ValueError("a table name ([schema.]table: letters, digits, _), not SQL")
         return v
 
@@ -169,14 +171,14 @@ class OldUnits(BaseModel):
 
 
 class LocalConnection(BaseModel):
-    """Where a ``files`` or ``sqlite`` source's data is, declared beside it (no secrets).
+    """Where a ``files``, ``sqlite`` or ``access`` source's data is, declared beside it (no secrets).
 
     The embedded default (``make demo ARGS="--sources-dir DIR"``) turns it into the Airflow
     connection ``conn_id``; a deployment's own Airflow connection of that id is used instead.
     """
 
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(description="the export folder (files) or database file (sqlite), relative to the YAML file")
+    path: str = Field(description="the export folder (files) or database file (sqlite, access), relative to the YAML file")
 
 
 class Source(BaseModel):
@@ -199,17 +201,19 @@ class Source(BaseModel):
     path: str | None = None
 
     @model_validator(mode="after")
-    def _sql_cursor_names(self) -> Source:
-        if self.kind != "files":
+    def _sql_names(self) -> Source:
+        if self.kind not in ("files", "access"):
             for name, mapping in self.datasets.items():
+                if mapping.table is not None and not _TABLE_RE.fullmatch(mapping.table):
+                    raise ValueError(f"{name}.table: a table name ([schema.]table: letters, digits, _), not SQL")
                 if mapping.cursor is not None and not _COLUMN_RE.fullmatch(mapping.cursor):
                     raise ValueError(f"{name}.cursor: a column name (letters, digits, _), not SQL")
         return self
 
     @model_validator(mode="after")
     def _local_connection_kind(self) -> Source:
-        if self.connection is not None and self.kind not in ("files", "sqlite"):
-            raise ValueError("connection: only files and sqlite sources declare their data here; a database's "
+        if self.connection is not None and self.kind not in ("files", "sqlite", "access"):
+            raise ValueError("connection: only files, sqlite and access sources declare their data here; a database's "
                              "connection (with its password) is an Airflow connection")
         return self
 

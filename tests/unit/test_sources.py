@@ -61,7 +61,7 @@ def test_a_good_file_parses(tmp_path: Path) -> None:
         ({"old_units": {"province": "2"}}, "old province code has 2 digits"),
         ({"old_units": {"province": ["08", "2"]}}, "old province code has 2 digits: \\['2'\\]"),
         ({"old_units": {"districts": ["030"]}}, "give the old province code"),
-        ({"connection": {"path": "exports"}}, "connection: only files and sqlite sources"),
+        ({"connection": {"path": "exports"}}, "connection: only files, sqlite and access sources"),
         ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"], "table": "ho_so; SELECT pg_read_file('/etc/passwd')"}}},
          "table: .*a table name"),
         ({"datasets": {"dossiers": {**GOOD["datasets"]["dossiers"],
