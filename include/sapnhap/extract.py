@@ -219,9 +219,10 @@ def legacy_url(source: Source, connection: str):  # noqa: ANN201 - sqlalchemy.UR
             f"{source.id}: connection {source.conn_id} is a {backend} URL but the source file declares kind {kind}; "
             f"fix kind: in {source.id}.yaml or the connection"
         )
-    if "+" not in url.drivername:
-        url = url.set(drivername=backend.replace("postgres", "postgresql").replace("postgresqlql", "postgresql")
-                      + "+" + _DRIVERS[kind].split("+")[1])
+    if kind == "postgres":
+        url = url.set(drivername=_DRIVERS[kind])  # psycopg connects (see legacy_engine), whatever the URL names
+    elif "+" not in url.drivername:
+        url = url.set(drivername=f"{backend}+{_DRIVERS[kind].split('+')[1]}")
     if kind == "mysql" and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url

@@ -101,6 +101,8 @@ def test_the_connection_url_chooses_the_driver() -> None:
     assert legacy_dialect(_source("oracle"), "oracle://reader@host:1521/MOTCUA").driver == "oracledb"
     assert legacy_dialect(_source("mysql"), "mysql://root@host/x").driver == "pymysql"
     assert legacy_dialect(_source("postgres"), "postgres://u@host/x").driver == "psycopg"
+    assert legacy_dialect(_source("postgres"), "postgresql+psycopg2://u@host/x").driver == "psycopg"  # psycopg connects
+    assert legacy_dialect(_source("mysql"), "mariadb://root@host/x").name == "mariadb"
     with pytest.raises(SourceConfigError, match=r"tq_motcua_cu: connection legacy_tq_motcua_cu is a postgresql URL.*kind mssql"):
         legacy_dialect(_source("mssql"), "postgresql://u@host/x")
 
