@@ -190,3 +190,19 @@ def test_a_wrong_column_encoding_is_a_clear_error(encoding: str, column_encoding
 
     with pytest.raises(ValidationError, match=message):
         _per_column(encoding, column_encodings)
+
+
+def test_the_assessment_proposes_an_encoding_per_column_when_other_columns_are_unicode() -> None:
+    from sapnhap.quality import profile_frame
+
+    names = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Hoàng Thị Huệ", "Phạm Đức Việt"]
+    df = pd.DataFrame({
+        "citizen_id": [f"0081900{i:05d}" for i in range(5)],
+        "full_name": [n.encode("vni").decode("cp1252", errors="replace") for n in names],  # from an old VNI tool
+        "address_detail": ["Thôn Đồng Tâm, xã Trung Môn"] * 5,  # already Unicode: a dataset encoding would garble it
+    })
+    profile = profile_frame(df, dataset="residents", code_column=None)
+    assert profile["text_anomalies"]["proposed_column_encodings"] == {"full_name": "vni"}
+    assert any("column_encodings: {full_name: vni}" in f for f in profile["findings"])
+    legacy_only = profile_frame(df.drop(columns="address_detail"), dataset="residents", code_column=None)
+    assert not any("column_encodings" in f for f in legacy_only["findings"])  # the whole dataset: encoding: vni
