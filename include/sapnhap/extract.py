@@ -1,9 +1,11 @@
 """Extract: read new and changed rows from a legacy system into a Parquet file.
 
-Rows are streamed in chunks (server-side cursors, unbuffered MySQL cursors, chunked CSV) and
-written as Parquet row groups, so memory does not grow with the size of the source. Values are
-kept as the legacy system's text: the raw backup is what the source held, and parsing is the
-transform stage's job.
+Every database goes through one path, SQLAlchemy Core (PostgreSQL, MySQL/MariaDB, SQLite, SQL
+Server, Oracle): names quoted by the dialect, the cursor a bound parameter, the rows streamed
+(server-side cursors, unbuffered MySQL cursors) chunk by chunk into Parquet row groups, so memory
+does not grow with the size of the source. Access files stream through mdbtools, export files are
+read whole per file. Values are kept as the legacy system's text: the raw backup is what the
+source held, and parsing is the transform stage's job.
 """
 
 from __future__ import annotations

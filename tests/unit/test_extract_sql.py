@@ -113,3 +113,28 @@ def test_a_cursor_value_is_bound_never_written_into_the_sql() -> None:
         _, select, params = _sql(kind, url, cursor_value=evil)
         assert evil not in select and "'1'" not in select
         assert params == {"cursor_from": evil}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "error", "orig", "schema"),
+    [
+        # pymssql: the server's message number first (208 invalid object name, 207 invalid column name).
+        ("mssql", "OperationalError", (208, b"Invalid object name 'dbo.HoSo'."), True),
+        ("mssql", "OperationalError", (207, b"Invalid column name 'ngay_cap_nhat'."), True),
+        ("mssql", "OperationalError", (1205, b"Transaction was deadlocked"), False),
+        ("oracle", "DatabaseError", ("ORA-00942: table or view does not exist",), True),
+        ("oracle", "DatabaseError", ("ORA-00904: \"NGAY\": invalid identifier",), True),
+        ("oracle", "DatabaseError", ("ORA-01555: snapshot too old",), False),
+        ("postgresql", "ProgrammingError", ('relation "ho_so" does not exist',), True),
+        ("sqlite", "OperationalError", ("no such table: ho_so",), True),
+        ("postgresql", "OperationalError", ("server closed the connection unexpectedly",), False),
+    ],
+)
+def test_which_refusals_mean_the_source_file_names_what_the_server_lacks(dialect: str, error: str, orig: tuple,
+                                                                        schema: bool) -> None:
+    import sqlalchemy as sa
+
+    from sapnhap.extract import _is_schema_error
+
+    exc = getattr(sa.exc, error)("SELECT ...", {}, Exception(*orig))
+    assert _is_schema_error(dialect, exc) is schema
