@@ -1,6 +1,6 @@
 """Access files (.mdb/.accdb) of small commune tools, read with mdbtools (Debian's package; `make install`).
 
-The file is built by tests/integration/access_mdb.py (an Access 2000 file, text in Access's
+The file is built by sapnhap.demo.access_mdb (an Access 2000 file, text in Access's
 default "Unicode compression"), declared beside its source file like an export folder.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from access_mdb import DATETIME, LONG, TEXT, Column, write_mdb
 
+from sapnhap.demo.access_mdb import DATETIME, LONG, TEXT, Column, write_mdb
 from sapnhap.extract import SourceSchemaError, SourceUnavailableError, extract_to_parquet
 from sapnhap.sources import Source, SourceConfigError, parse_source
 

@@ -1,7 +1,7 @@
-"""A minimal writer of Access 2000 (Jet 4) .mdb files, for test fixtures.
+"""A minimal writer of Access 2000 (Jet 4) .mdb files: the demo's and the tests' commune-tool files.
 
-No Access writer installs here (Jackcess needs Maven, mdbtools only reads), so the tests build
-their small commune-tool files with this: the page format of the mdbtools HACKING notes and
+No Access writer installs from the registries the project uses (Jackcess needs Maven, mdbtools
+only reads), so the small legacy Access files of the demo world and the tests are built with this: the page format of the mdbtools HACKING notes and
 Jackcess, read back by mdbtools (the extract's reader) and by access-parser alike. It writes what a
 small Access tool holds: one header page, the MSysObjects catalog, per table a definition page,
 usage maps and data pages; columns Long Integer, Integer, Date/Time and Text, Text stored as
