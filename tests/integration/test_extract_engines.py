@@ -134,3 +134,21 @@ def test_every_engine_names_the_source_and_dataset_in_its_errors(legacy: tuple[s
     name = {"postgres": "PostgreSQL", "mariadb": "MySQL/MariaDB", "sqlite": "SQLite"}[engine]
     with pytest.raises(SourceUnavailableError, match=rf"tq_dancu_cu/residents: .*{name}"):
         extract_to_parquet(_source(engine), "residents", unreachable, tmp_path / "z.parquet")
+
+
+@pytest.mark.parametrize(("kind", "driver", "url", "name"), [
+    ("mssql", "pymssql", "mssql://reader:secret@127.0.0.1:{port}/MotCua", "SQL Server"),
+    ("oracle", "oracledb", "oracle://reader:secret@127.0.0.1:{port}/?service_name=MOTCUA", "Oracle"),
+])
+def test_sql_server_and_oracle_drivers_connect_through_the_same_path(kind: str, driver: str, url: str, name: str,
+                                                                     tmp_path: Path) -> None:
+    """No server here: the driver (from requirements.txt) is loaded, dialed, and its refusal is a clear error."""
+    import socket
+
+    pytest.importorskip(driver)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    source = _source("postgres").model_copy(update={"kind": kind})
+    with pytest.raises(SourceUnavailableError, match=rf"tq_dancu_cu/residents: cannot connect to legacy {name}"):
+        extract_to_parquet(source, "residents", url.format(port=port), tmp_path / "x.parquet")
