@@ -21,7 +21,14 @@ $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
 	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-install: $(BIN)/.installed $(CHROMIUM)  ## create .venv with everything, and Chromium for the browser tests
+# Access files (.mdb/.accdb) of commune tools are read with Debian's mdbtools.
+MDBTOOLS := /usr/bin/mdb-json
+$(MDBTOOLS):
+	@command -v apt-get >/dev/null 2>&1 || { echo "need mdbtools at $(MDBTOOLS) (Debian: apt-get install mdbtools)"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mdbtools
+
+install: $(BIN)/.installed $(CHROMIUM) $(MDBTOOLS)  ## create .venv with everything, Chromium for the browser tests, mdbtools for Access files
 
 demo: install  ## the nightly sync end to end on embedded services
 	$(BIN)/python -m sapnhap demo $(ARGS)

@@ -121,7 +121,7 @@ def services_from_airflow() -> Services:
 def legacy_connection(conn_id: str, kind: str) -> str:
     """What the extractor needs to reach a legacy system: a URI, or for ``files`` the folder."""
     conn = get_connection(conn_id)
-    if kind == "files":
+    if kind in ("files", "access"):  # a folder of exports, or an Access file
         return json.dumps({"conn_type": "fs", "extra": _extra(conn)})
     if kind == "sqlite":
         # Airflow parses sqlite:////abs/file.db into schema="/abs/file.db" and an empty host.

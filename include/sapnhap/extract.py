@@ -1,9 +1,11 @@
 """Extract: read new and changed rows from a legacy system into a Parquet file.
 
-Rows are streamed in chunks (server-side cursors, unbuffered MySQL cursors, chunked CSV) and
-written as Parquet row groups, so memory does not grow with the size of the source. Values are
-kept as the legacy system's text: the raw backup is what the source held, and parsing is the
-transform stage's job.
+Every database goes through one path, SQLAlchemy Core (PostgreSQL, MySQL/MariaDB, SQLite, SQL
+Server, Oracle): names quoted by the dialect, the cursor a bound parameter, the rows streamed
+(server-side cursors, unbuffered MySQL cursors) chunk by chunk into Parquet row groups, so memory
+does not grow with the size of the source. Access files stream through mdbtools, export files are
+read whole per file. Values are kept as the legacy system's text: the raw backup is what the
+source held, and parsing is the transform stage's job.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -102,12 +107,14 @@ def _column_text(values: tuple) -> pa.Array:
     return pa.array([_to_text(v) for v in values], type=pa.string())
 
 
-def _chunk_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
+def chunk_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
+    """DB-API rows as a table of legacy text: what the extract writes, and what verification hashes."""
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     return pa.Table.from_arrays([_column_text(col) for col in cols], names=columns)
 
 
-def _frame_to_table(frame: pd.DataFrame) -> pa.Table:
+def frame_to_table(frame: pd.DataFrame) -> pa.Table:
+    """An export file's frame as a table of legacy text (as :func:`chunk_to_table` for database rows)."""
     frame = frame.astype(object).where(frame.notna(), None)
     arrays = [pa.array([_to_text(v) for v in frame[c]], type=pa.string()) for c in frame.columns]
     return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
@@ -129,39 +136,159 @@ def _write_chunks(chunks: Iterator[pa.Table], path: Path, columns: list[str]) ->
 # A plain identifier, optionally schema-qualified: letters (any script), digits, _ and $.
 _IDENTIFIER_RE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)?")
 
+# The engine each kind names in messages, and its default SQLAlchemy driver.
+ENGINE_NAMES = {"postgres": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite", "mssql": "SQL Server",
+                "oracle": "Oracle"}
+_DRIVERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "sqlite": "sqlite+pysqlite",
+            "mssql": "mssql+pymssql", "oracle": "oracle+oracledb"}
+_BACKENDS = {"postgres": {"postgresql", "postgres"}, "mysql": {"mysql", "mariadb"}, "sqlite": {"sqlite"},
+             "mssql": {"mssql"}, "oracle": {"oracle"}}
 
-def _quoted(source: Source, dataset: str, field_name: str, name: str) -> str:
-    """``name`` quoted by the dialect's own quoting (SQLAlchemy); anything but a plain identifier is refused.
+# Run first in the extract's transaction, per dialect: one snapshot, and no write possible where the
+# engine has a read-only transaction. SQL Server has none: its login is granted db_datareader only,
+# and text dates read year-month-day whatever the login's language. Oracle compares the text cursor
+# with DATE/TIMESTAMP columns through the session's formats, set here to the extract's own.
+SESSION_SQL: dict[str, tuple[str, ...]] = {
+    "postgresql": ("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",),
+    "mysql": ("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",),
+    "mariadb": ("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",),
+    "sqlite": (),  # read-only by the driver: the file is opened mode=ro
+    "mssql": ("SET DATEFORMAT ymd",),
+    "oracle": (
+        "ALTER SESSION SET NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS'",
+        "ALTER SESSION SET NLS_TIMESTAMP_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF'",
+        "SET TRANSACTION READ ONLY",
+    ),
+}
+# The drivers' own paramstyles (SQLAlchemy reads them from the driver, which need not be installed to compile).
+_PARAMSTYLES = {"pymssql": "pyformat", "oracledb": "named", "pymysql": "format", "psycopg": "pyformat", "pysqlite": "qmark"}
+# Seconds to wait for the legacy server to answer a connection, per driver.
+_CONNECT_TIMEOUT = {"pymysql": {"connect_timeout": 10}, "pymssql": {"login_timeout": 10},
+                    "oracledb": {"tcp_connect_timeout": 10}}
 
-    A source file is input too: an unquoted or hand-quoted name would let it run any SQL on the
-    legacy server.
+
+@dataclass(frozen=True)
+class ExtractStatements:
+    """What the extract sends a legacy database: session statements, then one select and its bound values."""
+
+    session: list[str]
+    select: str
+    params: dict[str, object]
+    statement: object = field(repr=False, compare=False, default=None)  # the Core statement executed
+
+
+def _plain_name(source: Source, dataset: str, field_name: str, name: str) -> list[str]:
+    """The parts of a plain (schema.)name; anything else is refused, naming the file and field.
+
+    A source file is input too: a name the extract cannot quote as one identifier would let it
+    run any SQL on the legacy server.
     """
-    from sqlalchemy.dialects import mysql, postgresql, sqlite
-
     if not _IDENTIFIER_RE.fullmatch(name.replace("$", "_")):
         raise SourceConfigError(
             f"{source.id}.yaml: datasets.{dataset}.{field_name} must be a plain (schema.)name of the legacy "
             "database (letters, digits, _); use query: for anything else"
         )
-    dialect = {"postgres": postgresql, "mysql": mysql, "sqlite": sqlite}[source.kind].dialect()
-    return ".".join(dialect.identifier_preparer.quote_identifier(part) for part in name.split("."))
+    return name.split(".")
 
 
-def _select_sql(source: Source, dataset: str, cursor_value: str | None, param: str) -> tuple[str, list]:
+def _sqlite_path(connection: str) -> str:
+    """The file of a SQLite source: a path, or ``sqlite://`` + the path (as the Airflow connection gives it)."""
+    if not connection.startswith("sqlite"):
+        return connection
+    rest = unquote(connection.split("://", 1)[1]) if "://" in connection else ""
+    return rest[1:] if rest.startswith("//") else rest
+
+
+def legacy_url(source: Source, connection: str):  # noqa: ANN201 - sqlalchemy.URL, imported lazily
+    """The SQLAlchemy URL of a legacy database connection; the kind's driver unless the URL names one.
+
+    PostgreSQL also takes a libpq keyword DSN, SQLite a file path: their URL then only names the dialect.
+    """
+    import sqlalchemy as sa
+
+    kind = source.kind
+    if kind not in _DRIVERS:
+        raise ValueError(f"{source.id}: kind {kind!r} is not a database")
+    if kind == "sqlite" or (kind == "postgres" and "://" not in connection):
+        return sa.make_url(f"{_DRIVERS[kind]}://")
+    try:
+        url = sa.make_url(connection)
+    except sa.exc.ArgumentError as exc:
+        raise SourceConfigError(f"{source.id}: connection {source.conn_id} is not a database URL: {exc}") from None
+    backend = url.get_backend_name()
+    if backend not in _BACKENDS[kind]:
+        raise SourceConfigError(
+            f"{source.id}: connection {source.conn_id} is a {backend} URL but the source file declares kind {kind}; "
+            f"fix kind: in {source.id}.yaml or the connection"
+        )
+    if kind == "postgres":
+        url = url.set(drivername=_DRIVERS[kind])  # psycopg connects (see legacy_engine), whatever the URL names
+    elif "+" not in url.drivername:
+        url = url.set(drivername=f"{backend}+{_DRIVERS[kind].split('+')[1]}")
+    if kind == "mysql" and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def legacy_dialect(source: Source, connection: str):  # noqa: ANN201 - sqlalchemy Dialect
+    """The SQLAlchemy dialect of a legacy connection, without connecting (nor importing its driver)."""
+    url = legacy_url(source, connection)
+    return url.get_dialect()(paramstyle=_PARAMSTYLES.get(url.get_driver_name()))
+
+
+def legacy_engine(source: Source, connection: str, dataset: str | None = None):  # noqa: ANN201 - sqlalchemy.Engine
+    """An engine for one extract: no pool kept, connection time-outs, SQLite opened read-only by the driver."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    url = legacy_url(source, connection)
+    if source.kind == "sqlite":
+        path = Path(_sqlite_path(connection))
+        if not path.exists():
+            where = f"{source.id}/{dataset}" if dataset else source.id
+            raise SourceUnavailableError(f"{where}: SQLite file not found: {path}")
+        # Read-only by the driver: the extract can never write to the legacy file.
+        target = path.resolve().as_uri() + "?mode=ro"
+        return sa.create_engine(url, poolclass=NullPool, creator=lambda: sqlite3.connect(target, uri=True))
+    if source.kind == "postgres":
+        import psycopg
+
+        from sapnhap.services import postgres_dsn_from_url
+
+        dsn = postgres_dsn_from_url(connection) if "://" in connection else connection
+        return sa.create_engine(url, poolclass=NullPool, creator=lambda: psycopg.connect(dsn, connect_timeout=10))
+    return sa.create_engine(url, poolclass=NullPool, connect_args=_CONNECT_TIMEOUT.get(url.get_driver_name(), {}))
+
+
+def extract_statements(source: Source, dataset: str, dialect, cursor_value: str | None) -> ExtractStatements:  # noqa: ANN001
+    """The statements the extract runs for ``dataset`` on ``dialect`` (SQLAlchemy), compiled.
+
+    Names are quoted by the dialect's own rules (SQLAlchemy Core), the cursor value is a bound
+    parameter, a ``query:`` is a subquery whose text binds nothing. The select is ordered by the
+    cursor, and reads from it inclusively: rows sharing the last cursor value are never skipped,
+    and the load merges the re-read ones, so re-reading doubles nothing.
+    """
+    import sqlalchemy as sa
+
     mapping = source.datasets[dataset]
-    base = mapping.query or f"SELECT * FROM {_quoted(source, dataset, 'table', mapping.table or '')}"
-    if mapping.cursor is None:
-        return base, []
-    col = _quoted(source, dataset, "cursor", mapping.cursor)
-    sql = f"SELECT * FROM ({base}) AS src"
-    params: list = []
-    if cursor_value is not None:
-        # Inclusive: the boundary is re-read so rows sharing the last cursor value are never skipped;
-        # the load merges them, so re-reading doubles nothing.
-        sql += f" WHERE {col} >= {param}"
-        params.append(cursor_value)
-    sql += f" ORDER BY {col}"
-    return sql, params
+    cursor = _plain_name(source, dataset, "cursor", mapping.cursor)[0] if mapping.cursor else None
+    if mapping.query:
+        # Colons are text in a legacy query (casts, times), never parameters.
+        text = sa.text(mapping.query.replace(":", "\\:"))
+        origin = text.columns(sa.column(cursor)).subquery("src") if cursor else None
+    else:
+        *schema, name = _plain_name(source, dataset, "table", mapping.table or "")
+        origin = sa.table(name, *([sa.column(cursor)] if cursor else []), schema=schema[0] if schema else None)
+    stmt = text if origin is None else sa.select(sa.literal_column("*")).select_from(origin)
+    if cursor is not None:
+        col = origin.c[cursor]
+        if cursor_value is not None:
+            # Bound untyped: the server compares it as the cursor column's own type.
+            stmt = stmt.where(col >= sa.bindparam("cursor_from", cursor_value, type_=sa.types.NullType()))
+        stmt = stmt.order_by(col)
+    compiled = stmt.compile(dialect=dialect)
+    session = list(SESSION_SQL.get(dialect.name, ()))
+    return ExtractStatements(session, str(compiled), dict(compiled.params), stmt)
 
 
 def _check_columns(source: Source, dataset: str, mapping: DatasetMapping, columns: list[str]) -> list[str]:
@@ -185,90 +312,176 @@ def _unmapped(mapping: DatasetMapping, columns: list[str]) -> list[str]:
     return sorted(set(columns) - used_columns(mapping) - {SOURCE_FILE_COLUMN})
 
 
-def _db_rows(cur, fetch: int) -> Iterator[list[tuple]]:  # noqa: ANN001 - DB-API cursor
-    while True:
-        rows = cur.fetchmany(fetch)
-        if not rows:
-            return
-        yield rows
+def _is_schema_error(dialect_name: str, exc: Exception) -> bool:
+    """Whether the legacy server refused the extract's select because a table or column is not there."""
+    import sqlalchemy as sa
+
+    orig = getattr(exc, "orig", exc)
+    if isinstance(exc, sa.exc.ProgrammingError):
+        return True
+    if dialect_name == "sqlite":
+        return isinstance(exc, sa.exc.OperationalError)  # no such table / column
+    if dialect_name == "mssql":
+        return bool(orig.args) and orig.args[0] in (207, 208)  # invalid column / object name
+    if dialect_name == "oracle":
+        return any(code in str(orig) for code in ("ORA-00942", "ORA-00904"))
+    return False
 
 
 def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None, out: Path, chunk: int):
-    """Open the legacy database, run the extract query and write Parquet; returns (rows, columns, last cursor)."""
-    if source.kind == "postgres":
-        import psycopg
+    """Open the legacy database, run the extract query and write Parquet; returns (rows, columns, last cursor).
 
-        sql, params = _select_sql(source, dataset, cursor_value, "%s")
-        try:
-            conn = psycopg.connect(uri, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailableError(f"{source.id}: cannot connect to legacy PostgreSQL: {exc}".strip()) from exc
-        with conn, conn.transaction():
-            # Repeatable read: one snapshot for the whole extract, so the cursor range is consistent.
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            with conn.cursor(name="sapnhap_extract") as cur:
-                cur.itersize = chunk
-                cur.execute(sql, params)
-                return _consume(source, dataset, cur, chunk, out, lambda d: d.name)
-    if source.kind == "mysql":
-        import pymysql
-        import pymysql.cursors
+    One path for every engine (SQLAlchemy Core): rows are streamed (``yield_per``: a server-side
+    cursor on PostgreSQL and Oracle, an unbuffered cursor on MySQL/MariaDB) chunk by chunk into
+    Parquet row groups. Driver errors other than 'cannot connect' and 'not in the legacy schema'
+    are raised as the driver's own.
+    """
+    import sqlalchemy as sa
 
-        sql, params = _select_sql(source, dataset, cursor_value, "%s")
-        p = urlparse(uri)
+    where = f"{source.id}/{dataset}"
+    engine = legacy_engine(source, uri, dataset)
+    statements = extract_statements(source, dataset, engine.dialect, cursor_value)
+    try:
         try:
-            conn = pymysql.connect(
-                host=p.hostname or "127.0.0.1",
-                port=p.port or 3306,
-                user=unquote(p.username or "root"),
-                password=unquote(p.password or ""),
-                database=p.path.lstrip("/"),
-                charset="utf8mb4",
-                cursorclass=pymysql.cursors.SSCursor,
-                connect_timeout=10,
-            )
-        except pymysql.err.OperationalError as exc:
-            raise SourceUnavailableError(f"{source.id}: cannot connect to legacy MySQL/MariaDB: {exc}") from exc
-        try:
-            with conn.cursor() as cur:
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                cur.execute(sql, params)
-                return _consume(source, dataset, cur, chunk, out, lambda d: d[0])
-        finally:
-            conn.close()
-    if source.kind == "sqlite":
-        path = unquote(urlparse(uri).path) if uri.startswith("sqlite:") else uri
-        if not Path(path).exists():
-            raise SourceUnavailableError(f"{source.id}: SQLite file not found: {path}")
-        sql, params = _select_sql(source, dataset, cursor_value, "?")
-        # Read-only by the driver: the extract can never write to the legacy file.
-        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            cur = conn.execute(sql, params)
-            return _consume(source, dataset, cur, chunk, out, lambda d: d[0])
-        finally:
-            conn.close()
-    raise ValueError(f"{source.id}: kind {source.kind!r} is not a database")
+            conn = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise SourceUnavailableError(
+                f"{where}: cannot connect to legacy {ENGINE_NAMES[source.kind]}: {str(exc.orig).strip()}"
+            ) from exc
+        with conn, conn.begin():
+            try:
+                for sql in statements.session:
+                    conn.exec_driver_sql(sql)
+                result = conn.execute(statements.statement, execution_options={"stream_results": True, "yield_per": chunk})
+            except sa.exc.DBAPIError as exc:
+                if _is_schema_error(engine.dialect.name, exc):
+                    # A table or column the source file names is not on the legacy server (renamed, dropped, no grant).
+                    raise SourceSchemaError(
+                        f"{where}: the legacy server refused the extract query: {str(exc.orig).strip()}. "
+                        f"Check table/query and columns in {source.id}.yaml against the legacy system."
+                    ) from exc
+                raise exc.orig from exc
+            try:
+                return _consume(source, dataset, result, out, chunk)
+            except sa.exc.DBAPIError as exc:
+                raise exc.orig from exc
+    finally:
+        engine.dispose()
 
 
-def _consume(source: Source, dataset: str, cur, chunk: int, out: Path, name_of) -> tuple[int, list[str], str | None, list[str]]:  # noqa: ANN001
+def _consume(source: Source, dataset: str, result, out: Path, chunk: int) -> tuple[int, list[str], str | None, list[str]]:  # noqa: ANN001
     mapping = source.datasets[dataset]
-    columns = [name_of(d) for d in cur.description]
+    columns = [str(c) for c in result.keys()]
     unmapped = _check_columns(source, dataset, mapping, columns)
     last: dict[str, str | None] = {"cursor": None}
     cursor_idx = columns.index(mapping.cursor) if mapping.cursor else None
 
     def tables() -> Iterator[pa.Table]:
-        for rows in _db_rows(cur, chunk):
+        for rows in result.partitions(chunk):
             if cursor_idx is not None:
                 last["cursor"] = _to_text(rows[-1][cursor_idx])
-            yield _chunk_to_table(columns, rows)
+            yield chunk_to_table(columns, rows)
 
     rows = _write_chunks(tables(), out, columns)
     return rows, columns, last["cursor"], unmapped
 
 
-def _read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
+# mdbtools (Debian's package; `make install` installs it): the reader of Access files. It reads
+# Jet 3 (Access 97) to ACE (.accdb) files, Access's compressed Unicode text included.
+ACCESS_TOOLS = ("mdb-tables", "mdb-export", "mdb-json")
+
+
+def _mdbtool(where: str, name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise SourceUnavailableError(
+            f"{where}: {name} not found: Access files are read with mdbtools (apt-get install mdbtools; make install does)"
+        )
+    return found
+
+
+def _access_tables(where: str, path: Path) -> list[str]:
+    proc = subprocess.run([_mdbtool(where, "mdb-tables"), "-1", str(path)], capture_output=True, timeout=300,
+                          check=False)
+    if proc.returncode != 0:
+        raise SourceUnavailableError(
+            f"{where}: {path.name} is not an Access file mdbtools can open "
+            f"({proc.stderr.decode('utf-8', 'replace').strip()}); send the .mdb/.accdb file again"
+        )
+    return [line for line in proc.stdout.decode("utf-8").splitlines() if line]
+
+
+def _access_columns(where: str, path: Path, table: str) -> list[str]:
+    """The table's column names, in order: mdb-export's header line (the rows it would write are not read)."""
+    cmd = [_mdbtool(where, "mdb-export"), "-d", "\x1f", str(path), table]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        header = proc.stdout.readline()
+        proc.kill()
+    return header.decode("utf-8").rstrip("\r\n").split("\x1f")
+
+
+def _stream_access(source: Source, dataset: str, connection: str, cursor_value: str | None, out: Path, chunk: int):
+    """Read one table of an Access file with mdbtools, streamed row by row into Parquet row groups.
+
+    ``mdb-json`` writes one JSON object per row (numbers as numbers, dates as ISO text, NULL
+    columns left out), so values reach :func:`chunk_to_table` as a database driver's would. An
+    Access file has no query engine here: the cursor is applied while streaming (rows from it on),
+    and the rows keep the file's order.
+    """
+    mapping = source.datasets[dataset]
+    where = f"{source.id}/{dataset}"
+    if mapping.query or not mapping.table:
+        raise SourceConfigError(
+            f"{source.id}.yaml: datasets.{dataset}.query: an Access source reads a table: give table: "
+            "(the file's saved queries are not run)"
+        )
+    path = folder_of(connection)
+    if not path.is_file():
+        raise SourceUnavailableError(f"{where}: Access file not found: {path}")
+    tables = _access_tables(where, path)
+    if mapping.table not in tables:
+        raise SourceSchemaError(
+            f"{where}: the Access file has no table {mapping.table!r}; its tables: {tables}. "
+            f"Check table: in {source.id}.yaml against the file."
+        )
+    columns = _access_columns(where, path, mapping.table)
+    unmapped = _check_columns(source, dataset, mapping, columns)
+    cmd = [_mdbtool(where, "mdb-json"), "-D", "%Y-%m-%d", "-T", "%Y-%m-%d %H:%M:%S", str(path), mapping.table]
+    last: dict[str, str | None] = {"cursor": None}
+
+    def tables_of(lines: Iterator[bytes]) -> Iterator[pa.Table]:
+        batch: list[tuple] = []
+        for line in lines:
+            record = json.loads(line)
+            if mapping.cursor is not None:
+                value = _to_text(record.get(mapping.cursor))
+                if cursor_value is not None and (value is None or later_cursor(value, cursor_value) != value):
+                    continue
+                last["cursor"] = later_cursor(last["cursor"], value)
+            batch.append(tuple(record.get(c) for c in columns))
+            if len(batch) >= chunk:
+                yield chunk_to_table(columns, batch)
+                batch = []
+        if batch:
+            yield chunk_to_table(columns, batch)
+
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors) as proc:
+            try:
+                rows = _write_chunks(tables_of(proc.stdout), out, columns)
+            finally:
+                proc.stdout.close()
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise SourceUnavailableError(
+                f"{where}: mdbtools could not read table {mapping.table!r} of {path.name}: "
+                f"{errors.read().decode('utf-8', 'replace').strip()}"
+            )
+    return rows, columns, last["cursor"], unmapped
+
+
+def read_export(path: Path, mapping: DatasetMapping) -> pd.DataFrame:
+    """One export file (CSV in the declared encoding, or Excel), every value as text, headers NFC."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         frame = pd.read_excel(path, sheet_name=mapping.sheet or 0, dtype=str, engine="openpyxl")
     else:
@@ -357,7 +570,7 @@ def _stream_files(
         if sha in seen_sha256:
             continue
         try:
-            frame = _read_export(path, mapping)
+            frame = read_export(path, mapping)
         except OSError:
             raise  # the share is unreachable: the source waits, its files are not judged
         except Exception as exc:  # noqa: BLE001 - any unreadable file is quarantined, the others load
@@ -374,7 +587,7 @@ def _stream_files(
         new_files.append({"file_name": path.name, "sha256": sha, "rows": str(len(frame))})
     columns = sorted({c for f in frames for c in f.columns}) or sorted(used_columns(mapping) | {SOURCE_FILE_COLUMN})
     unmapped = _unmapped(mapping, columns)
-    tables = (_frame_to_table(f.reindex(columns=columns)) for f in frames)
+    tables = (frame_to_table(f.reindex(columns=columns)) for f in frames)
     rows = _write_chunks(tables, out, columns)
     return rows, columns, new_files, unmapped, quarantined
 
@@ -404,14 +617,8 @@ def extract_to_parquet(
         return ExtractResult(rows, out, None, None, columns, files, unmapped, quarantined)
     mapping = source.datasets[dataset]
     read_from = lookback_cursor(cursor_value, mapping.cursor_lookback)
-    try:
-        rows, columns, last, unmapped = _stream_db(source, dataset, connection, read_from, out, chunk_rows)
-    except _query_errors() as exc:
-        # A table or column the source file names is not on the legacy server (renamed, dropped, no grant).
-        raise SourceSchemaError(
-            f"{source.id}/{dataset}: the legacy server refused the extract query: {str(exc).strip()}. "
-            f"Check table/query and columns in {source.id}.yaml against the legacy system."
-        ) from exc
+    stream = _stream_access if source.kind == "access" else _stream_db
+    rows, columns, last, unmapped = stream(source, dataset, connection, read_from, out, chunk_rows)
     # The committed cursor never moves back, even when only the look-back window had rows.
     return ExtractResult(rows, out, cursor_value, later_cursor(last, cursor_value), columns, [], unmapped)
 
@@ -459,14 +666,6 @@ def later_cursor(a: str | None, b: str | None) -> str | None:
         return a if datetime.fromisoformat(a) >= datetime.fromisoformat(b) else b
     except (ValueError, TypeError):
         return max(a, b)
-
-
-def _query_errors() -> tuple[type[BaseException], ...]:
-    """Driver errors meaning 'this query does not fit this database' (not 'the server is down')."""
-    import psycopg
-    import pymysql
-
-    return (psycopg.errors.ProgrammingError, pymysql.err.ProgrammingError, sqlite3.OperationalError)
 
 
 def folder_of(connection: str) -> Path:

@@ -19,13 +19,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sapnhap.datasets import DATASETS
 
-SourceKind = Literal["postgres", "mysql", "sqlite", "files"]
+SourceKind = Literal["postgres", "mysql", "sqlite", "mssql", "oracle", "access", "files"]
 
 DEFAULT_SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
 _NAME = r"[^\W\d]\w{0,62}"  # a SQL identifier: a letter (Vietnamese too) or _, then letters, digits, _
 _TABLE_RE = re.compile(rf"{_NAME}(\.{_NAME})?")
+# An Access table name is a program argument, never SQL: spaces allowed (commune tools use them).
+_ACCESS_TABLE_RE = re.compile(r"[^\W\d][\w ]{0,63}")
 _COLUMN_RE = re.compile(_NAME)
+
+
+# The legacy Vietnamese font encodings (sapnhap.codecs_vn registers them as Python codecs).
+LEGACY_ENCODINGS = ("tcvn3", "vni")
+
+
+def _codec(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
 
 
 class SourceConfigError(ValueError):
@@ -65,12 +75,16 @@ class DatasetMapping(BaseModel):
     encoding: str = "utf-8"
     columns: dict[str, str]
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Per canonical column: "tcvn3"/"vni" when that column holds a legacy font's bytes shown as Latin
+    # text (by the database driver, or by the file's encoding), "utf-8" when it is Unicode although
+    # the dataset's encoding is a legacy one. Decoded rows are flagged "<column>:decoded".
+    column_encodings: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("table")
     @classmethod
     def _table_name(cls, v: str | None) -> str | None:
         # A name, never SQL: the extract puts it in a statement (R4, the legacy server's data).
-        if v is not None and not _TABLE_RE.fullmatch(v):
+        if v is not None and not (_TABLE_RE.fullmatch(v) or _ACCESS_TABLE_RE.fullmatch(v)):
             raise ValueError("a table name ([schema.]table: letters, digits, _), not SQL")
         return v
 
@@ -81,6 +95,26 @@ class DatasetMapping(BaseModel):
         if v is not None and (v.startswith(("/", "~")) or "\\" in v or ".." in Path(v).parts or ":" in v):
             raise ValueError("a file name pattern inside the connection's folder (no '..', no absolute path)")
         return v
+
+    @model_validator(mode="after")
+    def _column_encodings(self) -> DatasetMapping:
+        for name, codec in self.column_encodings.items():
+            if name not in self.columns:
+                raise ValueError(f"column_encodings: {name} is not a mapped column (columns:)")
+            if _codec(codec) not in (*LEGACY_ENCODINGS, "utf_8"):
+                raise ValueError(f"column_encodings.{name}: tcvn3, vni or utf-8, not {codec!r}")
+        return self
+
+    def legacy_codecs(self, kind: str) -> dict[str, str]:
+        """Legacy column -> the codec its text is decoded with (``tcvn3``/``vni``); columns without one are absent.
+
+        A database returns a legacy font's bytes as Latin text, so the dataset's ``encoding`` applies
+        to its columns; a file is already decoded with it, so only ``column_encodings`` apply there.
+        """
+        dataset_codec = _codec(self.encoding) if kind != "files" and _codec(self.encoding) in LEGACY_ENCODINGS else None
+        codecs = {legacy: _codec(self.column_encodings.get(canonical, "")) or dataset_codec
+                  for canonical, legacy in self.columns.items()}
+        return {legacy: c for legacy, c in codecs.items() if c in LEGACY_ENCODINGS}
 
     @model_validator(mode="after")
     def _one_origin(self) -> DatasetMapping:
@@ -137,14 +171,14 @@ class OldUnits(BaseModel):
 
 
 class LocalConnection(BaseModel):
-    """Where a ``files`` or ``sqlite`` source's data is, declared beside it (no secrets).
+    """Where a ``files``, ``sqlite`` or ``access`` source's data is, declared beside it (no secrets).
 
     The embedded default (``make demo ARGS="--sources-dir DIR"``) turns it into the Airflow
     connection ``conn_id``; a deployment's own Airflow connection of that id is used instead.
     """
 
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(description="the export folder (files) or database file (sqlite), relative to the YAML file")
+    path: str = Field(description="the export folder (files) or database file (sqlite, access), relative to the YAML file")
 
 
 class Source(BaseModel):
@@ -167,17 +201,19 @@ class Source(BaseModel):
     path: str | None = None
 
     @model_validator(mode="after")
-    def _sql_cursor_names(self) -> Source:
-        if self.kind != "files":
+    def _sql_names(self) -> Source:
+        if self.kind not in ("files", "access"):
             for name, mapping in self.datasets.items():
+                if mapping.table is not None and not _TABLE_RE.fullmatch(mapping.table):
+                    raise ValueError(f"{name}.table: a table name ([schema.]table: letters, digits, _), not SQL")
                 if mapping.cursor is not None and not _COLUMN_RE.fullmatch(mapping.cursor):
                     raise ValueError(f"{name}.cursor: a column name (letters, digits, _), not SQL")
         return self
 
     @model_validator(mode="after")
     def _local_connection_kind(self) -> Source:
-        if self.connection is not None and self.kind not in ("files", "sqlite"):
-            raise ValueError("connection: only files and sqlite sources declare their data here; a database's "
+        if self.connection is not None and self.kind not in ("files", "sqlite", "access"):
+            raise ValueError("connection: only files, sqlite and access sources declare their data here; a database's "
                              "connection (with its password) is an Airflow connection")
         return self
 

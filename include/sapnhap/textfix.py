@@ -151,12 +151,14 @@ def decode_legacy(arr: pa.Array, codec: str) -> tuple[pa.Array, np.ndarray]:
 
 
 def repair_frame(
-    frame: pd.DataFrame, columns: dict[str, str], *, legacy_codec: str | None = None
+    frame: pd.DataFrame, columns: dict[str, str], *, legacy_codec: str | None = None,
+    legacy_codecs: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, TextRepairs]:
     """Clean and repair the text of ``columns`` (frame column -> name used in the flags).
 
     ``legacy_codec`` (``tcvn3`` or ``vni``): the values are a legacy encoding's bytes that a
     database returned as Windows-1252/Latin-1 text; they are decoded first (flag ``decoded``).
+    ``legacy_codecs`` names the codec per frame column instead (a column absent from it has none).
     Returns a copy with the repaired values and the per-row flags; other columns are untouched.
     """
     out = frame.copy()
@@ -171,9 +173,10 @@ def repair_frame(
         if arr is None:
             continue
         none = np.zeros(len(frame), dtype=bool)
+        codec = legacy_codecs.get(col) if legacy_codecs is not None else legacy_codec
         # Legacy-encoded text is not mojibake: its Latin letters are the codec's, not UTF-8's.
-        arr, decoded = decode_legacy(arr, legacy_codec) if legacy_codec else (arr, none)
-        arr, repaired = (arr, none) if legacy_codec else repair_mojibake(arr)
+        arr, decoded = decode_legacy(arr, codec) if codec else (arr, none)
+        arr, repaired = (arr, none) if codec else repair_mojibake(arr)
         arr, cleaned = clean_controls(arr)
         if not (repaired.any() or cleaned.any() or decoded.any()):
             continue

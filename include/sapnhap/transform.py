@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.dateproof import date_findings
 from sapnhap.sources import DatasetMapping, Source
-from sapnhap.textfix import LEGACY_CODECS, TEXT_REPAIRS_COLUMN, repair_frame
+from sapnhap.textfix import TEXT_REPAIRS_COLUMN, repair_frame
 from sapnhap.verify import legacy_row_hashes
 
 MERGER_DATE = pd.Timestamp("2025-07-01")
@@ -203,9 +203,8 @@ def transform_frame(
     # database) stays the text as extracted, so a repaired record is the same legacy row.
     extracted = raw
     labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
-    # A database column holding TCVN3/VNI bytes comes back as Latin text: decoded with the declared codec.
-    codec = mapping.encoding.lower().replace("-", "_")
-    raw, repairs = repair_frame(raw, labels, legacy_codec=codec if source.kind != "files" and codec in LEGACY_CODECS else None)
+    # A column holding TCVN3/VNI bytes comes back as Latin text: decoded with the codec declared for it.
+    raw, repairs = repair_frame(raw, labels, legacy_codecs=mapping.legacy_codecs(source.kind))
     # Dates proven by the values, not assumed from the source file (counts only, never values).
     date_formats = {
         col.name: mapping.date_format if col.type == "date" else mapping.timestamp_format

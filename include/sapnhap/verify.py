@@ -48,12 +48,12 @@ from sapnhap.extract import (
     SOURCE_FILE_COLUMN,
     SourceSchemaError,
     SourceUnavailableError,
-    _chunk_to_table,
-    _frame_to_table,
-    _read_export,
     folder_of,
     used_columns,
 )
+from sapnhap.extract import chunk_to_table as _chunk_to_table
+from sapnhap.extract import frame_to_table as _frame_to_table
+from sapnhap.extract import read_export as _read_export
 from sapnhap.services import Services
 from sapnhap.sources import DatasetMapping, Source
 

@@ -127,3 +127,82 @@ def test_a_database_source_declares_a_legacy_encoding_and_its_rows_are_flagged(n
     assert frame["status"].tolist() == ["received"] * 2  # mapped from the decoded legacy value
     assert all("applicant_name:decoded" in f for f in frame["text_repairs"])
     assert result.text_repaired == 2
+
+
+def _per_column(encoding: str, column_encodings: dict[str, str]):  # noqa: ANN202 - Source
+    source = get_source("hg_vixuyen_motcua")
+    mapping = source.datasets["dossiers"].model_validate(
+        {**source.datasets["dossiers"].model_dump(), "encoding": encoding, "column_encodings": column_encodings}
+    )
+    return source.model_copy(update={"datasets": {"dossiers": mapping}})
+
+
+def _dossiers(**columns: object) -> pd.DataFrame:
+    base = {
+        "id": ["1", "2"], "ma_ho_so": ["HS1", "HS2"], "ma_thu_tuc": "1.001", "ten_thu_tuc": "Đăng ký khai sinh",
+        "nguoi_nop": ["Nguyễn Văn An", "Đỗ Thị Huệ"], "so_cccd": "002090012345", "ma_xa": "00703",
+        "dia_chi_chi_tiet": "Thôn Bản Mán", "ngay_nhan": "01/02/2024", "ngay_hen_tra": "05/02/2024", "ngay_tra": None,
+        "trang_thai": "Đã tiếp nhận", "ngay_cap_nhat": "2024-02-01 10:00:00",
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+def test_a_legacy_encoding_is_declared_per_column_and_only_its_rows_are_flagged() -> None:
+    from sapnhap.reference import load_reference
+    from sapnhap.transform import transform_frame
+
+    # One column of a Unicode system came from an old VNI tool (names typed in VNI-Times, stored as bytes).
+    names = ["Nguyễn Văn An", "Đỗ Thị Huệ"]
+    shown = [n.encode("vni").decode("cp1252", errors="ignore") for n in names]
+    source = _per_column("utf-8", {"applicant_name": "vni"})
+    result = transform_frame(_dossiers(nguoi_nop=[shown[0], names[1]]), source, "dossiers", reference=load_reference())
+    frame = result.frame.set_index("dossier_code")
+    assert frame["applicant_name"].tolist() == names
+    assert frame["address_detail"].tolist() == ["Thôn Bản Mán"] * 2  # Latin-1 letters of other columns stay Unicode
+    assert frame["text_repairs"].tolist() == ["applicant_name:decoded", None]  # the row that was decoded, only
+    assert result.text_repaired == 1
+
+
+def test_a_column_can_be_unicode_in_a_legacy_encoded_database() -> None:
+    from sapnhap.reference import load_reference
+    from sapnhap.transform import transform_frame
+
+    # The system is TCVN3, but its address column was re-typed in Unicode: decoding it again would garble "ô", "á".
+    source = _per_column("tcvn3", {"address_detail": "utf-8"})
+    raw = _dossiers(nguoi_nop=[n.encode("tcvn3").decode("latin-1") for n in ("Nguyễn Văn An", "Đỗ Thị Huệ")],
+                    ten_thu_tuc="Đăng ký khai sinh".encode("tcvn3").decode("latin-1"),
+                    trang_thai="Đã tiếp nhận".encode("tcvn3").decode("latin-1"), dia_chi_chi_tiet="Thôn Bản Mán")
+    frame = transform_frame(raw, source, "dossiers", reference=load_reference()).frame.set_index("dossier_code")
+    assert frame["applicant_name"].tolist() == ["Nguyễn Văn An", "Đỗ Thị Huệ"]
+    assert frame["address_detail"].tolist() == ["Thôn Bản Mán"] * 2
+    assert all("address_detail" not in f for f in frame["text_repairs"])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "column_encodings", "message"),
+    [
+        ("utf-8", {"applicant_nam": "vni"}, "column_encodings: applicant_nam is not a mapped column"),
+        ("utf-8", {"applicant_name": "latin-1"}, "column_encodings.applicant_name: tcvn3, vni or utf-8"),
+    ],
+)
+def test_a_wrong_column_encoding_is_a_clear_error(encoding: str, column_encodings: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        _per_column(encoding, column_encodings)
+
+
+def test_the_assessment_proposes_an_encoding_per_column_when_other_columns_are_unicode() -> None:
+    from sapnhap.quality import profile_frame
+
+    names = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Hoàng Thị Huệ", "Phạm Đức Việt"]
+    df = pd.DataFrame({
+        "citizen_id": [f"0081900{i:05d}" for i in range(5)],
+        "full_name": [n.encode("vni").decode("cp1252", errors="replace") for n in names],  # from an old VNI tool
+        "address_detail": ["Thôn Đồng Tâm, xã Trung Môn"] * 5,  # already Unicode: a dataset encoding would garble it
+    })
+    profile = profile_frame(df, dataset="residents", code_column=None)
+    assert profile["text_anomalies"]["proposed_column_encodings"] == {"full_name": "vni"}
+    assert any("column_encodings: {full_name: vni}" in f for f in profile["findings"])
+    legacy_only = profile_frame(df.drop(columns="address_detail"), dataset="residents", code_column=None)
+    assert not any("column_encodings" in f for f in legacy_only["findings"])  # the whole dataset: encoding: vni

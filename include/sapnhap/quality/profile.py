@@ -37,6 +37,10 @@ def _as_text(series: pd.Series) -> pd.Series:
     return s.astype("string")
 
 
+# Letters only Unicode Vietnamese text has (never a legacy font's Latin bytes): ă đ ĩ ũ ơ ư and the toned letters.
+_VIETNAMESE_UNICODE = "[\u0102\u0103\u0110\u0111\u0128\u0129\u0168\u0169\u01a0\u01a1\u01af\u01b0\u1ea0-\u1ef9]"
+
+
 def text_anomalies(series: pd.Series) -> dict[str, Any]:
     """Shares of non-empty text values that are decomposed Unicode or look mis-encoded."""
     text = _as_text(series).dropna()
@@ -165,6 +169,11 @@ def profile_frame(
     profile["text_anomalies"]["proposed_encoding"] = proposed_encoding({
         name: sum(v[name] for v in per_column.values()) for name in ("legacy_vni_values", "legacy_tcvn3_values")
     })
+    # Per column (``column_encodings:``), when other columns already hold Unicode Vietnamese.
+    legacy_columns = {c: codec for c, v in per_column.items() if c in ds.column_names and (codec := proposed_encoding(v))}
+    unicode_columns = [c for c in per_column if c not in legacy_columns
+                       and _as_text(df[c]).str.contains(_VIETNAMESE_UNICODE, regex=True).any()]
+    profile["text_anomalies"]["proposed_column_encodings"] = legacy_columns if unicode_columns else {}
     configured = date_formats or {}
     date_columns = [c.name for c in ds.columns if c.type in ("date", "timestamp") and c.name in df.columns]
     profile["date_formats"] = {
@@ -194,7 +203,11 @@ def _findings(p: dict[str, Any]) -> list[str]:
         out.append(f"{t['utf8_as_latin1_share']:.1%} giá trị văn bản nghi lỗi mã hoá (UTF-8 đọc nhầm).")
     if t["legacy_8bit_share"] > 0:
         out.append(f"{t['legacy_8bit_share']:.1%} giá trị văn bản nghi mã cũ TCVN3/VNI.")
-        if t.get("proposed_encoding"):
+        per_column = t.get("proposed_column_encodings")
+        if per_column:
+            listed = ", ".join(f"{c}: {codec}" for c, codec in per_column.items())
+            out.append(f"Đề xuất khai báo column_encodings: {{{listed}}} (các cột văn bản khác đã là Unicode).")
+        elif t.get("proposed_encoding"):
             out.append(f"Đề xuất khai báo encoding: {t['proposed_encoding']} cho nguồn này (tệp xuất hoặc cột văn bản).")
     if t["replacement_char_share"] > 0:
         out.append(f"{t['replacement_char_share']:.1%} giá trị văn bản chứa ký tự lỗi (\ufffd).")
