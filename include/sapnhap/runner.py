@@ -18,6 +18,7 @@ import pandas as pd
 import psycopg
 
 from sapnhap import storage
+from sapnhap.airflow_support import dags_test_log_folder, write_dags_test_task_logs
 from sapnhap.embedded import PROJECT_ROOT, Stack, airflow, airflow_env, prepare_airflow, start_stack
 from sapnhap.services import Services
 from sapnhap.sources import DEFAULT_SOURCES_DIR, Registry, load_registry, load_sources
@@ -45,6 +46,9 @@ def run_nightly(
     if conf is not None:
         args += ["--conf", json.dumps(conf)]
     proc = airflow(env, *args, log=log, check=False)
+    # `dags test` runs the tasks in its own process: their logs are in its output only. Written
+    # where the UI's log view reads them (`make airflow-ui`).
+    write_dags_test_task_logs(log.read_text(encoding="utf-8", errors="replace"), dag_id, dags_test_log_folder(env))
     return NightlyResult("success" if proc.returncode == 0 else "failed", log)
 
 

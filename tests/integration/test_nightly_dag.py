@@ -272,6 +272,23 @@ def test_the_log_tells_the_story_without_noise_or_personal_data(nightly) -> None
     assert cids and not [c for c in cids if c in log]
 
 
+def test_the_ui_log_view_has_the_stage_lines_of_a_dags_test_run(nightly) -> None:
+    """`airflow dags test` (the demo's runs) logs to its output only; run_nightly writes each task's
+    log where the UI reads it (the API's log endpoint on these files: tests/ui/test_sapnhap_pages.py)."""
+    import json
+
+    runs = Path(nightly["env"]["AIRFLOW_HOME"], "logs", "dag_id=sapnhap_nightly").glob("run_id=*")
+    [folder] = [r for r in runs if any(r.glob("task_id=publish/attempt=1.log"))][:1]
+    for source in load_sources():
+        for index, dataset in enumerate(source.datasets):
+            path = folder / f"task_id={source.id}.datasets.process" / f"map_index={index}" / "attempt=1.log"
+            events = [json.loads(line).get("event", "") for line in path.read_text().splitlines() if line.startswith("{")]
+            for stage in ("transform", "validate", "backup", "load"):
+                assert any(e.startswith(f"{stage} {source.id}/{dataset}: ") for e in events), (stage, path)
+    plan = (folder / "task_id=plan" / "attempt=1.log").read_text()
+    assert "plan: this run syncs" in plan
+
+
 def test_xcom_holds_small_references(nightly) -> None:
     with _airflow_db(nightly) as db:
         rows = db.execute(

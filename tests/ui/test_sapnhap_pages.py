@@ -27,6 +27,7 @@ from openpyxl import load_workbook
 from world import BAD_DATE_KEY, UNRULED_VILLAGE, UiWorld, build_world
 
 from sapnhap import storage
+from sapnhap.airflow_support import dags_test_log_folder, write_dags_test_task_logs
 from sapnhap.corrections import correction_prefix
 from sapnhap.embedded import PROJECT_ROOT, free_port
 from sapnhap.reports.attachment import read_quarantine_workbook
@@ -316,8 +317,14 @@ def test_a_required_action_points_the_team_to_the_review_page(admin_page, airflo
         _shot(page, "required-action")
         page.get_by_role("button", name=DECIDED).click()
         assert proc.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+        write_dags_test_task_logs(log_path.read_text(), "sapnhap_review", dags_test_log_folder(airflow_env))
         [detail] = page.request.get(details_url).json()["hitl_details"]
         assert detail["chosen_options"] == [DECIDED] and detail["responded_by_user"]["name"] == ADMIN
+        # The run was an `airflow dags test` (as the demo's are): its task logs are in the UI's log view.
+        run_id = detail["task_instance"]["dag_run_id"]
+        logs = page.request.get(f"{airflow_url}/api/v2/dags/sapnhap_review/dagRuns/{run_id}/taskInstances/"
+                                "reviews_waiting/logs/1").json()["content"]
+        assert f"review queue: {subject}" in [line.get("event") for line in logs]
     finally:
         if proc.poll() is None:
             proc.kill()
