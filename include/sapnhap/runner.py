@@ -306,6 +306,10 @@ def run_ui(workdir: Path, *, port: int) -> int:
         log = workdir / "airflow-ui-prepare.log"
         airflow(env, "dags", "reserialize", log=log)
         airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^sapnhap_", log=log, check=False)
+        from sapnhap.review_hitl import start_review_if_waiting
+
+        if start_review_if_waiting(env, stack.platform_dsn):  # the demo's nights left records to decide
+            print("[sapnhap] records wait for a decision: see Browse > Required Actions (sapnhap_review)")
         print(f"[sapnhap] Airflow UI on http://127.0.0.1:{port} (user admin; password in "
               f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated). Ctrl-C stops everything.")
         print(f"[sapnhap] the data team's pages: http://127.0.0.1:{port}/sapnhap/tonight (or 'Sáp nhập' in the menu)")
