@@ -15,9 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sapnhap.pipeline import backup_stage, extract_stage, load_stage, prepare_run, transform_stage, validate_stage
 from sapnhap.services import Services
 from sapnhap.sources import get_source
+from sapnhap.sync.backup import backup_stage
+from sapnhap.sync.extract import extract_stage
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+from sapnhap.sync.transform import transform_stage
+from sapnhap.sync.validate import validate_stage
 from sapnhap.ui_queries import decide_group, review_groups
 
 pytestmark = pytest.mark.integration
