@@ -18,7 +18,8 @@ Then, for what the run covered only: **reconcile** checks extracted = loaded + q
 merged duplicates for every batch, **report** emails the owners of the synced sources in
 Vietnamese, **handover** stores a handover record (biên bản bàn giao dữ liệu) per old unit, and
 **publish** emits one asset event per platform table the run changed (`core.<dataset>`), with
-its row counts in the event's `extra`.
+its row counts in the event's `extra`, and one on `registry.review_queue` when records wait for a
+decision (the `sapnhap_review` DAG then asks the data team in Required Actions; never this run).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pendulum
 from airflow.sdk import AssetAlias, TaskGroup, dag, get_current_context, task, task_group
 
 from sapnhap.airflow_support import CORE_TABLES_ALIAS, default_args, nightly_params
+from sapnhap.review_hitl import REVIEW_WAITING_ALIAS
 from sapnhap.sources import load_registry
 
 # Declarative files only: no connection or database is touched at parse time. An invalid file
@@ -36,6 +38,7 @@ from sapnhap.sources import load_registry
 REGISTRY = load_registry()
 SOURCES = list(REGISTRY.sources)
 CORE_TABLES = AssetAlias(CORE_TABLES_ALIAS)
+REVIEW_WAITING = AssetAlias(REVIEW_WAITING_ALIAS)  # an event only when records wait: sapnhap_review asks
 # Per-batch stage tasks: one summary line in the log instead of Airflow's dump of the returned
 # dict, and each mapped instance named by its dataset in the UI.
 STAGE = {"show_return_value_in_logs": False, "map_index_template": "{{ task.op_kwargs.get('dataset', '') }}"}
@@ -216,9 +219,10 @@ def sapnhap_nightly() -> None:
         records = build_handover(services_from_airflow(), run_id, sources=selected_sources(SOURCES, _planned(selected)))
         return {"handover_records": len(records)}
 
-    @task(trigger_rule="all_done", outlets=[CORE_TABLES], show_return_value_in_logs=False)
+    @task(trigger_rule="all_done", outlets=[CORE_TABLES, REVIEW_WAITING], show_return_value_in_logs=False)
     def publish(loaded: list) -> dict:
-        from sapnhap.airflow_support import core_asset, flatten_loads, table_events
+        from sapnhap.airflow_support import core_asset, flatten_loads, services_from_airflow, table_events
+        from sapnhap.review_hitl import announce_waiting_reviews
 
         ctx = get_current_context()
         run_id, _ = _run_ids()
@@ -229,6 +233,7 @@ def sapnhap_nightly() -> None:
                      extra["updated"], len(extra["batches"]))
         if not events:
             log.info("publish: no platform table changed in this run; no asset event")
+        announce_waiting_reviews(ctx["outlet_events"][REVIEW_WAITING], services_from_airflow().platform_dsn, run_id)
         return {f"core.{d}": e["inserted"] + e["updated"] for d, e in events.items()}
 
     planned = plan()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -363,3 +364,84 @@ def batch_of_task(context: Mapping[str, Any]) -> tuple[str, str, str] | None:
         return None
     stage = getattr(context.get("exception"), STAGE_ATTRIBUTE, None) or task_id.rsplit(".", 1)[1]
     return str(kwargs["source_id"]), str(kwargs["dataset"]), stage
+
+
+# --- task logs of `airflow dags test` runs ----------------------------------------------------------
+
+# `airflow dags test` (the demo's runs, the e2e tests) runs every task inside its own process: the
+# task logs go to its output only, never to the per-attempt files the UI's log view reads
+# (<base_log_folder>/dag_id=../run_id=../task_id=../[map_index=../]attempt=N.log). These turn that
+# output back into those files, one JSON line per log line as a worker writes them.
+_DAG_TEST_START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<map>-?\d+)")
+_DAG_TEST_END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<map>-?\d+)")
+_DAG_TEST_RUN = re.compile(r"\[DAG TEST\] running task <TaskInstance: (?P<dag>\S+?)\.(?P<task>\S+) (?P<run>\S+) ")
+# structlog's console line: "<ts> [<level>   ] <event>   [<logger>] key=value ..."
+_CONSOLE_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT[\d:.]+Z) \[(?P<level>\w+)\s*\] (?P<event>.*?)"
+                           r"(?:\s+\[(?P<logger>[\w.]+)\](?P<kv>(?:\s+\w+=\S*)*))?\s*$")
+
+
+def _log_record(line: str) -> str:
+    m = _CONSOLE_LINE.match(line)
+    if not m:
+        return line  # a printed line: the log view shows it as it is
+    record: dict[str, Any] = {"timestamp": m["ts"], "level": m["level"], "event": m["event"].rstrip()}
+    if m["logger"]:
+        record["logger"] = m["logger"]
+    for pair in (m["kv"] or "").split():
+        key, _, value = pair.partition("=")
+        record[key] = value
+    return json.dumps(record, ensure_ascii=False)
+
+
+def write_dags_test_task_logs(output: str, dag_id: str, base_log_folder: os.PathLike | str) -> list[str]:
+    """Write the task logs of one ``airflow dags test`` run where the UI reads them; return the files.
+
+    ``output`` is the command's output. Tasks run one after the other there, each between a
+    "[DAG TEST] starting task_id=.. map_index=.." and an "end task" line; the n-th start of a task
+    instance is its attempt n (the run is new). Paths follow Airflow's default
+    ``[logging] log_filename_template``. An existing file is left alone (a worker wrote it).
+    """
+    from pathlib import Path
+
+    base = Path(base_log_folder)
+    written: list[str] = []
+    attempts: dict[tuple[str, int], int] = {}
+    current: tuple[str, int] | None = None
+    lines: list[str] = []
+    run_id: str | None = None
+
+    def flush() -> None:
+        if current is None or run_id is None:
+            return
+        task_id, map_index = current
+        folder = base / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        path = folder / f"attempt={attempts[current]}.log"
+        if path.exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(_log_record(x) + "\n" for x in lines), encoding="utf-8")
+        written.append(str(path))
+
+    for line in output.splitlines():
+        if m := _DAG_TEST_START.search(line):
+            current = (m["task"], int(m["map"]))
+            attempts[current] = attempts.get(current, 0) + 1
+            lines = []
+        elif current is not None and (m := _DAG_TEST_END.search(line)):
+            flush()
+            current = None
+        elif current is not None:
+            m = _DAG_TEST_RUN.search(line)
+            if m and m["dag"] == dag_id:
+                run_id = m["run"]
+            else:
+                lines.append(line)
+    flush()  # a run cut short: what its last task said
+    return written
+
+
+def dags_test_log_folder(env: Mapping[str, str]) -> str:
+    """Where the Airflow of ``env`` keeps task logs (``[logging] base_log_folder``)."""
+    return env.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER") or os.path.join(env["AIRFLOW_HOME"], "logs")

@@ -415,38 +415,53 @@ CREATE OR REPLACE FUNCTION core.find_units_by_name(query text, unit_scheme text 
 def lookup_ddl(ds: Dataset) -> str:
     """Historical lookup functions of one dataset with a unit (R8).
 
-    ``core.find_<t>_by_old_unit(code, as_of)``: the version of every record of an old province
-    (2 digits), district (3) or commune (5) that the platform held at the end of ``as_of``
-    (the current row when it was already valid then, else the history row valid then).
-    ``core.find_<t>_by_new_unit(code, as_of)``: the same by new province/commune code.
-    ``core.find_<t>_by_old_unit_name(name, as_of)``: by old commune/district name, accents optional.
+    ``core.find_<t>_by_old_unit(code, as_of, known_at)``: the records of an old province
+    (2 digits), district (3) or commune (5) that existed on ``as_of`` by their own business date
+    (the dataset's ``record_date``: registered, received, created; a record without one is
+    always included), each in the version the platform held at ``known_at`` (the current row when
+    it was already valid then, else the history row valid then; default NULL: the current rows).
+    ``core.find_<t>_by_new_unit(code, as_of, known_at)``: the same by new province/commune code.
+    ``core.find_<t>_by_old_unit_name(name, as_of, known_at)``: by old commune/district name, accents optional.
     """
-    return lookup_functions_sql(ds.name, [c.name for c in ds.columns] + [n for n, _ in LINEAGE_DDL])
+    return lookup_functions_sql(ds.name, [c.name for c in ds.columns] + [n for n, _ in LINEAGE_DDL], ds.record_date)
 
 
-def lookup_functions_sql(t: str, columns: Sequence[str]) -> str:
-    """The lookup functions of ``core.<t>``; ``columns`` in the table's column order (its row type)."""
+def lookup_functions_sql(t: str, columns: Sequence[str], record_date: str | None = None) -> str:
+    """The lookup functions of ``core.<t>``; ``columns`` in the table's column order (its row type).
+
+    ``record_date``: the column that places a record in time (its business date); without one,
+    ``as_of`` leaves every record in (all the platform held at ``known_at``). The functions
+    of releases before 0009 (``(code, as_of)``, "as loaded by then") are dropped: two overloads
+    with defaults would make every call ambiguous.
+    """
     names = ", ".join(columns)
-    as_of_rows = f"""
-        SELECT {names} FROM core.{t} WHERE valid_from < (as_of + 1)
+    versions = f"""
+        SELECT {names} FROM core.{t} WHERE known_at IS NULL OR valid_from <= known_at
         UNION ALL
-        SELECT {names} FROM history.{t} WHERE valid_from < (as_of + 1) AND valid_to >= (as_of + 1)"""
+        SELECT {names} FROM history.{t} WHERE known_at IS NOT NULL AND valid_from <= known_at AND valid_to > known_at"""
+    when = f"(r.{record_date} IS NULL OR r.{record_date}::date <= as_of)" if record_date in columns else "true"
+    args = "as_of date DEFAULT current_date, known_at timestamptz DEFAULT NULL"
+    drops = "".join(f"DROP FUNCTION IF EXISTS core.find_{t}_by_{kind}(text, date);\n"
+                    for kind in ("old_unit", "new_unit", "old_unit_name"))
     return f"""
-CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit(code text, as_of date DEFAULT current_date)
+{drops}CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit(code text, {args})
     RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
-    SELECT * FROM ({as_of_rows}) r
-    WHERE CASE length(code) WHEN 2 THEN r.old_province_code = code
+    SELECT * FROM ({versions}) r
+    WHERE {when}
+      AND CASE length(code) WHEN 2 THEN r.old_province_code = code
                             WHEN 3 THEN r.old_district_code = code
                             ELSE r.old_commune_code = code END $$;
-CREATE OR REPLACE FUNCTION core.find_{t}_by_new_unit(code text, as_of date DEFAULT current_date)
+CREATE OR REPLACE FUNCTION core.find_{t}_by_new_unit(code text, {args})
     RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
-    SELECT * FROM ({as_of_rows}) r
-    WHERE CASE length(code) WHEN 2 THEN r.new_province_code = code ELSE r.new_commune_code = code END $$;
-CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit_name(name text, as_of date DEFAULT current_date)
+    SELECT * FROM ({versions}) r
+    WHERE {when}
+      AND CASE length(code) WHEN 2 THEN r.new_province_code = code ELSE r.new_commune_code = code END $$;
+CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit_name(name text, {args})
     RETURNS SETOF core.{t} LANGUAGE sql STABLE AS $$
-    SELECT r.* FROM ({as_of_rows}) r
-    WHERE r.old_commune_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'commune')
-       OR r.old_district_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'district') $$;
+    SELECT r.* FROM ({versions}) r
+    WHERE {when}
+      AND (r.old_commune_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'commune')
+           OR r.old_district_code IN (SELECT code FROM core.find_units_by_name(name, 'old') WHERE level = 'district')) $$;
 """
 
 

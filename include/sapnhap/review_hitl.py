@@ -2,27 +2,42 @@
 
 The decision itself is taken on the "Chờ quyết định" page of the Sáp nhập plugin (one decision
 per group, with the user's name); the Required Action is the data team's inbox entry that points
-there. :func:`waiting_reviews` and :func:`review_request` are pure reads and text;
-:func:`review_required_action` builds the two tasks for a DAG (Airflow imported only there).
+there. It never holds the nightly run: ``airflow dags test`` (the demo, the e2e tests) waits for a
+human answer to any HITL task of the DAG it runs. So:
 
-Wiring in ``dags/sapnhap_nightly.py`` (owned by dagwire), after the report::
+1. the nightly's **publish** task emits an event on the review asset (:func:`review_asset`,
+   through the alias :data:`REVIEW_WAITING_ALIAS`) only when records wait, with the counts
+   (:func:`announce_waiting_reviews`);
+2. the small DAG ``sapnhap_review`` (``dags/sapnhap_review.py``) is scheduled on that asset: a
+   check of the queue (nothing left to decide: the run ends skipped) then the Required Action
+   (:func:`review_required_action`), which times out with "Để đêm sau" well before the next night.
 
-    from sapnhap.review_hitl import review_required_action
-    ... report_task >> review_required_action()
-
-The nightly has ``max_active_runs=1``: the action must close before the next night's run can
-start, so it times out (default 20 h) with "Để đêm sau" and the records simply stay queued.
+:func:`waiting_reviews` and :func:`review_request` are pure reads and text; Airflow is imported
+only inside the functions that build tasks and assets.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 REVIEW_PAGE = "/sapnhap/review"
 DECIDED = "Đã quyết định xong"
 LATER = "Để đêm sau"
+# The nightly starts at 01:00: the action closes by 21:00 whatever happens, the records stay queued.
 RESPONSE_TIMEOUT = dt.timedelta(hours=20)
+CHECK_TIMEOUT = dt.timedelta(minutes=10)
+# The nightly's publish task emits the review asset's event through this alias, only when records wait.
+REVIEW_WAITING_ALIAS = "sapnhap-review-waiting"
+REVIEW_DAG_ID = "sapnhap_review"
+
+
+def review_asset():  # noqa: ANN201 - airflow.sdk.Asset
+    """The review queue as an asset: an event means "records wait for a decision" (``sapnhap_review`` runs on it)."""
+    from airflow.sdk import Asset
+
+    return Asset(name="registry.review_queue", uri="postgres://sapnhap-platform:5432/sapnhap/registry/review_queue")
 
 
 @dataclass(frozen=True)
@@ -61,21 +76,57 @@ def review_request(waiting: WaitingReviews, run_id: str, base_url: str = "") -> 
     }
 
 
+def announce_waiting_reviews(events, dsn: str, run_id: str) -> WaitingReviews:  # noqa: ANN001 - outlet accessor
+    """In the nightly's publish task: add an event on the review asset to ``events`` (the task's
+    outlet events of :data:`REVIEW_WAITING_ALIAS`) when records wait; nothing when none do."""
+    waiting = waiting_reviews(dsn)
+    log = logging.getLogger("sapnhap.nightly")
+    if waiting.records:
+        events.add(review_asset(), extra={"run_id": run_id, "records": waiting.records, "groups": waiting.groups})
+        log.info("publish registry.review_queue: %d records in %d groups wait for a decision on %s; "
+                 "%s will ask the data team (Required Actions)", waiting.records, waiting.groups, REVIEW_PAGE,
+                 REVIEW_DAG_ID)
+    else:
+        log.info("publish registry.review_queue: no record waits for a decision")
+    return waiting
+
+
+def nightly_run_of(context) -> str:  # noqa: ANN001 - Airflow context
+    """The nightly run whose review-queue event started this run (else this run's own id)."""
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            run_id = (event.extra or {}).get("run_id") or getattr(event, "source_run_id", None)
+            if run_id:
+                return str(run_id)
+    return context["dag_run"].run_id
+
+
+def ui_base_url() -> str:
+    """Where the data team opens Airflow (``[api] base_url``); empty: links relative to the UI."""
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback="") or ""
+
+
 def review_required_action(*, check_task_id: str = "reviews_waiting", task_id: str = "review_required_action",
                            response_timeout: dt.timedelta = RESPONSE_TIMEOUT):  # noqa: ANN201 - (check, action) tasks
     """Two tasks for a DAG: a short-circuit check of the queue, then the Required Action.
 
-    Call inside a DAG; returns ``check`` (wire it after the report) with the action downstream.
+    Call inside a DAG (``sapnhap_review``, never the nightly); returns ``check`` with the action downstream.
     """
     from airflow.providers.standard.operators.hitl import HITLOperator
     from airflow.sdk import get_current_context, task
 
-    @task.short_circuit(task_id=check_task_id)
+    @task.short_circuit(task_id=check_task_id, execution_timeout=CHECK_TIMEOUT)
     def reviews_waiting() -> dict[str, str] | None:
         from sapnhap.airflow_support import services_from_airflow
 
         ctx = get_current_context()
-        return review_request(waiting_reviews(services_from_airflow().platform_dsn), ctx["dag_run"].run_id)
+        request = review_request(waiting_reviews(services_from_airflow().platform_dsn), nightly_run_of(ctx),
+                                 ui_base_url())
+        logging.getLogger("sapnhap.review").info(
+            "review queue: %s", request["subject"] if request else "nothing waits any more; no Required Action")
+        return request
 
     check = reviews_waiting()
     xcom = f"ti.xcom_pull(task_ids='{check_task_id}')"
@@ -89,3 +140,24 @@ def review_required_action(*, check_task_id: str = "reviews_waiting", task_id: s
     )
     check >> action
     return check
+
+
+def start_review_if_waiting(env: dict[str, str], dsn: str) -> str | None:
+    """``make airflow-ui``: start ``sapnhap_review`` once when records wait and no run of it is open.
+
+    The demo's nights run with ``airflow dags test`` while the DAGs are paused, so their review
+    events queued nothing; the UI's first scheduler loop then brings the Required Action to the
+    inbox. Returns the new run's id, or None (nothing waits, or a run is already open).
+    """
+    import json
+
+    from sapnhap.embedded import airflow
+
+    if not waiting_reviews(dsn).records:
+        return None
+    lines = [x for x in airflow(env, "dags", "list-runs", REVIEW_DAG_ID, "-o", "json").stdout.splitlines() if x]
+    runs = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else []
+    if any(r.get("state") in ("queued", "running") for r in runs):
+        return None
+    out = airflow(env, "dags", "trigger", REVIEW_DAG_ID, "-o", "json").stdout.splitlines()
+    return str(json.loads(out[-1])[0]["dag_run_id"]) if out and out[-1].startswith("[") else ""

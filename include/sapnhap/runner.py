@@ -18,6 +18,7 @@ import pandas as pd
 import psycopg
 
 from sapnhap import storage
+from sapnhap.airflow_support import dags_test_log_folder, write_dags_test_task_logs
 from sapnhap.embedded import PROJECT_ROOT, Stack, airflow, airflow_env, prepare_airflow, start_stack
 from sapnhap.services import Services
 from sapnhap.sources import DEFAULT_SOURCES_DIR, Registry, load_registry, load_sources
@@ -45,6 +46,9 @@ def run_nightly(
     if conf is not None:
         args += ["--conf", json.dumps(conf)]
     proc = airflow(env, *args, log=log, check=False)
+    # `dags test` runs the tasks in its own process: their logs are in its output only. Written
+    # where the UI's log view reads them (`make airflow-ui`).
+    write_dags_test_task_logs(log.read_text(encoding="utf-8", errors="replace"), dag_id, dags_test_log_folder(env))
     return NightlyResult("success" if proc.returncode == 0 else "failed", log)
 
 
@@ -302,6 +306,10 @@ def run_ui(workdir: Path, *, port: int) -> int:
         log = workdir / "airflow-ui-prepare.log"
         airflow(env, "dags", "reserialize", log=log)
         airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^sapnhap_", log=log, check=False)
+        from sapnhap.review_hitl import start_review_if_waiting
+
+        if start_review_if_waiting(env, stack.platform_dsn):  # the demo's nights left records to decide
+            print("[sapnhap] records wait for a decision: see Browse > Required Actions (sapnhap_review)")
         print(f"[sapnhap] Airflow UI on http://127.0.0.1:{port} (user admin; password in "
               f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated). Ctrl-C stops everything.")
         print(f"[sapnhap] the data team's pages: http://127.0.0.1:{port}/sapnhap/tonight (or 'Sáp nhập' in the menu)")

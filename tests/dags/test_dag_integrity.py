@@ -105,10 +105,12 @@ def test_one_asset_per_platform_table(dagbag) -> None:
 
     from sapnhap.airflow_support import CORE_TABLES_ALIAS, core_asset
     from sapnhap.datasets import DATASETS
+    from sapnhap.review_hitl import REVIEW_WAITING_ALIAS
 
     dag = dagbag.dags["sapnhap_nightly"]
     outlets = {t.task_id: t.outlets for t in dag.tasks if t.outlets}
-    assert outlets == {"publish": [AssetAlias(CORE_TABLES_ALIAS)]}  # no more one-asset-for-everything
+    # no more one-asset-for-everything; the review queue's event wakes sapnhap_review (tests/ui/test_review_hitl.py)
+    assert outlets == {"publish": [AssetAlias(CORE_TABLES_ALIAS), AssetAlias(REVIEW_WAITING_ALIAS)]}
     names = {core_asset(d).name for d in DATASETS}
     uris = {core_asset(d).uri for d in DATASETS}
     assert names == {f"core.{d}" for d in DATASETS} and len(uris) == len(DATASETS)

@@ -155,7 +155,7 @@ def test_handover_records_per_old_unit(synced) -> None:
     assert key == f"handover/r2/{code}.html"
 
 
-def test_historical_lookup_by_old_and_new_unit_as_of_a_date(synced) -> None:
+def test_historical_lookup_by_old_and_new_unit_as_known_at_a_moment(synced) -> None:
     services = synced["services"]
     with psycopg.connect(services.platform_dsn) as conn:
         conn.execute("SET session_replication_role = replica")  # shift the timeline without firing the history trigger
@@ -168,9 +168,9 @@ def test_historical_lookup_by_old_and_new_unit_as_of_a_date(synced) -> None:
         updated = conn.execute("SELECT count(*) FROM history.residents").fetchone()[0]
         assert updated > 0
         then = conn.execute("SELECT count(*), sum(hashtext(record_hash)) FROM core.find_residents_by_old_unit('08',"
-                            " current_date - 7)").fetchone()
+                            " known_at => current_date - 7)").fetchone()
         now = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('08')").fetchone()[0]
-        r1_hg = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('02', current_date - 7)").fetchone()[0]
+        r1_hg = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('02', known_at => current_date - 7)").fetchone()[0]
         current_08 = conn.execute("SELECT count(*) FROM core.residents WHERE old_province_code = '08'").fetchone()[0]
         by_name = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit_name('son duong')").fetchone()[0]
         by_code = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('076')").fetchone()[0]
@@ -180,7 +180,7 @@ def test_historical_lookup_by_old_and_new_unit_as_of_a_date(synced) -> None:
                                 " LIMIT 1").fetchone()[0]
         by_new = conn.execute("SELECT count(*) FROM core.find_residents_by_new_unit(%s)", (new_code,)).fetchone()[0]
         units = conn.execute("SELECT scheme, level, code FROM core.find_units_by_name('SON DUONG')").fetchall()
-        before_merger = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('08', '2020-01-01')").fetchone()[0]
+        before_merger = conn.execute("SELECT count(*) FROM core.find_residents_by_old_unit('08', known_at => '2020-01-01')").fetchone()[0]
     assert now == current_08 and 0 < then[0] and before_merger == 0
     assert r1_hg + then[0] == synced["after_r1"][0]  # the platform as it stood after the first night
     assert by_name == by_code > 0 and by_name_accents == by_name and by_new > 0

@@ -86,3 +86,53 @@ def test_stopping_the_ui_stops_every_airflow_process(tmp_path: Path) -> None:
     stop_group(proc, grace=2)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+def test_airflow_has_no_server_side_default_ui_time_zone_so_the_pages_set_it() -> None:
+    """Checked on Airflow 3.3: the UI reads its time zone from the browser's localStorage key
+    "timezone", falling back to the browser's own zone; the server's UI config offers none, and
+    ``[core] default_timezone`` only places naive dates. So the Sáp nhập pages store
+    Asia/Ho_Chi_Minh there on a first visit. When a release adds a server-side default, this
+    fails: set it in ``runner.ui_env`` instead."""
+    import airflow
+    from airflow.api_fastapi.core_api.datamodels.ui.config import ConfigResponse
+    from airflow.configuration import conf
+
+    assert not [f for f in ConfigResponse.model_fields if "zone" in f.lower()], airflow.__version__
+    ui_options = {k for section in ("api", "webserver") if conf.has_section(section)
+                  for k in conf.as_dict(display_source=False).get(section, {})}
+    assert not [k for k in ui_options if "zone" in k.lower()], airflow.__version__
+    template = (PROJECT_ROOT / "plugins" / "sapnhap_ui_templates" / "base.html").read_text()
+    assert 'localStorage.setItem("timezone", JSON.stringify("Asia/Ho_Chi_Minh"))' in template
+
+
+def test_the_ui_asks_about_the_demos_waiting_records_once(tmp_path: Path, platform_dsn: str, s3_config: S3Config,
+                                                          smtp_sink) -> None:  # noqa: ANN001
+    """The demo's nights (``airflow dags test``, DAGs paused) woke no review run: ``make airflow-ui`` starts one."""
+    import os
+
+    from world import build_world
+
+    from sapnhap.embedded import airflow
+    from sapnhap.review_hitl import REVIEW_DAG_ID, start_review_if_waiting
+    from sapnhap.services import Services
+    from sapnhap.ui_queries import decide_group, review_groups
+
+    build_world(tmp_path, Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0]))
+    home = tmp_path / "airflow"
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+           "PYTHONPATH": str(PROJECT_ROOT / "include")}
+    home.mkdir()
+    airflow(env, "db", "migrate")
+    airflow(env, "dags", "reserialize")
+    run_id = start_review_if_waiting(env, platform_dsn)
+    assert run_id
+    assert start_review_if_waiting(env, platform_dsn) is None  # its run is open: one Required Action is enough
+    out = airflow(env, "dags", "list-runs", REVIEW_DAG_ID, "-o", "json").stdout.splitlines()[-1]
+    assert [r["run_id"] for r in json.loads(out)] == [run_id]
+
+    for group in review_groups(platform_dsn):
+        decide_group(platform_dsn, group.group_id, group.candidates[0].code, decided_by="canbo.dulieu")
+    assert start_review_if_waiting(env, platform_dsn) is None  # nothing waits

@@ -27,9 +27,11 @@ from openpyxl import load_workbook
 from world import BAD_DATE_KEY, UNRULED_VILLAGE, UiWorld, build_world
 
 from sapnhap import storage
+from sapnhap.airflow_support import dags_test_log_folder, write_dags_test_task_logs
 from sapnhap.corrections import correction_prefix
 from sapnhap.embedded import PROJECT_ROOT, free_port
 from sapnhap.reports.attachment import read_quarantine_workbook
+from sapnhap.review_hitl import DECIDED
 from sapnhap.services import PLATFORM_CONN_ID, S3_CONN_ID, SMTP_CONN_ID, S3Config, Services, SmtpConfig
 from sapnhap.ui_queries import DATA_DOCS_ASSETS
 
@@ -104,11 +106,16 @@ def _api_server_env(home: Path, services: Services, port: int) -> dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def airflow_url(tmp_path_factory: pytest.TempPathFactory, world: UiWorld) -> Iterator[str]:
+def airflow_env(tmp_path_factory: pytest.TempPathFactory, world: UiWorld) -> dict[str, str]:
+    """The environment of the test's Airflow (its home, metadata DB, connections, a free port)."""
+    return _api_server_env(tmp_path_factory.mktemp("airflow-home"), world.services, free_port())
+
+
+@pytest.fixture(scope="module")
+def airflow_url(airflow_env: dict[str, str]) -> Iterator[str]:
     """``airflow api-server`` with the plugin, on a free port of 127.0.0.1."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    port = free_port()
-    env = _api_server_env(home, world.services, port)
+    env = airflow_env
+    home, port = Path(env["AIRFLOW_HOME"]), int(env["AIRFLOW__API__PORT"])
     airflow = str(Path(sys.executable).with_name("airflow"))
     for args in (["db", "migrate"], ["dags", "reserialize"]):  # the DAGs are known, so "run now" can trigger
         subprocess.run([airflow, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -280,6 +287,48 @@ def test_quarantine_masked_download_and_correction(admin_page, airflow_url: str,
     page.wait_for_load_state()
     assert "Không đọc được tệp" in page.locator("#flash").inner_text()
     assert storage.list_keys(world.services.s3, correction_prefix(world.source.id)) == keys
+
+
+def test_a_required_action_points_the_team_to_the_review_page(admin_page, airflow_url: str,  # noqa: ANN001
+                                                               airflow_env: dict[str, str], world: UiWorld) -> None:
+    """Records wait: ``sapnhap_review`` (what the nightly's review-queue event starts) asks in the
+    Required Actions inbox, links to the review page, and ends when the team answers there."""
+    page = admin_page
+    log_path = Path(airflow_env["AIRFLOW_HOME"]) / "review-run.log"
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([airflow, "dags", "test", "sapnhap_review"], env=airflow_env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        details_url = f"{airflow_url}/api/v2/dags/sapnhap_review/dagRuns/~/hitlDetails"
+        deadline = time.monotonic() + 300
+        while not page.request.get(details_url).json().get("hitl_details"):
+            assert proc.poll() is None, "the review run ended without asking:\n" + log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(1)
+        subject = "2 bản ghi của xã bị chia tách chờ quyết định (1 nhóm)"
+        page.goto(airflow_url + "/required_actions")
+        page.get_by_text(subject).first.wait_for(timeout=60_000)
+        _shot(page, "required-actions")
+        page.get_by_text(subject).first.click()
+        link = page.get_by_role("link", name="Chờ quyết định", exact=True)
+        link.first.wait_for(timeout=60_000)
+        assert link.first.get_attribute("href").endswith("/sapnhap/review")
+        _shot(page, "required-action")
+        page.get_by_role("button", name=DECIDED).click()
+        assert proc.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+        write_dags_test_task_logs(log_path.read_text(), "sapnhap_review", dags_test_log_folder(airflow_env))
+        [detail] = page.request.get(details_url).json()["hitl_details"]
+        assert detail["chosen_options"] == [DECIDED] and detail["responded_by_user"]["name"] == ADMIN
+        # The run was an `airflow dags test` (as the demo's are): its task logs are in the UI's log view.
+        run_id = detail["task_instance"]["dag_run_id"]
+        logs = page.request.get(f"{airflow_url}/api/v2/dags/sapnhap_review/dagRuns/{run_id}/taskInstances/"
+                                "reviews_waiting/logs/1").json()["content"]
+        assert f"review queue: {subject}" in [line.get("event") for line in logs]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_review_group_decided_recorded_and_applied_next_run(admin_page, airflow_url: str, world: UiWorld) -> None:  # noqa: ANN001

@@ -50,6 +50,22 @@ def dataset_tables() -> list[str]:
     return [r[0] for r in rows]
 
 
+# The column that places a record of each dataset in time (its business date), as of migration
+# 0009: what "as of" means in the lookup functions. A dataset added later names its own.
+RECORD_DATES = {"dossiers": "received_date", "residents": "registered_date", "households": "registered_date",
+                "accounts": "created_date", "mail_directory": "created_date"}
+
+
+def record_date_of(table: str) -> str | None:
+    """The business-date column of ``core.<table>``: frozen above, else the dataset's declaration."""
+    if table in RECORD_DATES:
+        return RECORD_DATES[table]
+    from sapnhap.datasets import DATASETS
+
+    ds = DATASETS.get(table)
+    return ds.record_date if ds is not None else None
+
+
 def refresh_dataset_functions(table: str) -> None:
     """Recreate the history trigger function and the lookup functions of ``core.<table>``.
 
@@ -59,7 +75,7 @@ def refresh_dataset_functions(table: str) -> None:
     columns = table_columns("core", table)
     script = history_function_sql(table, columns)
     if "old_commune_code" in columns and "new_commune_code" in columns:
-        script += lookup_functions_sql(table, columns)
+        script += lookup_functions_sql(table, columns, record_date_of(table))
     execute_sql(script)
 
 
