@@ -391,3 +391,26 @@ def test_a_run_of_one_dataset_skips_the_sources_other_datasets(nightly) -> None:
     assert states[f"{chosen.id}.datasets.extract:{wanted}"] == "success"  # instances are named by their dataset
     for dataset in others:
         assert states[f"{chosen.id}.datasets.extract:{dataset}"] == "skipped"
+
+
+def test_prepare_closes_runs_airflow_ended_without_a_callback(nightly) -> None:
+    """A run whose final callback never came (a scheduler restart) stays ``running`` in ops.runs until
+    the next night's prepare asks Airflow about it."""
+    dsn = nightly["stack"].platform_dsn
+    with _airflow_db(nightly) as db:
+        first_run = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id LIMIT 1").fetchone()[0]
+    with psycopg.connect(dsn) as conn:
+        # The first run's callback lost, and a run Airflow never had (its database was reset).
+        conn.execute("UPDATE ops.runs SET status = 'running', finished_at = NULL WHERE run_id = %s", (first_run,))
+        conn.execute("INSERT INTO ops.runs (run_id) VALUES ('scheduled__lost_with_the_old_airflow_db')")
+    chosen = next(s for s in load_sources() if s.kind != "files")
+    result = run_nightly(nightly["env"], nightly["workdir"] / "sweep.log",
+                         conf={"sources": [chosen.id], "datasets": [next(iter(chosen.datasets))]})
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+    with psycopg.connect(dsn) as conn:
+        runs = {r[0]: r[1:] for r in conn.execute("SELECT run_id, status, finished_at IS NOT NULL, message FROM ops.runs")}
+    assert runs[first_run][:2] == ("succeeded", True)
+    assert runs["scheduled__lost_with_the_old_airflow_db"][:2] == ("failed", True)
+    assert "unknown to Airflow" in runs["scheduled__lost_with_the_old_airflow_db"][2]
+    assert "closed runs Airflow had ended" in Path(result.log).read_text()
