@@ -18,9 +18,10 @@ import pytest
 
 from conftest import pg_url
 from sapnhap import storage
-from sapnhap.embedded import airflow_env, drop_platform, prepare_airflow, read_mail, start_stack
-from sapnhap.runner import account_for, pools_of, run_nightly
+from sapnhap.runner import pools_of
 from sapnhap.sources import load_sources
+from sapnhap_dev.embedded import airflow_env, drop_platform, prepare_airflow, read_mail, start_stack
+from sapnhap_dev.runner import account_for, run_nightly
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def _fingerprint(dsn: str) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     workdir = tmp_path_factory.mktemp("nightly")
     db = f"sapnhap_e2e_{uuid.uuid4().hex[:8]}"
@@ -201,7 +202,7 @@ def test_second_run_changes_nothing(nightly) -> None:
 
 
 def test_accounts_dag_remaps_people_after_the_nightly_loads(nightly) -> None:
-    from sapnhap.runner import ACCOUNTS_DAG_ID
+    from sapnhap_dev.runner import ACCOUNTS_DAG_ID
 
     result = run_nightly(nightly["env"], nightly["workdir"] / "accounts.log", dag_id=ACCOUNTS_DAG_ID)
     assert result.state == "success", Path(result.log).read_text()[-5000:]
@@ -328,7 +329,7 @@ def test_a_conf_key_that_is_no_param_fails_the_run_and_touches_nothing(nightly) 
 
 
 def test_a_run_of_one_source_syncs_and_reports_that_source_only(nightly) -> None:
-    from sapnhap.demo.generator import mutate_world
+    from sapnhap_dev.demo.generator import mutate_world
 
     sources = load_sources()
     # Every legacy system changes; the team asks for one source only.

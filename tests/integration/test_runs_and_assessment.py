@@ -9,13 +9,13 @@ import psycopg
 import pytest
 
 from sapnhap.assessment import assessment_step, needs_assessment
-from sapnhap.embedded import free_port, read_mail
 from sapnhap.reports import send_run_reports
 from sapnhap.runs import close_run_from_context, finish_run, stage_failure_from_context, sweep_runs
 from sapnhap.services import S3Config, Services, SmtpConfig
 from sapnhap.sources import get_source
 from sapnhap.sync.extract import extract_stage
 from sapnhap.sync.prepare import prepare_run
+from sapnhap_dev.embedded import free_port, read_mail
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_a_failed_stage_task_writes_its_error_on_the_batches_it_left(platform_ds
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=pg_admin_dsn, db_prefix=f"as{uuid.uuid4().hex[:6]}")
     try:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sapnhap import storage
-from sapnhap.embedded import PROJECT_ROOT, Stack, _start_smtp
-from sapnhap.runner import restore_bucket_snapshot, snapshot_bucket, stop_group, ui_env
 from sapnhap.services import S3Config, SmtpConfig
+from sapnhap_dev.embedded import PROJECT_ROOT, Stack, _start_smtp
+from sapnhap_dev.runner import restore_bucket_snapshot, snapshot_bucket, stop_group, ui_env
 
 pytestmark = pytest.mark.integration
 
