@@ -31,7 +31,7 @@ $(MDBTOOLS):
 install: $(BIN)/.installed $(CHROMIUM) $(MDBTOOLS)  ## create .venv with everything, Chromium for the browser tests, mdbtools for Access files
 
 demo: install  ## the nightly sync end to end on embedded services
-	$(BIN)/python -m sapnhap demo $(ARGS)
+	$(BIN)/python -m sapnhap_dev demo $(ARGS)
 
 test: install  ## lint, then the whole test suite (unit, DAG integrity, integration on real services)
 	$(BIN)/ruff check .
@@ -47,7 +47,7 @@ soak: install  ## N nights of legacy changes and injected faults, then verify/re
 	$(BIN)/python bench/soak.py $(ARGS)
 
 airflow-ui: install  ## the Airflow UI on the demo's world, with the Sáp nhập pages (services stay up until Ctrl-C)
-	$(BIN)/python -m sapnhap ui $(ARGS)
+	$(BIN)/python -m sapnhap_dev ui $(ARGS)
 
 clean:
 	rm -rf .sapnhap

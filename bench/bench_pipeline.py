@@ -376,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = args.servers or max(2, args.sources // 30)
 
     import province
-    from sapnhap.embedded import MailSink, free_port
     from sapnhap.services import S3Config, Services, SmtpConfig, libpq_dsn
+    from sapnhap_dev.embedded import MailSink, free_port
 
     t_start = time.perf_counter()
     admin, pgserver_handle = _pg_admin()

@@ -62,10 +62,10 @@ sys.path.insert(0, str(ROOT / "include"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 from sapnhap import sync  # noqa: E402
-from sapnhap.demo.generator import SOURCE_IDS, World, generate_world, insert_rows, mutate_world  # noqa: E402
-from sapnhap.embedded import Stack, free_port, read_mail, stack_signing_key, start_stack  # noqa: E402
 from sapnhap.services import S3Config, Services, SmtpConfig  # noqa: E402
 from sapnhap.sources import Source, get_source  # noqa: E402
+from sapnhap_dev.demo.generator import SOURCE_IDS, World, generate_world, insert_rows, mutate_world  # noqa: E402
+from sapnhap_dev.embedded import Stack, free_port, read_mail, stack_signing_key, start_stack  # noqa: E402
 
 FAULTS = ("kill9", "s3_down", "smtp_down", "platform_restart", "clear_rerun", "twin_run")
 STAGES = ("extract", "transform", "validate", "backup", "load")

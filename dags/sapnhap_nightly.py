@@ -130,12 +130,16 @@ def sapnhap_nightly() -> None:
     @task(show_return_value_in_logs=False)
     def prepare() -> dict:
         from sapnhap.airflow_support import services_from_airflow
+        from sapnhap.runs import airflow_run_state
         from sapnhap.sync.prepare import prepare_run
 
         run_id, _ = _run_ids()
-        opened = prepare_run(services_from_airflow(), run_id)
-        log.info("prepare: platform schema and reference data %s published; run %s opened",
-                 opened["crosswalk_version"], run_id)
+        # Runs Airflow ended without calling back (a scheduler restart, marked failed by hand) are closed first.
+        opened = prepare_run(services_from_airflow(), run_id, airflow_state=airflow_run_state(get_current_context()))
+        log.info("prepare: platform schema and reference data %s published; run %s opened%s",
+                 opened["crosswalk_version"], run_id,
+                 "; closed runs Airflow had ended: " + ", ".join(f"{r} {s}" for r, s in opened["swept"].items())
+                 if opened["swept"] else "")
         return opened
 
     @task(show_return_value_in_logs=False)

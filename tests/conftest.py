@@ -103,7 +103,7 @@ def s3_server() -> Iterator[str]:
     """A real S3 API (moto server) on 127.0.0.1; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    from sapnhap.embedded import free_port
+    from sapnhap_dev.embedded import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -138,8 +138,8 @@ def smtp_sink(tmp_path: Path) -> Iterator[tuple]:
     """A real SMTP server (aiosmtpd) writing every message to a folder; yields (SmtpConfig, folder)."""
     from aiosmtpd.controller import Controller
 
-    from sapnhap.embedded import MailSink, free_port
     from sapnhap.services import SmtpConfig
+    from sapnhap_dev.embedded import MailSink, free_port
 
     folder = tmp_path / "mail"
     port = free_port()

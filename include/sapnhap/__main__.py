@@ -1,4 +1,4 @@
-"""``python -m sapnhap``: the data team's command line (see :mod:`sapnhap.runner`)."""
+"""``python -m sapnhap``: migrate, restore, pools on a deployed platform (see :mod:`sapnhap.runner`)."""
 
 import sys
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from sapnhap import storage
 from sapnhap.extract import SOURCE_FILE_COLUMN, used_columns
-from sapnhap.quarantined_files import CORRECTION, record_quarantined_files, resolve_replaced_files
+from sapnhap.ops import CORRECTION, record_quarantined_files, resolve_replaced_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.verify import CARRIED_HASH_COLUMN

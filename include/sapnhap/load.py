@@ -6,13 +6,13 @@ keeps the previous version in ``history``. A record is ``(source_id, source_key)
 natural key another record already holds (another source's, or another legacy row of the same
 system) are merged duplicates: listed in ``ops.merged_duplicates``, and the newer record wins.
 The incremental cursor, the consumed files, the quarantine and the reconciliation row are
-written in the same transaction, so a crash leaves nothing half-loaded and nothing skipped.
+written in the same transaction (:mod:`sapnhap.sync.load`; their SQL is in :mod:`sapnhap.ops`),
+so a crash leaves nothing half-loaded and nothing skipped.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from sapnhap.datasets import Dataset, get_dataset
+from sapnhap.ops import record_refused
 from sapnhap.platform import LINEAGE_DDL, VERIFY_ONLY_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ class LoadRefusedError(RuntimeError):
 # is taken for a systematic fault (a column type changed on the platform): bisection then would be
 # slow and wrong.
 MAX_REFUSED = 100
-REFUSED_EXPECTATION = "platform_refused"
 
 _REFUSED_REASONS_VI = {
     "22021": "Giá trị chứa ký tự không hợp lệ (ký tự NUL hoặc ký tự điều khiển) nên hệ thống mới không lưu được.",
@@ -149,34 +149,6 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
         _REFUSED_REASONS_VI.get(r[2], f"Hệ thống mới từ chối lưu bản ghi (mã lỗi {r[2]}).") for r in refused
     ]
     return out
-
-
-def record_refused(conn: psycopg.Connection, *, dataset: str, batch_id: str, refused: pd.DataFrame) -> int:
-    """Quarantine the rows the platform refused at COPY (see :func:`_copy_frame`); return how many."""
-    if refused.empty:
-        return 0
-    payload_cols = [c for c in refused.columns if not c.startswith("_") and c != "batch_id"]
-    # jsonb refuses the NUL character too: the payload keeps everything else of the record.
-    payloads = [p.replace("\\u0000", "") for p in _payload(refused[payload_cols])]
-    fix = "Sửa giá trị cột {} của bản ghi trong hệ thống cũ, hoặc ghi giá trị đúng vào cột corrected_value và gửi lại."
-    params = [
-        (sid, dataset, key, h, REFUSED_EXPECTATION, col, reason, fix.format(col or "được nêu"), payload, batch_id, batch_id)
-        for sid, key, h, col, reason, payload in zip(
-            refused["source_id"], refused["source_key"], refused["record_hash"], refused["_refused_column"],
-            refused["_refused_reason_vi"], payloads, strict=True,
-        )
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO ops.quarantine
-               (source_id, dataset, source_key, record_hash, expectation, column_name, value_masked,
-                reason_vi, fix_vi, severity, payload, first_batch_id, last_batch_id)
-               VALUES (%s, %s, %s, %s, %s, %s, NULL, %s, %s, 'block', %s::jsonb, %s, %s)
-               ON CONFLICT (source_id, dataset, source_key, record_hash, expectation, column_name)
-               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now()""",
-            params,
-        )
-    return len(params)
 
 
 def _prepare(frame: pd.DataFrame, ds: Dataset, batch_id: str) -> pd.DataFrame:
@@ -314,142 +286,3 @@ def merge_batch(
     return counts
 
 
-def _payload(frame: pd.DataFrame) -> list[str]:
-    cleaned = frame.astype(object).where(frame.notna(), None)
-    return [json.dumps(rec, ensure_ascii=False, default=str) for rec in cleaned.to_dict(orient="records")]
-
-
-def record_quarantine(
-    conn: psycopg.Connection,
-    *,
-    dataset: str,
-    batch_id: str,
-    quarantine: pd.DataFrame,
-    rows: pd.DataFrame,
-) -> None:
-    """Upsert quarantine rows (one per failing row and expectation), with the row as payload.
-
-    A rerun that sees the same failing record again only updates ``last_batch_id``; a row
-    already resolved (e.g. corrected through the fix loop while the legacy copy still holds
-    the old value) stays resolved: the identical content is not news.
-    """
-    if quarantine.empty:
-        return
-    payload_cols = [c for c in rows.columns if not c.startswith("_")]
-    by_row = rows.set_index("_row_id")
-    q = quarantine.merge(
-        by_row[["record_hash"]].rename(columns={"record_hash": "row_hash"}), left_on="_row_id", right_index=True, how="left"
-    )
-    # Only the quarantined rows need their payload (a batch is mostly valid rows).
-    failing = by_row.loc[by_row.index.isin(quarantine["_row_id"]), payload_cols]
-    payloads = dict(zip(failing.index, _payload(failing), strict=True))
-    q = q.astype(object).where(q.notna(), None)
-    q["expectation"] = _check_ids(q)
-    q["payload"] = q["_row_id"].map(payloads)
-    q["fix_vi"] = q["fix_vi"] if "fix_vi" in q else None
-    q["severity"] = q["severity"] if "severity" in q else "block"
-    q["row_hash"] = q["row_hash"].fillna("")
-    cols = ["source_id", "source_key", "row_hash", "expectation", "column", "value", "reason_vi", "fix_vi", "severity", "payload"]
-    params = [
-        (sid, dataset, key, h, exp, col, val, reason, fix, sev, payload, batch_id, batch_id)
-        for sid, key, h, exp, col, val, reason, fix, sev, payload in zip(*(q[c] for c in cols), strict=True)
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO ops.quarantine
-               (source_id, dataset, source_key, record_hash, expectation, column_name, value_masked,
-                reason_vi, fix_vi, severity, payload, first_batch_id, last_batch_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-               ON CONFLICT (source_id, dataset, source_key, record_hash, expectation, column_name)
-               DO UPDATE SET last_batch_id = EXCLUDED.last_batch_id, last_seen = now()""",
-            params,
-        )
-
-
-def record_batch_counts(conn: psycopg.Connection, *, batch_id: str, status: str, counts: LoadCounts,
-                        failed_ratio: float | None, decision: str | None) -> None:
-    """Write a committed load's counts on its ``ops.batches`` row: the night's counts, not the attempt's.
-
-    A batch committed before (its load task died after the commit and was retried, or the
-    source was re-run) keeps what earlier attempts did: records inserted or updated add up
-    (no record is inserted twice), and a replay of the committed backup (status still
-    loaded/blocked) keeps its unchanged and cross-source counts instead of reporting every
-    row as unchanged.
-    """
-    conn.execute(
-        """UPDATE ops.batches SET
-               inserted = CASE WHEN committed_at IS NULL THEN %(inserted)s ELSE inserted + %(inserted)s END,
-               updated = CASE WHEN committed_at IS NULL THEN %(updated)s ELSE updated + %(updated)s END,
-               unchanged = CASE WHEN status IN ('loaded', 'blocked') THEN unchanged ELSE %(unchanged)s END,
-               merged_cross_source = CASE WHEN status IN ('loaded', 'blocked') THEN merged_cross_source
-                                          ELSE %(merged_cross_source)s END,
-               status = %(status)s, merged_in_batch = %(merged_in_batch)s, quarantined = %(quarantined)s,
-               failed_ratio = %(failed_ratio)s, decision = %(decision)s, committed_at = now()
-           WHERE batch_id = %(batch_id)s""",
-        {"inserted": counts.inserted, "updated": counts.updated, "unchanged": counts.unchanged,
-         "merged_cross_source": counts.merged_cross_source, "status": status,
-         "merged_in_batch": counts.merged_in_batch, "quarantined": counts.quarantined,
-         "failed_ratio": failed_ratio, "decision": decision, "batch_id": batch_id},
-    )
-
-
-def _check_ids(frame: pd.DataFrame) -> pd.Series:
-    """The check id of each failure (``meta.check`` of the suite), else its expectation type.
-
-    Two checks may share one GX type (unknown code, split commune): the id keeps them apart,
-    in the unique key and in the owner's report.
-    """
-    if "check" not in frame:
-        return frame["expectation"]
-    return frame["check"].where(frame["check"].notna(), frame["expectation"])
-
-
-def record_warnings(conn: psycopg.Connection, *, dataset: str, batch_id: str, warnings: pd.DataFrame,
-                    quarantine: pd.DataFrame | None = None) -> int:
-    """Store one ``ops.warnings`` row per (record, warn check) of a batch; set ``ops.batches.warned``.
-
-    ``warnings`` is validate's warnings frame (values already masked). Records that are also
-    quarantined are left out (they were not loaded; their quarantine rows say why). Returns
-    the number of records with a warning. Idempotent per batch.
-    """
-    if warnings is None or warnings.empty:
-        conn.execute("UPDATE ops.batches SET warned = 0 WHERE batch_id = %s", (batch_id,))
-        return 0
-    w = warnings
-    if quarantine is not None and len(quarantine):
-        w = w[~w["_row_id"].isin(quarantine["_row_id"])]
-    w = w.astype(object).where(w.notna(), None)
-    checks = _check_ids(w) if len(w) else []
-    params = [
-        (batch_id, sid, dataset, key, check, col, None if val is None else str(val), reason, fix)
-        for sid, key, check, col, val, reason, fix in zip(
-            w["source_id"], w["source_key"], checks, w["column"], w["value"], w["reason_vi"],
-            w["fix_vi"] if "fix_vi" in w else [None] * len(w), strict=True)
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO ops.warnings (batch_id, source_id, dataset, source_key, expectation, column_name, value_masked,
-                   reason_vi, fix_vi)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            params,
-        )
-    warned = int(w["_row_id"].nunique())
-    conn.execute("UPDATE ops.batches SET warned = %s WHERE batch_id = %s", (warned, batch_id))
-    return warned
-
-
-def resolve_quarantine(conn: psycopg.Connection, *, source_id: str, dataset: str, batch_id: str, loaded_keys: list[str]) -> int:
-    """Close open quarantine rows of records that now loaded cleanly; return how many closed.
-
-    A row quarantined by this very batch (the platform refused the record at COPY) stays open.
-    """
-    if not loaded_keys:
-        return 0
-    with conn.cursor() as cur:
-        cur.execute(
-            """UPDATE ops.quarantine SET status = 'resolved', resolved_batch_id = %s
-               WHERE status = 'open' AND source_id = %s AND dataset = %s AND source_key = ANY(%s)
-                 AND last_batch_id <> %s""",
-            (batch_id, source_id, dataset, loaded_keys, batch_id),
-        )
-        return cur.rowcount

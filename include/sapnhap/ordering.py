@@ -24,6 +24,7 @@ import os
 
 import psycopg
 
+from sapnhap import ops
 from sapnhap.extract import later_cursor
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,9 @@ def take_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id
     Returns when it was taken (the database's clock, ISO text): the batch's extract starts then.
     """
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lease:{source_id}/{dataset}",))
-        held = conn.execute(
-            """SELECT l.run_id, l.batch_id, l.taken_at, l.expires_at, l.expires_at < now(),
-                      coalesce(r.status = 'running' AND r.finished_at IS NULL, false)
-               FROM ops.batch_leases l LEFT JOIN ops.runs r ON r.run_id = l.run_id
-               WHERE l.source_id = %s AND l.dataset = %s FOR UPDATE OF l""",
-            (source_id, dataset),
-        ).fetchone()
+        held = ops.lease_holder(conn, source_id=source_id, dataset=dataset)
         if held is not None and held[0] != run_id:
-            holder, _, taken_at, expires_at, expired, running = held
+            holder, taken_at, expires_at, expired, running = held
             if running and not expired:
                 raise BatchLockedError(
                     f"{source_id}/{dataset}: run {holder} holds the extract-to-load lease since {taken_at:%Y-%m-%d %H:%M:%S %Z} "
@@ -75,23 +69,14 @@ def take_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id
                 )
             log.warning("%s/%s: lease of run %s taken over by run %s (%s)", source_id, dataset, holder, run_id,
                         "lease expired" if expired else "that run is no longer running")
-        taken = conn.execute(
-            """INSERT INTO ops.batch_leases (source_id, dataset, run_id, batch_id, expires_at)
-               VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))
-               ON CONFLICT (source_id, dataset) DO UPDATE SET run_id = EXCLUDED.run_id, batch_id = EXCLUDED.batch_id,
-                   taken_at = now(), expires_at = EXCLUDED.expires_at
-               RETURNING taken_at""",
-            (source_id, dataset, run_id, batch_id, lease_hours() * 3600),
-        ).fetchone()[0]
+        taken = ops.write_lease(conn, source_id=source_id, dataset=dataset, run_id=run_id, batch_id=batch_id,
+                                seconds=lease_hours() * 3600)
     return taken.isoformat()
 
 
 def release_lease(conn: psycopg.Connection, *, source_id: str, dataset: str, run_id: str) -> None:
     """Release the lease if ``run_id`` holds it (in the caller's transaction)."""
-    conn.execute(
-        "DELETE FROM ops.batch_leases WHERE source_id = %s AND dataset = %s AND run_id = %s",
-        (source_id, dataset, run_id),
-    )
+    ops.delete_lease(conn, source_id=source_id, dataset=dataset, run_id=run_id)
 
 
 def _strictly_later(a: str, b: str) -> bool:
@@ -106,21 +91,14 @@ def check_load_order(conn: psycopg.Connection, *, source_id: str, dataset: str, 
     ``extract_started_at`` (from :func:`take_lease`) also orders datasets without a cursor
     (export files, full extracts): another batch committed since then is newer.
     """
-    lease = conn.execute(
-        "SELECT run_id, taken_at FROM ops.batch_leases WHERE source_id = %s AND dataset = %s FOR UPDATE",
-        (source_id, dataset),
-    ).fetchone()
+    lease = ops.lock_lease(conn, source_id=source_id, dataset=dataset)
     if lease is not None and lease[0] != run_id:
         raise BatchLockedError(
             f"{batch_id}: run {lease[0]} took the {source_id}/{dataset} lease over at "
             f"{lease[1]:%Y-%m-%d %H:%M:%S %Z} (this run had ended or its lease expired); this batch is not loaded, "
             f"nothing written. Its rows are read again by the next extract."
         )
-    row = conn.execute(
-        "SELECT cursor_value, batch_id FROM ops.cursors WHERE source_id = %s AND dataset = %s FOR UPDATE",
-        (source_id, dataset),
-    ).fetchone()
-    committed, committed_by = (row[0], row[1]) if row else (None, None)
+    committed, committed_by = ops.lock_cursor(conn, source_id=source_id, dataset=dataset)
     if committed is not None and committed_by != batch_id and (
         cursor_from is None or _strictly_later(committed, cursor_from)
     ):
@@ -130,12 +108,8 @@ def check_load_order(conn: psycopg.Connection, *, source_id: str, dataset: str, 
             f"the cursor back. Refused, nothing written: the next extract reads these rows again."
         )
     if extract_started_at is not None:
-        newer = conn.execute(
-            """SELECT batch_id, committed_at FROM ops.batches
-               WHERE source_id = %s AND dataset = %s AND batch_id <> %s AND committed_at > %s::timestamptz
-               ORDER BY committed_at DESC LIMIT 1""",
-            (source_id, dataset, batch_id, extract_started_at),
-        ).fetchone()
+        newer = ops.batch_committed_since(conn, source_id=source_id, dataset=dataset, other_than=batch_id,
+                                          since=extract_started_at)
         if newer is not None:
             raise StaleBatchError(
                 f"{batch_id}: extracted from {extract_started_at}, but batch {newer[0]} committed after that "
@@ -150,10 +124,5 @@ def advance_cursor(conn: psycopg.Connection, *, source_id: str, dataset: str, ba
     """Commit ``cursor_to`` as the dataset's cursor, never moving it backwards."""
     if cursor_to is None:
         return
-    value = later_cursor(cursor_to, committed)
-    conn.execute(
-        """INSERT INTO ops.cursors (source_id, dataset, cursor_value, batch_id) VALUES (%s, %s, %s, %s)
-           ON CONFLICT (source_id, dataset) DO UPDATE SET cursor_value = EXCLUDED.cursor_value,
-           batch_id = EXCLUDED.batch_id, updated_at = now()""",
-        (source_id, dataset, value, batch_id),
-    )
+    ops.write_cursor(conn, source_id=source_id, dataset=dataset, value=later_cursor(cursor_to, committed),
+                     batch_id=batch_id)

@@ -140,24 +140,3 @@ def review_required_action(*, check_task_id: str = "reviews_waiting", task_id: s
     )
     check >> action
     return check
-
-
-def start_review_if_waiting(env: dict[str, str], dsn: str) -> str | None:
-    """``make airflow-ui``: start ``sapnhap_review`` once when records wait and no run of it is open.
-
-    The demo's nights run with ``airflow dags test`` while the DAGs are paused, so their review
-    events queued nothing; the UI's first scheduler loop then brings the Required Action to the
-    inbox. Returns the new run's id, or None (nothing waits, or a run is already open).
-    """
-    import json
-
-    from sapnhap.embedded import airflow
-
-    if not waiting_reviews(dsn).records:
-        return None
-    lines = [x for x in airflow(env, "dags", "list-runs", REVIEW_DAG_ID, "-o", "json").stdout.splitlines() if x]
-    runs = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else []
-    if any(r.get("state") in ("queued", "running") for r in runs):
-        return None
-    out = airflow(env, "dags", "trigger", REVIEW_DAG_ID, "-o", "json").stdout.splitlines()
-    return str(json.loads(out[-1])[0]["dag_run_id"]) if out and out[-1].startswith("[") else ""

@@ -2,7 +2,8 @@
 
 ``ops.runs`` is opened by ``prepare`` and closed by :func:`finish_run`, which the DAG calls
 from its DAG-level success/failure callbacks with Airflow's final state; :func:`sweep_runs`
-closes the runs a callback never reached (a scheduler restart, a run marked failed by hand).
+closes the runs a callback never reached (a scheduler restart, a run marked failed by hand); the
+nightly's ``prepare`` runs it (:func:`airflow_run_state` gives it Airflow's view).
 :func:`record_stage_failure` writes a failed stage's error into the batches it left
 uncommitted, so the owner's email names the cause instead of an older note.
 """
@@ -78,6 +79,21 @@ def sweep_runs(dsn: str, airflow_state: Callable[[str], str | None], *, exclude:
             closed[run_id] = finish_run(dsn, run_id, state, None if state == "success" else
                                         "Airflow ended the run without its final callback; closed by the sweep")
     return closed
+
+
+def airflow_run_state(context: Mapping[str, Any]) -> Callable[[str], str | None]:
+    """From a running task's context: ``run_id -> state`` of its DAG's runs as Airflow knows them, for
+    :func:`sweep_runs` (``None`` for a run Airflow has no record of)."""
+    ti = context["ti"]
+    dag_id = ti.dag_id
+
+    def state(run_id: str) -> str | None:
+        if ti.get_dr_count(dag_id=dag_id, run_ids=[run_id]) == 0:
+            return None
+        value = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+        return str(getattr(value, "value", value))
+
+    return state
 
 
 def record_stage_failure(

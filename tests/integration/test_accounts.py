@@ -21,9 +21,9 @@ from sapnhap.accounts import parse_ldif
 from sapnhap.accounts.pipeline import build_stage, export_stage, review_stage
 from sapnhap.accounts.platform import read_table
 from sapnhap.accounts.roles import load_role_rules
-from sapnhap.demo.accounts import ACCOUNT_SOURCE_IDS, COLLIDING_NAME
 from sapnhap.services import Services
 from sapnhap.sources import get_source
+from sapnhap_dev.demo.accounts import ACCOUNT_SOURCE_IDS, COLLIDING_NAME
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,7 +32,7 @@ AS_OF = date(2025, 12, 1)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path_factory.mktemp("accworld"), seed=11, size=40, pg_dsn=pg_admin_dsn,
                        db_prefix=f"acc{uuid.uuid4().hex[:6]}")

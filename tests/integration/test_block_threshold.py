@@ -8,11 +8,11 @@ import psycopg
 import pytest
 from legacy_sqlite import bacquang_dossiers_source, dossier, sqlite_legacy, sync
 
-from sapnhap.embedded import read_mail
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
 from sapnhap.sources import QualityThresholds
 from sapnhap.sync.prepare import prepare_run
+from sapnhap_dev.embedded import read_mail
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import pandas as pd
 import psycopg
 import pytest
 
-from sapnhap.demo import World, generate_world, insert_rows, mutate_world
-from sapnhap.demo import generator as g
-from sapnhap.demo.accounts import ACCOUNT_SOURCE_IDS
 from sapnhap.sources import DEFAULT_SOURCES_DIR, get_source
+from sapnhap_dev.demo import World, generate_world, insert_rows, mutate_world
+from sapnhap_dev.demo import generator as g
+from sapnhap_dev.demo.accounts import ACCOUNT_SOURCE_IDS
 
 SIZE = 20
 

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.integration
 def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the_loader(
     tmp_path: Path, pg_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sapnhap.embedded import airflow_env, drop_platform, start_stack
     from sapnhap.migrations import current, head
+    from sapnhap_dev.embedded import airflow_env, drop_platform, start_stack
 
     db = f"sapnhap_emb_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("SAPNHAP_PLATFORM_URL", pg_url(pg_admin_dsn, db))
@@ -56,7 +56,7 @@ def test_the_embedded_platform_is_owned_by_its_owner_and_airflow_connects_as_the
 
 
 def test_the_local_copy_of_the_bucket_is_readable_by_its_user_only(tmp_path: Path, s3_config) -> None:
-    from sapnhap.runner import snapshot_bucket
+    from sapnhap_dev.runner import snapshot_bucket
 
     storage.put_bytes(s3_config, "backups/s/residents/2025-12-01/r1/raw.parquet", b"raw rows", "application/octet-stream")
     storage.put_bytes(s3_config, "handover/r1/02338.html", b"<html></html>", "text/html")

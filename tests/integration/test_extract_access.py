@@ -1,6 +1,6 @@
 """Access files (.mdb/.accdb) of small commune tools, read with mdbtools (Debian's package; `make install`).
 
-The file is built by sapnhap.demo.access_mdb (an Access 2000 file, text in Access's
+The file is built by sapnhap_dev.demo.access_mdb (an Access 2000 file, text in Access's
 default "Unicode compression"), declared beside its source file like an export folder.
 """
 
@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sapnhap.demo.access_mdb import DATETIME, LONG, TEXT, Column, write_mdb
 from sapnhap.extract import SourceSchemaError, SourceUnavailableError, extract_to_parquet
 from sapnhap.sources import Source, SourceConfigError, parse_source
+from sapnhap_dev.demo.access_mdb import DATETIME, LONG, TEXT, Column, write_mdb
 
 pytestmark = pytest.mark.integration
 

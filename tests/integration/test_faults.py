@@ -19,9 +19,7 @@ import pytest
 
 from sapnhap import extract as extract_mod
 from sapnhap import storage
-from sapnhap.embedded import free_port, read_mail
 from sapnhap.extract import SourceSchemaError, SourceUnavailableError
-from sapnhap.runner import account_for
 from sapnhap.services import S3Config, Services
 from sapnhap.sources import Source, get_source
 from sapnhap.sync.backup import backup_stage
@@ -30,6 +28,8 @@ from sapnhap.sync.load import load_stage
 from sapnhap.sync.prepare import prepare_run
 from sapnhap.sync.transform import transform_stage
 from sapnhap.sync.validate import validate_stage
+from sapnhap_dev.embedded import free_port, read_mail
+from sapnhap_dev.runner import account_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ BACQUANG = "hg_bacquang_sqlite"  # SQLite: dossiers, residents
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=11, size=15, pg_dsn=pg_admin_dsn, db_prefix=f"lf{uuid.uuid4().hex[:6]}")
     try:
@@ -173,8 +173,8 @@ def test_load_killed_mid_batch_leaves_nothing_and_reloads_once(world, services: 
 
 def test_unreachable_source_fails_alone_its_owner_is_told_and_it_catches_up(world, services: Services,
                                                                            smtp_sink) -> None:
-    from sapnhap.demo.generator import mutate_world
     from sapnhap.reports import send_run_reports
+    from sapnhap_dev.demo.generator import mutate_world
 
     closed = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     first = _sync(services, world, [SONDUONG, BACQUANG], "r1", connections={SONDUONG: closed})
@@ -356,9 +356,9 @@ def test_schema_changes_follow_the_documented_policy(world, services: Services) 
 def test_dropped_dataset_is_restored_from_backups_with_identical_checksums(world, services: Services) -> None:
     from psycopg import sql
 
-    from sapnhap.demo.generator import mutate_world
     from sapnhap.platform import ensure_platform
     from sapnhap.restore import restore_dataset, table_fingerprint
+    from sapnhap_dev.demo.generator import mutate_world
 
     sources = [SONDUONG, "hg_bacquang_sqlite"]  # two sources hold residents: cross-source merges replay too
     _sync(services, world, sources, "r1", datasets=["residents"])

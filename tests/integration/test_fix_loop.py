@@ -16,10 +16,10 @@ from openpyxl import load_workbook
 
 from sapnhap import storage
 from sapnhap.corrections import correction_prefix
-from sapnhap.embedded import read_mail
 from sapnhap.reports import send_run_reports
 from sapnhap.services import Services
 from sapnhap.sync.prepare import prepare_run
+from sapnhap_dev.embedded import read_mail
 
 pytestmark = pytest.mark.integration
 

@@ -82,8 +82,8 @@ def night(services: Services, source: Source, legacy: Legacy, run_id: str) -> tu
 
 
 def outcome_of(dsn: str, source_id: str, keys: list[str], dataset: str = "residents") -> dict[str, str]:
-    """Where each legacy record ended (``sapnhap.runner.account_for``): loaded, quarantined, merged or missing."""
-    from sapnhap.runner import account_for
+    """Where each legacy record ended (``sapnhap_dev.runner.account_for``): loaded, quarantined, merged or missing."""
+    from sapnhap_dev.runner import account_for
 
     ledger = pd.DataFrame({"source_id": source_id, "dataset": dataset, "source_key": keys})
     outcome = account_for(dsn, ledger)
@@ -429,7 +429,7 @@ def test_platform_sessions_carry_the_step_timeouts(platform_dsn: str, monkeypatc
 
 
 def test_a_merge_into_a_record_that_vanished_is_not_accounted_for(platform_dsn: str) -> None:
-    from sapnhap.runner import account_for
+    from sapnhap_dev.runner import account_for
 
     with psycopg.connect(platform_dsn) as conn:
         conn.execute(

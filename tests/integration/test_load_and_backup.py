@@ -26,8 +26,8 @@ def test_backup_objects_are_encrypted_and_verified(s3_config) -> None:
 
 
 def test_unreachable_bucket_is_a_clear_error() -> None:
-    from sapnhap.embedded import free_port
     from sapnhap.services import S3Config
+    from sapnhap_dev.embedded import free_port
 
     cfg = S3Config(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key="x", secret_key="x", connect_timeout=1)
     with pytest.raises(storage.BackupError, match="unreachable|failed"):

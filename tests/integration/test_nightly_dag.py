@@ -18,9 +18,10 @@ import pytest
 
 from conftest import pg_url
 from sapnhap import storage
-from sapnhap.embedded import airflow_env, drop_platform, prepare_airflow, read_mail, start_stack
-from sapnhap.runner import account_for, pools_of, run_nightly
+from sapnhap.runner import pools_of
 from sapnhap.sources import load_sources
+from sapnhap_dev.embedded import airflow_env, drop_platform, prepare_airflow, read_mail, start_stack
+from sapnhap_dev.runner import account_for, run_nightly
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def _fingerprint(dsn: str) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     workdir = tmp_path_factory.mktemp("nightly")
     db = f"sapnhap_e2e_{uuid.uuid4().hex[:8]}"
@@ -201,7 +202,7 @@ def test_second_run_changes_nothing(nightly) -> None:
 
 
 def test_accounts_dag_remaps_people_after_the_nightly_loads(nightly) -> None:
-    from sapnhap.runner import ACCOUNTS_DAG_ID
+    from sapnhap_dev.runner import ACCOUNTS_DAG_ID
 
     result = run_nightly(nightly["env"], nightly["workdir"] / "accounts.log", dag_id=ACCOUNTS_DAG_ID)
     assert result.state == "success", Path(result.log).read_text()[-5000:]
@@ -349,7 +350,7 @@ def test_a_conf_key_that_is_no_param_fails_the_run_and_touches_nothing(nightly) 
 
 
 def test_a_run_of_one_source_syncs_and_reports_that_source_only(nightly) -> None:
-    from sapnhap.demo.generator import mutate_world
+    from sapnhap_dev.demo.generator import mutate_world
 
     sources = load_sources()
     # Every legacy system changes; the team asks for one source only.
@@ -412,3 +413,26 @@ def test_a_run_of_one_dataset_skips_the_sources_other_datasets(nightly) -> None:
     assert states[f"{chosen.id}.datasets.extract:{wanted}"] == "success"  # instances are named by their dataset
     for dataset in others:
         assert states[f"{chosen.id}.datasets.extract:{dataset}"] == "skipped"
+
+
+def test_prepare_closes_runs_airflow_ended_without_a_callback(nightly) -> None:
+    """A run whose final callback never came (a scheduler restart) stays ``running`` in ops.runs until
+    the next night's prepare asks Airflow about it."""
+    dsn = nightly["stack"].platform_dsn
+    with _airflow_db(nightly) as db:
+        first_run = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'sapnhap_nightly' ORDER BY id LIMIT 1").fetchone()[0]
+    with psycopg.connect(dsn) as conn:
+        # The first run's callback lost, and a run Airflow never had (its database was reset).
+        conn.execute("UPDATE ops.runs SET status = 'running', finished_at = NULL WHERE run_id = %s", (first_run,))
+        conn.execute("INSERT INTO ops.runs (run_id) VALUES ('scheduled__lost_with_the_old_airflow_db')")
+    chosen = next(s for s in load_sources() if s.kind != "files")
+    result = run_nightly(nightly["env"], nightly["workdir"] / "sweep.log",
+                         conf={"sources": [chosen.id], "datasets": [next(iter(chosen.datasets))]})
+    assert result.state == "success", Path(result.log).read_text()[-5000:]
+    with psycopg.connect(dsn) as conn:
+        runs = {r[0]: r[1:] for r in conn.execute("SELECT run_id, status, finished_at IS NOT NULL, message FROM ops.runs")}
+    assert runs[first_run][:2] == ("succeeded", True)
+    assert runs["scheduled__lost_with_the_old_airflow_db"][:2] == ("failed", True)
+    assert "unknown to Airflow" in runs["scheduled__lost_with_the_old_airflow_db"][2]
+    assert "closed runs Airflow had ended" in Path(result.log).read_text()

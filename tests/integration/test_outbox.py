@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from sapnhap.embedded import MailSink, free_port, read_mail
 from sapnhap.reports import ReportDeliveryError, send_run_reports
 from sapnhap.reports.outbox import report_key, stable_message_id
 from sapnhap.services import Services, SmtpConfig
 from sapnhap.sources import Source
+from sapnhap_dev.embedded import MailSink, free_port, read_mail
 
 pytestmark = pytest.mark.integration
 

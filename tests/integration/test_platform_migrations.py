@@ -85,10 +85,10 @@ def _release_0_1_0_rows(dsn: str) -> None:
 def test_the_previous_release_upgrades_with_its_data_and_the_nightly_runs_as_loader(
     scratch_db: str, pg_admin_dsn: str, s3_config, tmp_path: Path
 ) -> None:
-    from sapnhap.demo.generator import generate_world
     from sapnhap.handover import build_handover
     from sapnhap.restore import restore_drill
     from sapnhap.sync.reconcile import reconcile_run
+    from sapnhap_dev.demo.generator import generate_world
 
     assert revisions()[0] == "0001"
     upgrade(scratch_db, "0001")  # release 0.1.0's schema, frozen

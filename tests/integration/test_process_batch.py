@@ -28,7 +28,7 @@ SONDUONG = "tq_sonduong_dancu"
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=pg_admin_dsn, db_prefix=f"lp{uuid.uuid4().hex[:6]}")
     try:

@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from sapnhap import storage
-from sapnhap.embedded import free_port, read_mail
 from sapnhap.reports import read_quarantine_workbook, send_run_reports
 from sapnhap.reports.attachment import SHEET_WARNINGS
 from sapnhap.runs import record_stage_failure
@@ -29,6 +28,7 @@ from sapnhap.sync.load import load_stage
 from sapnhap.sync.prepare import prepare_run
 from sapnhap.sync.transform import transform_stage
 from sapnhap.sync.validate import validate_stage
+from sapnhap_dev.embedded import free_port, read_mail
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ TWELVE_DIGITS = re.compile(r"\d{12}")
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=11, size=15, pg_dsn=pg_admin_dsn, db_prefix=f"rt{uuid.uuid4().hex[:6]}")
     try:

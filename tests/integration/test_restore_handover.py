@@ -16,7 +16,6 @@ from psycopg import sql
 
 from conftest import pg_url
 from sapnhap import storage
-from sapnhap.embedded import read_mail
 from sapnhap.restore import RestoreError, restore_dataset, restore_drill, table_fingerprint
 from sapnhap.services import S3Config, Services
 from sapnhap.sources import get_source
@@ -26,6 +25,7 @@ from sapnhap.sync.load import load_stage
 from sapnhap.sync.prepare import prepare_run
 from sapnhap.sync.transform import transform_stage
 from sapnhap.sync.validate import validate_stage
+from sapnhap_dev.embedded import read_mail
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,9 @@ def synced(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str, s3_serve
     from aiosmtpd.controller import Controller
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from sapnhap.demo.generator import generate_world, mutate_world
-    from sapnhap.embedded import MailSink, free_port
     from sapnhap.services import SmtpConfig
+    from sapnhap_dev.demo.generator import generate_world, mutate_world
+    from sapnhap_dev.embedded import MailSink, free_port
 
     tmp = tmp_path_factory.mktemp("restore")
     db = f"sapnhap_rh_{uuid.uuid4().hex[:8]}"

@@ -38,7 +38,7 @@ RESIDENTS = sql.Identifier("core", "residents")
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=31, size=15, pg_dsn=pg_admin_dsn, db_prefix=f"ls{uuid.uuid4().hex[:6]}")
     try:
@@ -64,7 +64,7 @@ def _load(services: Services, world, sid: str, dataset: str, run_id: str) -> dic
 
 
 def _two_nights(services: Services, world, sources=(SONDUONG, BACQUANG)) -> None:
-    from sapnhap.demo.generator import mutate_world
+    from sapnhap_dev.demo.generator import mutate_world
 
     for n, run_id in enumerate(("r1", "r2")):
         if n:

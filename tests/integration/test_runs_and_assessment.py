@@ -9,13 +9,13 @@ import psycopg
 import pytest
 
 from sapnhap.assessment import assessment_step, needs_assessment
-from sapnhap.embedded import free_port, read_mail
 from sapnhap.reports import send_run_reports
 from sapnhap.runs import close_run_from_context, finish_run, stage_failure_from_context, sweep_runs
 from sapnhap.services import S3Config, Services, SmtpConfig
 from sapnhap.sources import get_source
 from sapnhap.sync.extract import extract_stage
 from sapnhap.sync.prepare import prepare_run
+from sapnhap_dev.embedded import free_port, read_mail
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,38 @@ def test_sweep_closes_runs_whose_airflow_run_ended(platform_dsn: str) -> None:
     assert sweep_runs(platform_dsn, airflow.get, exclude=["current"]) == {}  # nothing left to close
 
 
+def test_prepare_closes_the_runs_airflow_ended_without_a_callback(services) -> None:
+    _open(services.platform_dsn, "killed_run", "gone_run", "still_running")
+    airflow = {"killed_run": "failed", "still_running": "running", "tonight": "running"}
+    opened = prepare_run(services, "tonight", airflow_state=airflow.get)
+    assert opened["swept"] == {"killed_run": "failed", "gone_run": "failed"}
+    runs = _runs(services.platform_dsn)
+    assert runs["killed_run"][:2] == ("failed", True) and "without its final callback" in runs["killed_run"][2]
+    assert runs["gone_run"][:2] == ("failed", True) and "unknown to Airflow" in runs["gone_run"][2]
+    assert runs["still_running"][:2] == runs["tonight"][:2] == ("running", False)
+
+
+def test_airflow_run_state_asks_airflow_about_the_dags_runs() -> None:
+    from types import SimpleNamespace
+
+    from airflow.utils.state import DagRunState
+
+    from sapnhap.runs import airflow_run_state
+
+    known = {"manual__1": DagRunState.FAILED, "manual__2": DagRunState.RUNNING}
+    asked = []
+
+    def get_dr_count(*, dag_id: str, run_ids: list[str]) -> int:
+        asked.append(dag_id)
+        return sum(r in known for r in run_ids)
+
+    ti = SimpleNamespace(dag_id="sapnhap_nightly", get_dr_count=get_dr_count,
+                         get_dagrun_state=lambda *, dag_id, run_id: known[run_id])
+    state = airflow_run_state({"ti": ti})
+    assert [state("manual__1"), state("manual__2"), state("manual__0")] == ["failed", "running", None]
+    assert set(asked) == {"sapnhap_nightly"}
+
+
 def test_a_failed_stage_task_writes_its_error_on_the_batches_it_left(platform_dsn: str) -> None:
     from types import SimpleNamespace
 
@@ -101,7 +133,7 @@ def test_a_failed_stage_task_writes_its_error_on_the_batches_it_left(platform_ds
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=5, size=10, pg_dsn=pg_admin_dsn, db_prefix=f"as{uuid.uuid4().hex[:6]}")
     try:

@@ -1,6 +1,6 @@
 """Trying a new source is one command: the data team's own YAML and export folder run beside the demo's.
 
-``make demo ARGS="--sources-dir DIR"`` = :func:`sapnhap.runner.use_sources_dirs` + the nightly; this
+``make demo ARGS="--sources-dir DIR"`` = :func:`sapnhap_dev.runner.use_sources_dirs` + the nightly; this
 runs the same set-up, then the nightly's stages on that source, an export spanning old 08 and 02.
 """
 
@@ -66,7 +66,7 @@ def own_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_own_sources_run_beside_the_demo_with_the_connection_declared_in_the_yaml(
     own_sources: Path, platform_dsn: str, s3_config
 ) -> None:
-    from sapnhap.runner import use_sources_dirs
+    from sapnhap_dev.runner import use_sources_dirs
 
     registry, connections = use_sources_dirs([own_sources])
     assert os.environ["SAPNHAP_SOURCES_DIR"].split(os.pathsep) == [str(DEFAULT_SOURCES_DIR), str(own_sources)]

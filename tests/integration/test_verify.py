@@ -343,7 +343,7 @@ def test_sqlite_backdated_deleted_and_changed_rows(services: Services, tmp_path:
 
 @pytest.fixture
 def world(tmp_path: Path, pg_admin_dsn: str):
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     w = generate_world(tmp_path / "world", seed=11, size=15, pg_dsn=pg_admin_dsn, db_prefix=f"lv{uuid.uuid4().hex[:6]}")
     try:

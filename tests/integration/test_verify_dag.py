@@ -8,15 +8,16 @@ import psycopg
 import pytest
 
 from conftest import pg_url
-from sapnhap.embedded import airflow_env, prepare_airflow, start_stack
-from sapnhap.runner import pools_of, run_nightly
+from sapnhap.runner import pools_of
 from sapnhap.sources import load_sources
+from sapnhap_dev.embedded import airflow_env, prepare_airflow, start_stack
+from sapnhap_dev.runner import run_nightly
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_verify_dag_after_a_nightly_reports_every_dataset_clean(tmp_path, pg_admin_dsn: str, monkeypatch) -> None:
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     db = f"sapnhap_vd_{uuid.uuid4().hex[:8]}"
     prefix = f"lvd{uuid.uuid4().hex[:6]}"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sapnhap import storage
-from sapnhap.embedded import PROJECT_ROOT, Stack, _start_smtp
-from sapnhap.runner import restore_bucket_snapshot, snapshot_bucket, stop_group, ui_env
 from sapnhap.services import S3Config, SmtpConfig
+from sapnhap_dev.embedded import PROJECT_ROOT, Stack, _start_smtp
+from sapnhap_dev.runner import restore_bucket_snapshot, snapshot_bucket, stop_group, ui_env
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,11 @@ def test_the_ui_asks_about_the_demos_waiting_records_once(tmp_path: Path, platfo
 
     from world import build_world
 
-    from sapnhap.embedded import airflow
-    from sapnhap.review_hitl import REVIEW_DAG_ID, start_review_if_waiting
+    from sapnhap.review_hitl import REVIEW_DAG_ID
     from sapnhap.services import Services
     from sapnhap.ui_queries import decide_group, review_groups
+    from sapnhap_dev.embedded import airflow
+    from sapnhap_dev.runner import start_review_if_waiting
 
     build_world(tmp_path, Services(platform_dsn=platform_dsn, s3=s3_config, smtp=smtp_sink[0]))
     home = tmp_path / "airflow"

@@ -33,7 +33,7 @@ COMMUNE = "02494"  # Xã Thái Bình: split with no rule
 
 @pytest.fixture
 def yenson(tmp_path: Path, services: Services, pg_admin_dsn: str):  # noqa: ANN201
-    from sapnhap.demo.generator import generate_world
+    from sapnhap_dev.demo.generator import generate_world
 
     world = generate_world(tmp_path / "world", seed=23, size=40, pg_dsn=pg_admin_dsn,
                            db_prefix=f"lb{uuid.uuid4().hex[:6]}")

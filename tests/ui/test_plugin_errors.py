@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 from fastapi.testclient import TestClient
 
-from sapnhap.embedded import PROJECT_ROOT
 from sapnhap.services import S3Config, Services
+from sapnhap_dev.embedded import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -95,7 +95,7 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     from airflow.dag_processing.dagbag import DagBag
 
-    from sapnhap.embedded import PROJECT_ROOT
+    from sapnhap_dev.embedded import PROJECT_ROOT
 
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert bag.import_errors == {}

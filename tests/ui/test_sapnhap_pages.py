@@ -29,11 +29,11 @@ from world import BAD_DATE_KEY, UNRULED_VILLAGE, UiWorld, build_world
 from sapnhap import storage
 from sapnhap.airflow_support import dags_test_log_folder, write_dags_test_task_logs
 from sapnhap.corrections import correction_prefix
-from sapnhap.embedded import PROJECT_ROOT, free_port
 from sapnhap.reports.attachment import read_quarantine_workbook
 from sapnhap.review_hitl import DECIDED
 from sapnhap.services import PLATFORM_CONN_ID, S3_CONN_ID, SMTP_CONN_ID, S3Config, Services, SmtpConfig
 from sapnhap.ui_queries import DATA_DOCS_ASSETS
+from sapnhap_dev.embedded import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -45,8 +45,8 @@ def test_data_docs_sit_next_to_the_manifest() -> None:
 
 
 def test_every_data_docs_asset_is_bundled_and_rewritten() -> None:
-    from sapnhap.embedded import PROJECT_ROOT
     from sapnhap.ui_queries import DATA_DOCS_ASSETS, offline_data_docs
+    from sapnhap_dev.embedded import PROJECT_ROOT
 
     bundle = PROJECT_ROOT / "plugins" / "sapnhap_ui_static" / "gx"
     for local in DATA_DOCS_ASSETS.values():

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sapnhap.demo import generator as g
 from sapnhap.sources import DEFAULT_SOURCES_DIR, load_sources
+from sapnhap_dev.demo import generator as g
 
 SIZE = 40
 

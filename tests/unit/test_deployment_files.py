@@ -46,7 +46,10 @@ def test_airflow_services_mount_the_project_and_see_the_package() -> None:
     compose = _compose()
     api = compose["services"]["airflow-apiserver"]
     mounts = {m.split(":")[1] for m in api["volumes"]}
-    assert {"/opt/airflow/dags", "/opt/airflow/include", "/opt/airflow/plugins"} <= mounts
+    assert {"/opt/airflow/dags", "/opt/airflow/include/sapnhap", "/opt/airflow/include/sources",
+            "/opt/airflow/plugins"} <= mounts
+    # The demo world, the embedded services and the dev CLI are not in the image's package.
+    assert not any("sapnhap_dev" in m or m.split(":")[0].rstrip("/") == "./include" for m in api["volumes"])
     assert api["environment"]["PYTHONPATH"] == "/opt/airflow/include"
     for conn in ("AIRFLOW_CONN_SAPNHAP_PLATFORM", "AIRFLOW_CONN_SAPNHAP_S3", "AIRFLOW_CONN_SAPNHAP_SMTP"):
         assert conn in api["environment"]
@@ -130,3 +133,18 @@ def test_airflow_signs_backups_with_a_key_from_the_environment_and_locks_them() 
     assert '"password": "${BACKUP_SIGNING_SECRET}"' in signing  # no backup is written without it
     assert env["SAPNHAP_BACKUP_OBJECT_LOCK"] == "governance"
     assert env["SAPNHAP_BACKUP_RETENTION_DAYS"] == "${BACKUP_LOCK_DAYS}"
+
+
+def test_the_production_package_does_not_import_the_dev_tools() -> None:
+    """``sapnhap`` (mounted into every Airflow container) never imports ``sapnhap_dev`` (demo world, embedded services)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "include" / "sapnhap").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "sapnhap_dev"]
+    assert offenders == []
+    assert not (ROOT / "include" / "sapnhap" / "demo").exists()
+    assert not (ROOT / "include" / "sapnhap" / "embedded.py").exists()

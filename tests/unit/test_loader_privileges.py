@@ -15,7 +15,7 @@ from sapnhap.platform import LOADER_OPS_DELETES, LOADER_OPS_UPDATES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The owner's code (migrations) and the demo's legacy systems are not the loader's.
-SKIP = ("include/sapnhap/migrations/", "include/sapnhap/demo/", "include/sapnhap/platform.py")
+SKIP = ("include/sapnhap/migrations/", "include/sapnhap_dev/demo/", "include/sapnhap/platform.py")
 
 UPDATE_RE = re.compile(r"\bUPDATE\s+ops\.(\w+)(?:\s+(?!SET\b)\w+)?\s+SET\s+(.*?)(?=\bWHERE\b|\bRETURNING\b|$)",
                        re.IGNORECASE | re.DOTALL)

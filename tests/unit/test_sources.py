@@ -141,9 +141,9 @@ def test_sources_from_several_folders_and_a_duplicate_id(tmp_path: Path, monkeyp
 
 
 def test_the_invalid_source_task_tells_its_owners_and_fails_naming_file_and_field(tmp_path: Path, smtp_sink) -> None:
-    from sapnhap.embedded import read_mail
     from sapnhap.services import Services
     from sapnhap.sources import fail_invalid_source
+    from sapnhap_dev.embedded import read_mail
 
     smtp, mail_dir = smtp_sink
     _, broken = _registry_dir(tmp_path)
@@ -158,9 +158,9 @@ def test_the_invalid_source_task_tells_its_owners_and_fails_naming_file_and_fiel
 
 def test_a_file_without_readable_owners_tells_the_data_team(tmp_path: Path, smtp_sink,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from sapnhap.embedded import read_mail
     from sapnhap.services import Services
     from sapnhap.sources import fail_invalid_source
+    from sapnhap_dev.embedded import read_mail
 
     smtp, mail_dir = smtp_sink
     monkeypatch.setenv("SAPNHAP_DATA_TEAM_EMAIL", "dulieu@tinh.gov.vn.example")

@@ -132,7 +132,7 @@ def fetch_run_data(conn: psycopg.Connection, run_id: str, source_ids: list[str])
     started = run["started_at"] if run else None
     if started is None and batches:
         started = min(b["created_at"] for b in batches)
-    from sapnhap.quarantined_files import open_quarantined_files
+    from sapnhap.ops import open_quarantined_files
     from sapnhap.verify import verification_summary
 
     files = [{"source_id": sid, **f} for sid in source_ids for f in open_quarantined_files(conn, sid)]

@@ -19,7 +19,6 @@ from sapnhap import db, ops, storage
 from sapnhap.corrections import append_requeued
 from sapnhap.extract import extract_to_parquet
 from sapnhap.ordering import release_lease, take_lease
-from sapnhap.quarantined_files import EXPORT, record_quarantined_files, resolve_replaced_files
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.sync.batch import Batch, batch_id_for
@@ -77,10 +76,10 @@ def _extract(services: Services, source: Source, connection: str, batch: Batch) 
         log.warning("%s/%s: legacy columns not mapped (kept in raw backup): %s", source.id, dataset, result.unmapped_columns)
     with db.connect(services.platform_dsn, "extract") as conn:
         # Unreadable export files wait in quarantine with a reason for the owner; the others load.
-        resolve_replaced_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=EXPORT,
-                               readable_names=[f["file_name"] for f in result.files])
-        record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=EXPORT,
-                                 files=result.quarantined_files)
+        ops.resolve_replaced_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=ops.EXPORT,
+                                   readable_names=[f["file_name"] for f in result.files])
+        ops.record_quarantined_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id, kind=ops.EXPORT,
+                                     files=result.quarantined_files)
         ops.record_extracted(
             conn, batch_id=batch_id, run_id=batch.run_id, source_id=source.id, dataset=dataset, rows=result.rows,
             cursor_from=result.cursor_from, cursor_to=result.cursor_to,

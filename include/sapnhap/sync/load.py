@@ -17,15 +17,7 @@ import psycopg
 
 from sapnhap import db, ops
 from sapnhap.datasets import get_dataset
-from sapnhap.load import (
-    LoadCounts,
-    ReconciliationError,
-    merge_batch,
-    record_batch_counts,
-    record_quarantine,
-    record_warnings,
-    resolve_quarantine,
-)
+from sapnhap.load import LoadCounts, ReconciliationError, merge_batch
 from sapnhap.ordering import advance_cursor, check_load_order, release_lease
 from sapnhap.services import Services
 from sapnhap.sources import Source
@@ -77,10 +69,10 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
             counts.extracted = manifest["counts"]["extracted"]
             counts.quarantined += quarantined_rows  # merge_batch counted the rows the platform refused
             counts.merged_in_batch = len(merged_in_batch)
-        record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
+        ops.record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
         if "warnings" in objects:
-            record_warnings(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine,
-                            warnings=read_frame(services, objects["warnings"]))
+            ops.record_warnings(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine,
+                                warnings=read_frame(services, objects["warnings"]))
         if not merged_in_batch.empty:
             ds = get_dataset(dataset)
             ops.record_merged_in_batch(conn, [
@@ -94,15 +86,15 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
                 f"{counts.quarantined} + merged {counts.merged} + blocked {counts.blocked}; rolled back"
             )
         if not blocked:
-            resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
-                               loaded_keys=valid["source_key"].tolist())
+            ops.resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
+                                   loaded_keys=valid["source_key"].tolist())
             # The cursor moves only here, inside the load's transaction: after a crash it has not moved.
             advance_cursor(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
                            committed=committed_cursor, cursor_to=manifest["cursor"]["to"])
             ops.record_source_files(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
                                     files=manifest["files"])
-        record_batch_counts(conn, batch_id=batch_id, status=status, counts=counts,
-                            failed_ratio=manifest["failed_ratio"], decision=manifest["decision"])
+        ops.record_batch_counts(conn, batch_id=batch_id, status=status, counts=counts,
+                                failed_ratio=manifest["failed_ratio"], decision=manifest["decision"])
         # Which backup attempt this committed load came from (restore replays these).
         ops.record_loaded_backup(conn, manifest_key=batch.manifest_key, batch_id=batch_id, run_id=run_id,
                                  source_id=manifest["source_id"], dataset=dataset, status=status)

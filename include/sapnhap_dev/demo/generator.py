@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from sapnhap.datasets import get_dataset
-from sapnhap.demo import names
 from sapnhap.sources import DEFAULT_SOURCES_DIR, DatasetMapping, Source, parse_source
+from sapnhap_dev.demo import names
 
 NEW_PROVINCE_CODE = "08"
 OLD_PROVINCE_CODES = ("02", "08")
@@ -168,7 +168,7 @@ class World:
     # Canonical frames as written (with internal columns), kept for mutate_world/insert_rows.
     tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _cids: set[str] = field(default_factory=set, repr=False)
-    # sapnhap.demo.accounts.AccountSystems: the account/mail systems and their true people.
+    # sapnhap_dev.demo.accounts.AccountSystems: the account/mail systems and their true people.
     account_systems: Any = field(default=None, repr=False)
     _nights: int = 0
 
@@ -1146,7 +1146,7 @@ def generate_world(root: Path, *, seed: int = 20250701, size: int = 200, pg_dsn:
         location = _write_table(world, source_id, dataset, frame, create=True, stamp=stamp)
         ledgers.append(_ledger_rows(source_id, dataset, frame, location))
     # The account and mail systems (issue 6) are written by their own module, same ledger.
-    from sapnhap.demo.accounts import generate_account_systems
+    from sapnhap_dev.demo.accounts import generate_account_systems
 
     world.account_systems = generate_account_systems(world, seed, size, cids)
     ledgers.append(world.account_systems.ledger)

@@ -91,7 +91,7 @@ def _initials_local(full_name: str) -> str:
 
 def _person_pool(rng: np.random.Generator, communes: pd.DataFrame, district: str, province: str,
                  cids, size: int) -> pd.DataFrame:  # noqa: ANN001 - generator._Cids
-    from sapnhap.demo.generator import _dates, _people
+    from sapnhap_dev.demo.generator import _dates, _people
 
     per_commune = 3 if size >= 100 else 2
     rows = []
@@ -321,12 +321,12 @@ def _ledger(source_id: str, dataset: str, keys: pd.Series, natural: pd.Series, f
 def generate_account_systems(world, seed: int, size: int, cids) -> AccountSystems:  # noqa: ANN001 - generator types
     """Write the three account/mail systems of the demo world; register their connections.
 
-    Called by :func:`sapnhap.demo.generator.generate_world`; adds connections and databases to
+    Called by :func:`sapnhap_dev.demo.generator.generate_world`; adds connections and databases to
     ``world`` and returns what was written (the caller appends the ledger).
     """
     import psycopg
 
-    from sapnhap.demo.generator import CLOCK_START, LEDGER_COLUMNS, _db_uri, _source, _substream, _units
+    from sapnhap_dev.demo.generator import CLOCK_START, LEDGER_COLUMNS, _db_uri, _source, _substream, _units
 
     units = _units().communes
     clock = CLOCK_START

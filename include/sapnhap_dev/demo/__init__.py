@@ -1,7 +1,7 @@
 """The demo world: deterministic legacy systems of the merged province Tuyên Quang (08).
 
-``from sapnhap.demo import generate_world`` works; the generator module is imported lazily so
-that ``python -m sapnhap.demo.generator`` runs it cleanly.
+``from sapnhap_dev.demo import generate_world`` works; the generator module is imported lazily so
+that ``python -m sapnhap_dev.demo.generator`` runs it cleanly.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ __all__ = ["World", "generate_world", "insert_rows", "mutate_world"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from sapnhap.demo import generator
+        from sapnhap_dev.demo import generator
 
         return getattr(generator, name)
-    raise AttributeError(f"module 'sapnhap.demo' has no attribute {name!r}")
+    raise AttributeError(f"module 'sapnhap_dev.demo' has no attribute {name!r}")
