@@ -637,6 +637,50 @@ def _flag_deleted(conn: psycopg.Connection, dataset: str, source_id: str, keys: 
     return conn.execute(q, (source_id, keys)).rowcount
 
 
+def _not_loaded(conn: psycopg.Connection, source: Source, dataset: str, connection: str,
+                run_id: str) -> VerificationResult:
+    """A dataset no batch ever loaded: nothing to compare row by row, but the source's rows are
+    counted (one aggregate query). The first nightly reads every row; a dataset whose every batch
+    is blocked holds rows the platform does not, and that must show (``source_rows``)."""
+    vid = conn.execute(
+        """INSERT INTO ops.verifications (run_id, source_id, dataset, status) VALUES (%s, %s, %s, 'running')
+           RETURNING verification_id""",
+        (run_id, source.id, dataset),
+    ).fetchone()[0]
+    conn.commit()
+    legacy: _Side | None = None
+    try:
+        legacy = open_legacy(source, dataset, connection)
+        source_rows = sum(c for c, _ in legacy.digests(FIRST_PREFIX, None).values())
+    except Exception as exc:
+        conn.execute(
+            "UPDATE ops.verifications SET status = 'failed', message = %s, finished_at = now() WHERE verification_id = %s",
+            (str(exc)[:2000], vid),
+        )
+        conn.commit()
+        raise
+    finally:
+        if legacy is not None:
+            legacy.close()
+    blocked = conn.execute(
+        "SELECT count(*) FROM ops.batches WHERE source_id = %s AND dataset = %s AND status = 'blocked'",
+        (source.id, dataset),
+    ).fetchone()[0]
+    message = (f"never loaded: {source_rows} rows in the source, none on the platform"
+               + (f" ({blocked} batches blocked by their quality gate)" if blocked else "")
+               + ("; the next nightly sync reads every row" if source_rows else ""))
+    conn.execute(
+        """UPDATE ops.verifications SET status = 'not_loaded', method = %s, source_rows = %s, platform_rows = 0,
+               legacy_queries = %s, message = %s, finished_at = now() WHERE verification_id = %s""",
+        (legacy.method, source_rows, legacy.queries, message, vid),
+    )
+    counts = {f.name: 0 for f in fields(VerificationResult) if f.type == "int" and f.name != "verification_id"}
+    counts.update(source_rows=source_rows, legacy_queries=legacy.queries, rows_read=legacy.rows_read)
+    log.info("verified %s/%s: never loaded, %d rows in the source", source.id, dataset, source_rows)
+    return VerificationResult(verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset,
+                              method=legacy.method, status="not_loaded", message=message, **counts)
+
+
 def verify_dataset(
     services: Services,
     source: Source,
@@ -664,16 +708,7 @@ def verify_dataset(
             (source.id, dataset),
         ).fetchone()[0]
         if not loaded:
-            # Nothing to compare yet: the first nightly reads the whole dataset anyway.
-            message = "never loaded: the first nightly sync reads every row"
-            vid = conn.execute(
-                """INSERT INTO ops.verifications (run_id, source_id, dataset, status, message, finished_at)
-                   VALUES (%s, %s, %s, 'not_loaded', %s, now()) RETURNING verification_id""",
-                (run_id, source.id, dataset, message),
-            ).fetchone()[0]
-            counts = {f.name: 0 for f in fields(VerificationResult) if f.type == "int" and f.name != "verification_id"}
-            return VerificationResult(verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset,
-                                      method="none", status="not_loaded", message=message, **counts)
+            return _not_loaded(conn, source, dataset, connection, run_id)
         vid = conn.execute(
             """INSERT INTO ops.verifications (run_id, source_id, dataset, status) VALUES (%s, %s, %s, 'running')
                RETURNING verification_id""",
@@ -983,6 +1018,8 @@ def verification_summary(conn: psycopg.Connection, source_ids: list[str]) -> lis
             item["summary_vi"] = f"Khớp hoàn toàn: {item['source_rows']} bản ghi ở hệ thống cũ đều có trên nền tảng."
         elif item["status"] == "not_loaded":
             item["summary_vi"] = "Chưa đối chiếu: bộ dữ liệu chưa được đồng bộ lần nào."
+            if item["source_rows"]:
+                item["summary_vi"] += f" Hệ thống cũ có {item['source_rows']} bản ghi, nền tảng chưa nạp bản ghi nào."
         elif item["status"] == "baseline":
             item["summary_vi"] = (
                 f"Lần đối chiếu đầu tiên: {item['resync_requested']} bản ghi sẽ được đọc lại một lần "

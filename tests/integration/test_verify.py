@@ -551,7 +551,14 @@ def test_a_dataset_never_loaded_is_not_compared_nor_queued(services: Services, l
     create_households(legacy_pg, [household(i) for i in range(1, 6)])
     result = verify.verify_dataset(services, source, "households", legacy_pg, run_id="v-0")
     assert (result.status, result.missing, result.resync_requested) == ("not_loaded", 0, 0)
+    # The source's rows are counted (one aggregate query): a dataset whose every batch was blocked
+    # holds rows the platform has not loaded, and the soak and the owners must see it.
+    assert (result.source_rows, result.platform_rows, result.legacy_queries) == (5, 0, 1)
+    assert "5" in (result.message or "")
+    assert _one(services.platform_dsn, "SELECT source_rows FROM ops.verifications WHERE verification_id = %s",
+                (result.verification_id,)) == 5
     assert _one(services.platform_dsn, "SELECT count(*) FROM ops.resync_keys") == 0
     with psycopg.connect(services.platform_dsn) as conn:
         (summary,) = verify.verification_summary(conn, [source.id])
     assert summary["status"] == "not_loaded" and summary["summary_vi"].startswith("Chưa đối chiếu")
+    assert "5 bản ghi" in summary["summary_vi"]
