@@ -525,7 +525,7 @@ def verify_all(soak: Soak, run_id: str) -> list[dict]:
 
 def _verify_table(results: list[dict]) -> list[dict]:
     keep = ("source_id", "dataset", "status", "source_rows", "platform_rows", "missing", "extra", "different",
-            "flagged_deleted", "resync_requested", "error")
+            "flagged_deleted", "resync_requested", "message", "error")
     return [{k: r.get(k) for k in keep if k in r} for r in results]
 
 
@@ -536,11 +536,13 @@ def verify_problems(results: list[dict]) -> list[dict]:
     loaded (every batch blocked, say) while its source holds rows is a failure, not a pass; so is
     one whose rows still lack their legacy hashes (``baseline``) or that could not be verified.
     """
+    from sapnhap.verify import NOT_COUNTED
+
     def bad(r: dict) -> bool:
         if r.get("error") or r.get("missing") or r.get("extra") or r.get("different"):
             return True
-        if r.get("status") == "not_loaded":
-            return bool(r.get("source_rows"))
+        if r.get("status") == "not_loaded":  # fine only for a source that holds no row
+            return bool(r.get("source_rows")) or str(r.get("message") or "").startswith(NOT_COUNTED)
         return r.get("status") != "ok"
 
     return [r for r in results if bad(r)]

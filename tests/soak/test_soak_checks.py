@@ -27,6 +27,8 @@ def test_verify_check_fails_on_a_dataset_that_never_loaded_while_its_source_hold
     assert soak.verify_problems([clean]) == []
     assert soak.verify_problems([clean, never]) == [never]
     assert soak.verify_problems([empty]) == []  # an empty legacy table has nothing to load
+    unreadable = {**empty, "message": "never loaded, and the source could not be read to count its rows: gone"}
+    assert soak.verify_problems([unreadable]) == [unreadable]
     assert soak.verify_problems([{"source_id": "b", "dataset": "*", "error": "boom"}])
     assert soak.verify_problems([{**clean, "different": 1}])
     assert soak.verify_problems([{**clean, "status": "baseline"}])  # hashes not set: not proven either
