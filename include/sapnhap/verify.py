@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from sapnhap import storage
 from sapnhap.extract import (
     CHUNK_ROWS,
     SOURCE_FILE_COLUMN,
@@ -686,6 +687,46 @@ def _not_loaded(conn: psycopg.Connection, source: Source, dataset: str, connecti
                               method=method, status="not_loaded", message=message, **counts)
 
 
+DELETION_FLAGS_PREFIX = "deletions/"
+DELETION_FLAGS_KIND = "sapnhap deletion flags"
+
+
+def back_up_deletion_flags(services: Services, conn: psycopg.Connection, source_id: str, dataset: str, *,
+                           verification_id: int, run_id: str) -> dict:
+    """Back up every deletion flag of ``source_id``'s rows of ``dataset`` as they stand in this transaction.
+
+    The flags are not in any batch's backup (verification sets them, not a load). Each verification
+    writes the complete set (source key -> ``deleted_in_source_at``) as a signed, write-once JSON
+    object under ``deletions/<source>/<dataset>/`` and lists it in ``ops.deletion_flag_backups``
+    with its sha256 and the moment it was taken (under the source/dataset lock the load takes too,
+    so it orders with the loads). A restore applies each in that order between the batches
+    (:mod:`sapnhap.restore`). A full set, not the changes: flags set before this existed are
+    backed up by the next verification, and one object says the whole state.
+    """
+    rows = conn.execute(
+        sql.SQL("SELECT source_key, deleted_in_source_at FROM {} WHERE source_id = %s AND deleted_in_source_at IS NOT NULL"
+                " ORDER BY source_key").format(sql.Identifier("core", dataset)),
+        (source_id,),
+    ).fetchall()
+    taken_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    payload = {
+        "kind": DELETION_FLAGS_KIND, "source_id": source_id, "dataset": dataset,
+        "verification_id": verification_id, "run_id": run_id, "taken_at": taken_at.isoformat(),
+        "flagged": {k: at.isoformat() for k, at in rows}, "complete": True,
+    }
+    signed = storage.sign_manifest(payload, services.signing_key)
+    key = (f"{DELETION_FLAGS_PREFIX}{source_id}/{dataset}/"
+           f"{verification_id}-{storage.new_attempt_id()}.json")
+    stored = storage.put_json(services.s3, key, signed, once=True)
+    storage.verify_object(services.s3, stored.as_dict())
+    conn.execute(
+        """INSERT INTO ops.deletion_flag_backups (object_key, verification_id, source_id, dataset, sha256, flagged, taken_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (key, verification_id, source_id, dataset, stored.sha256, len(rows), taken_at),
+    )
+    return {"key": key, "sha256": stored.sha256, "flagged": len(rows)}
+
+
 def verify_dataset(
     services: Services,
     source: Source,
@@ -754,6 +795,8 @@ def verify_dataset(
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
         flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
         reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
+        # Before the commit: flags the backups do not hold are never set.
+        back_up_deletion_flags(services, conn, source.id, dataset, verification_id=vid, run_id=run_id)
         for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
             _mark_keys(conn, vid, source.id, dataset, outcome, keys)
         if resync_keys:
