@@ -529,7 +529,7 @@ def _differing(a: Digests, b: Digests) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
 
 
-def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Comparison:
+def compare(legacy: _Side, platform: _Platform, accounted_keys: dict[str, set[str | None]]) -> Comparison:
     """Compare chunk digests, descend only into differing chunks, classify the differing rows."""
     out = Comparison()
     prefix = FIRST_PREFIX
@@ -563,7 +563,13 @@ def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Com
             if flagged[key] != h:
                 out.different.append(key)
         elif key in accounted_keys:
-            out.accounted += 1
+            # Accounted for by the version the platform saw: a quarantined row fixed in place, or a
+            # merged duplicate changed, behind the cursor, is a difference to re-sync like any row.
+            versions = accounted_keys[key]
+            if None in versions or h in versions:
+                out.accounted += 1
+            else:
+                out.different.append(key)
         else:
             out.missing.append(key)
     out.extra = sorted(k for k in plat_rows if k not in src_rows)
@@ -572,14 +578,19 @@ def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Com
     return out
 
 
-def _accounted_keys(conn: psycopg.Connection, source_id: str, dataset: str) -> set[str]:
-    """Keys of the source that are not in core on purpose: open quarantine, merged duplicates."""
+def _accounted_keys(conn: psycopg.Connection, source_id: str, dataset: str) -> dict[str, set[str | None]]:
+    """Keys of the source that are not in core on purpose (open quarantine, merged duplicates), each
+    with the legacy row hashes of the versions the platform saw (None: a version it kept no hash of)."""
     rows = conn.execute(
-        """SELECT source_key FROM ops.quarantine WHERE source_id = %s AND dataset = %s AND status = 'open'
-           UNION SELECT source_key FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
+        """SELECT source_key, payload->>'legacy_row_hash' FROM ops.quarantine
+           WHERE source_id = %s AND dataset = %s AND status = 'open'
+           UNION SELECT source_key, NULL FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
         (source_id, dataset, source_id, dataset),
     ).fetchall()
-    return {r[0] for r in rows}
+    out: dict[str, set[str | None]] = {}
+    for key, h in rows:
+        out.setdefault(key, set()).add(h)
+    return out
 
 
 # -- one verification ----------------------------------------------------------------------------
