@@ -11,13 +11,15 @@ Then, only after a drill that passed, **expire** deletes backups older than
 `SAPNHAP_BACKUP_RETENTION_DAYS` that no restore needs (attempts that never loaded); every
 backup a load committed is kept.
 
-Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender address.
+Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender address. The
+email goes through the outbox (`ops.outbox`, kind `restore_drill`): stored first, sent once per
+run and recipient and result, kept pending through a mail outage and sent by the next drill.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 from sapnhap.airflow_support import default_args
 
@@ -42,7 +44,8 @@ def sapnhap_restore_drill() -> None:
 
         services = services_from_airflow()
         try:
-            return restore_drill(services, recipients=drill_recipients(services))
+            return restore_drill(services, recipients=drill_recipients(services),
+                                 run_id=get_current_context()["dag_run"].run_id)
         except RestoreError as exc:
             if is_retryable(exc):
                 raise

@@ -584,13 +584,19 @@ def backed_up_datasets(services: Services) -> list[str]:
 
 
 def restore_drill(services: Services, *, recipients: list[str], datasets: list[str] | None = None,
-                  schema: str = DRILL_SCHEMA) -> dict:
+                  schema: str = DRILL_SCHEMA, run_id: str | None = None) -> dict:
     """The weekly restore drill: restore every backed-up dataset into a scratch schema, compare
     rows and checksum with the platform, email the result in Vietnamese, drop the scratch copy.
 
+    The email goes through the outbox (``ops.outbox``, kind ``restore_drill``): stored before it is
+    sent, once per (drill run, recipient, content), so a retried drill with the same result sends
+    nothing new and one whose email could not go out sends it with the next drill or retry.
+
     Returns ``{"ok": bool, "reports": [...], "errors": {dataset: message}, "sent_to": [...]}``;
     a failed comparison or restore is reported by email, then raised as :class:`RestoreError`
-    so the DAG run shows it.
+    so the DAG run shows it (also when the mail server is down: the email stays pending). A drill
+    that passed but whose email could not be delivered raises
+    :class:`sapnhap.reports.outbox.ReportDeliveryError` (worth a retry).
     """
     reports: list[RestoreReport] = []
     errors: dict[str, str] = {}
@@ -606,9 +612,15 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
     finally:
         drop_scratch(services, schema)
     ok = not errors and bool(reports) and all(r.matches_platform for r in reports)
+    delivery = None
     if recipients:
-        _send_drill_mail(services, recipients, reports, errors, ok)
+        delivery = _send_drill_mail(services, recipients, reports, errors, ok,
+                                    run_id or f"drill-{datetime.now(UTC).date().isoformat()}")
     result = {"ok": ok, "reports": [r.as_dict() for r in reports], "errors": errors, "sent_to": recipients}
+    if ok and delivery is not None:
+        from sapnhap.reports.outbox import raise_if_undelivered
+
+        raise_if_undelivered(delivery, services.smtp, what="restore drill emails")
     if not ok:
         mismatched = [r.dataset for r in reports if not r.matches_platform]
         raise RestoreError(f"restore drill failed: {errors or mismatched}"
@@ -618,10 +630,13 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
     return result
 
 
+DRILL_MAIL = "restore_drill"  # its kind in ops.outbox
+
+
 def _send_drill_mail(services: Services, recipients: list[str], reports: list[RestoreReport],
-                     errors: dict[str, str], ok: bool) -> None:
+                     errors: dict[str, str], ok: bool, run_id: str):  # noqa: ANN202 - an outbox Delivery
     from sapnhap.reports.mail import new_message
-    from sapnhap.reports.send import send_messages
+    from sapnhap.reports.outbox import deliver_pending, enqueue
 
     lines = [
         "Kính gửi nhóm dữ liệu,",
@@ -646,13 +661,17 @@ def _send_drill_mail(services: Services, recipients: list[str], reports: list[Re
     lines += ["", "Kết luận: " + ("khôi phục được toàn bộ, dữ liệu trùng khớp." if ok
                                   else "CẦN XỬ LÝ: có bộ dữ liệu không khôi phục được hoặc không trùng khớp."),
               "", "Lược đồ tạm đã được xóa sau khi so sánh.", "", "Hệ thống đồng bộ sapnhap"]
-    msgs = []
-    for to in recipients:
-        msg = new_message(f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}",
-                          services.smtp.from_addr, to)
-        msg.set_content("\n".join(lines), charset="utf-8")
-        msgs.append(msg)
-    send_messages(services.smtp, msgs)
+    subject = f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}"
+    body = "\n".join(lines)
+    # One email per (drill run, recipient, content): a retry with the same result adds nothing.
+    digest = storage.sha256_bytes(f"{subject}\n{body}".encode())[:16]
+    with psycopg.connect(services.platform_dsn) as conn:
+        for to in recipients:
+            msg = new_message(subject, services.smtp.from_addr, to)
+            msg.set_content(body, charset="utf-8")
+            enqueue(conn, kind=DRILL_MAIL, dedup_key=f"{DRILL_MAIL}|{run_id}|{to.strip().lower()}|{digest}",
+                    run_id=run_id, recipient=to, msg=msg, meta={"ok": ok})
+    return deliver_pending(services.platform_dsn, services.smtp, kinds=(DRILL_MAIL,))
 
 
 def drill_recipients(services: Services) -> list[str]:
