@@ -317,6 +317,8 @@ CREATE TABLE IF NOT EXISTS ops.deletion_flag_backups (
     taken_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deletion_flag_backups_dataset ON ops.deletion_flag_backups (dataset, source_id, taken_at);
+-- schema change (trust): the legacy row version that was merged (verification compares it).
+ALTER TABLE ops.merged_duplicates ADD COLUMN IF NOT EXISTS legacy_row_hash text;
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,

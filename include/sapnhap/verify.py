@@ -584,7 +584,7 @@ def _accounted_keys(conn: psycopg.Connection, source_id: str, dataset: str) -> d
     rows = conn.execute(
         """SELECT source_key, payload->>'legacy_row_hash' FROM ops.quarantine
            WHERE source_id = %s AND dataset = %s AND status = 'open'
-           UNION SELECT source_key, NULL FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
+           UNION SELECT source_key, legacy_row_hash FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
         (source_id, dataset, source_id, dataset),
     ).fetchall()
     out: dict[str, set[str | None]] = {}

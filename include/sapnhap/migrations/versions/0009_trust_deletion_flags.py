@@ -1,5 +1,7 @@
 """ops.deletion_flag_backups: the signed, write-once object in which each verification backed up
 the deletion flags (``deleted_in_source_at``) of one source's dataset; a restore applies them.
+ops.merged_duplicates.legacy_row_hash: the version of the legacy row that was merged, so
+verification accounts for a merged key only while its legacy row is still that version.
 
 Revision ID: 0009_trust
 Revises: 0008
@@ -30,6 +32,7 @@ CREATE TABLE IF NOT EXISTS ops.deletion_flag_backups (
     taken_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deletion_flag_backups_dataset ON ops.deletion_flag_backups (dataset, source_id, taken_at);
+ALTER TABLE ops.merged_duplicates ADD COLUMN IF NOT EXISTS legacy_row_hash text;
 """)
 
 
