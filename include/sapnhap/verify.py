@@ -801,46 +801,55 @@ def verify_dataset(
                    "not flagged deleted (more than the safety share); check the legacy connection, then "
                    "rerun with allow_mass_delete")
     resync_keys = sorted(set(result.missing) | set(result.different) | set(result.unhashed)) if resync else []
-    with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
-        # The load's lock of this source/dataset: flags are never set in the middle of a batch's merge.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
-        flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
-        reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
-        # Before the commit: flags the backups do not hold are never set.
-        back_up_deletion_flags(services, conn, source.id, dataset, verification_id=vid, run_id=run_id)
-        for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
-            _mark_keys(conn, vid, source.id, dataset, outcome, keys)
-        if resync_keys:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """INSERT INTO ops.resync_keys (source_id, dataset, source_key, verification_id)
-                       VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                    [(source.id, dataset, k, vid) for k in resync_keys],
-                )
-        status = "ok" if not (result.missing or result.extra or result.different) else "differences"
-        if status == "ok" and result.unhashed:
-            status = "baseline"  # nothing differs that can be seen yet; the re-sync sets the hashes
-        out = VerificationResult(
-            verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset, method=legacy.method,
-            status=status, source_rows=result.source_rows, platform_rows=result.platform_rows,
-            missing=len(result.missing), extra=len(result.extra), different=len(result.different),
-            unhashed=len(result.unhashed),
-            accounted=result.accounted, flagged_deleted=flagged, reappeared=reappeared,
-            resync_requested=len(resync_keys), legacy_queries=legacy.queries, platform_queries=platform.queries,
-            rows_read=legacy.rows_read + platform.rows_read, chunks_compared=result.chunks_compared,
-            chunks_differing=result.chunks_differing, message=message,
-        )
-        conn.execute(
-            """UPDATE ops.verifications SET status = %s, method = %s, source_rows = %s, platform_rows = %s,
-                   missing = %s, extra = %s, different = %s, unhashed = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
-                   resync_requested = %s, legacy_queries = %s, platform_queries = %s, rows_read = %s,
-                   chunks_compared = %s, chunks_differing = %s, message = %s, finished_at = now()
-               WHERE verification_id = %s""",
-            (out.status, out.method, out.source_rows, out.platform_rows, out.missing, out.extra, out.different,
-             out.unhashed,
-             out.accounted, out.flagged_deleted, out.reappeared, out.resync_requested, out.legacy_queries,
-             out.platform_queries, out.rows_read, out.chunks_compared, out.chunks_differing, out.message, vid),
-        )
+    try:
+        with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
+            # The load's lock of this source/dataset: flags are never set in the middle of a batch's merge.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
+            flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
+            reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
+            # Before the commit: flags the backups do not hold are never set.
+            back_up_deletion_flags(services, conn, source.id, dataset, verification_id=vid, run_id=run_id)
+            for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
+                _mark_keys(conn, vid, source.id, dataset, outcome, keys)
+            if resync_keys:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        """INSERT INTO ops.resync_keys (source_id, dataset, source_key, verification_id)
+                           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                        [(source.id, dataset, k, vid) for k in resync_keys],
+                    )
+            status = "ok" if not (result.missing or result.extra or result.different) else "differences"
+            if status == "ok" and result.unhashed:
+                status = "baseline"  # nothing differs that can be seen yet; the re-sync sets the hashes
+            out = VerificationResult(
+                verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset, method=legacy.method,
+                status=status, source_rows=result.source_rows, platform_rows=result.platform_rows,
+                missing=len(result.missing), extra=len(result.extra), different=len(result.different),
+                unhashed=len(result.unhashed),
+                accounted=result.accounted, flagged_deleted=flagged, reappeared=reappeared,
+                resync_requested=len(resync_keys), legacy_queries=legacy.queries, platform_queries=platform.queries,
+                rows_read=legacy.rows_read + platform.rows_read, chunks_compared=result.chunks_compared,
+                chunks_differing=result.chunks_differing, message=message,
+            )
+            conn.execute(
+                """UPDATE ops.verifications SET status = %s, method = %s, source_rows = %s, platform_rows = %s,
+                       missing = %s, extra = %s, different = %s, unhashed = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
+                       resync_requested = %s, legacy_queries = %s, platform_queries = %s, rows_read = %s,
+                       chunks_compared = %s, chunks_differing = %s, message = %s, finished_at = now()
+                   WHERE verification_id = %s""",
+                (out.status, out.method, out.source_rows, out.platform_rows, out.missing, out.extra, out.different,
+                 out.unhashed,
+                 out.accounted, out.flagged_deleted, out.reappeared, out.resync_requested, out.legacy_queries,
+                 out.platform_queries, out.rows_read, out.chunks_compared, out.chunks_differing, out.message, vid),
+            )
+    except Exception as exc:
+        # Flags not backed up (the bucket unreachable), or the platform lost: nothing of it committed.
+        with psycopg.connect(services.platform_dsn) as conn:
+            conn.execute(
+                "UPDATE ops.verifications SET status = 'failed', message = %s, finished_at = now() WHERE verification_id = %s",
+                (f"{type(exc).__name__}: {exc}"[:2000], vid),
+            )
+        raise
     log.info(
         "verified %s/%s: %d source rows, %d platform rows, missing %d, extra %d, different %d, "
         "flagged deleted %d, re-sync %d (%s, %d legacy queries)",
@@ -872,7 +881,7 @@ def verify_source(
         try:
             results.append(verify_dataset(services, source, d, connection, run_id=run_id, resync=resync,
                                           flag_deleted=flag_deleted, allow_mass_delete=allow_mass_delete).as_dict())
-        except (SourceUnavailableError, SourceSchemaError, psycopg.Error) as exc:
+        except (SourceUnavailableError, SourceSchemaError, psycopg.Error, storage.BackupError) as exc:
             log.error("%s/%s: verification failed: %s", source.id, d, exc)
             failures.append(f"{d}: {exc}")
     if failures:

@@ -81,3 +81,27 @@ def test_a_restore_reproduces_the_deletion_flags(services: Services, tmp_path: P
     with pytest.raises(RestoreError, match="deletion flags") as refused:
         restore_dataset(services, "dossiers", target_schema="scratch_gone")
     assert key in refused.value.missing
+
+
+def test_flags_the_backups_cannot_hold_are_not_set(services: Services, tmp_path: Path) -> None:
+    import dataclasses
+
+    from sapnhap.embedded import free_port
+
+    source = bacquang_dossiers_source()
+    path = tmp_path / "bacquang.db"
+    connection = sqlite_legacy(path, [dossier(f"BQ-{i:04d}", modified=f"2025-11-02 09:{i:02d}:00") for i in range(1, 6)])
+    sync(services, source, connection, "run-1")
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM dossiers WHERE file_no = 'BQ-0002'")
+    dead = dataclasses.replace(services, s3=dataclasses.replace(
+        services.s3, endpoint_url=f"http://127.0.0.1:{free_port()}", connect_timeout=1))
+    with pytest.raises(verify.VerificationError, match="dossiers"):
+        verify.verify_source(dead, source, connection, run_id="v-down")
+    assert _flag(services.platform_dsn, "core.dossiers", "BQ-0002") is None
+    with psycopg.connect(services.platform_dsn) as conn:
+        assert conn.execute("SELECT status FROM ops.verifications WHERE run_id = 'v-down'").fetchone()[0] == "failed"
+        assert conn.execute("SELECT count(*) FROM ops.deletion_flag_backups").fetchone()[0] == 0
+    # The bucket back: the next verification flags it, backed up.
+    assert verify.verify_dataset(services, source, "dossiers", connection, run_id="v-up").flagged_deleted == 1
+    assert _flag(services.platform_dsn, "core.dossiers", "BQ-0002") is not None
