@@ -19,7 +19,7 @@ run and recipient and result, kept pending through a mail outage and sent by the
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 
 from sapnhap.airflow_support import default_args
 
@@ -36,7 +36,7 @@ from sapnhap.airflow_support import default_args
 )
 def sapnhap_restore_drill() -> None:
     @task
-    def drill() -> dict:
+    def drill(dag_run=None) -> dict:  # noqa: ANN001 - Airflow passes the run (its id keys the drill's email)
         from airflow.sdk.exceptions import AirflowFailException
 
         from sapnhap.airflow_support import services_from_airflow
@@ -45,7 +45,7 @@ def sapnhap_restore_drill() -> None:
         services = services_from_airflow()
         try:
             return restore_drill(services, recipients=drill_recipients(services),
-                                 run_id=get_current_context()["dag_run"].run_id)
+                                 run_id=dag_run.run_id if dag_run is not None else None)
         except RestoreError as exc:
             if is_retryable(exc):
                 raise
