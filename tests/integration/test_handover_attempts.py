@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from test_keys_and_ordering import Legacy, resident, residents_source, until_backup
 
-from sapnhap.pipeline import load_stage, prepare_run
 from sapnhap.services import Services
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
 
 pytestmark = pytest.mark.integration
 
