@@ -49,3 +49,27 @@ def test_a_quarantined_key_whose_legacy_row_changed_is_different_and_resynced(se
         == "2024-02-29"
     after = verify.verify_dataset(services, source, "dossiers", connection, run_id="v-3")
     assert (after.missing, after.extra, after.different, after.status) == (0, 0, 0, "ok")
+
+
+def test_a_merged_duplicate_whose_legacy_row_changed_is_different_and_resynced(services: Services, tmp_path: Path) -> None:
+    from test_keys_and_ordering import Legacy, night, resident, residents_source
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    # Two legacy rows of one person (same citizen id): the later one is kept, the earlier merged.
+    legacy.upsert(resident("1", "002190000001", "2025-08-01 08:00:00"),
+                  resident("2", "002190000001", "2025-08-02 08:00:00"))
+    assert night(services, source, legacy, "n1")[1]["merged_in_batch"] == 1
+    seen = verify.verify_dataset(services, source, "residents", legacy.uri, run_id="v-1")
+    assert (seen.missing, seen.different, seen.accounted, seen.status) == (0, 0, 1, "ok")
+
+    # The legacy team corrects the merged row's citizen id in place (its timestamp does not move): it
+    # is another person, whom the platform never read. Accounted "whatever its version", it is lost.
+    with sqlite3.connect(legacy.path) as db:
+        db.execute("UPDATE residents SET id_number = '002190000009' WHERE rid = '1'")
+    changed = verify.verify_dataset(services, source, "residents", legacy.uri, run_id="v-2")
+    assert (changed.different, changed.accounted, changed.resync_requested) == (1, 0, 1), changed
+    night(services, source, legacy, "n2")
+    assert _one(services.platform_dsn, "SELECT source_key FROM core.residents WHERE citizen_id = '002190000009'") == "1"
+    after = verify.verify_dataset(services, source, "residents", legacy.uri, run_id="v-3")
+    assert (after.missing, after.extra, after.different, after.status) == (0, 0, 0, "ok")
