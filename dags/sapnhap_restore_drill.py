@@ -11,7 +11,9 @@ Then, only after a drill that passed, **expire** deletes backups older than
 `SAPNHAP_BACKUP_RETENTION_DAYS` that no restore needs (attempts that never loaded); every
 backup a load committed is kept.
 
-Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender address.
+Recipients: `SAPNHAP_DRILL_RECIPIENTS` (comma-separated), else the mail sender address. The
+email goes through the outbox (`ops.outbox`, kind `restore_drill`): stored first, sent once per
+run and recipient and result, kept pending through a mail outage and sent by the next drill.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sapnhap.airflow_support import default_args
 )
 def sapnhap_restore_drill() -> None:
     @task
-    def drill() -> dict:
+    def drill(dag_run=None) -> dict:  # noqa: ANN001 - Airflow passes the run (its id keys the drill's email)
         from airflow.sdk.exceptions import AirflowFailException
 
         from sapnhap.airflow_support import services_from_airflow
@@ -42,7 +44,8 @@ def sapnhap_restore_drill() -> None:
 
         services = services_from_airflow()
         try:
-            return restore_drill(services, recipients=drill_recipients(services))
+            return restore_drill(services, recipients=drill_recipients(services),
+                                 run_id=dag_run.run_id if dag_run is not None else None)
         except RestoreError as exc:
             if is_retryable(exc):
                 raise

@@ -17,8 +17,15 @@ import pandas as pd
 
 DAY_MONTH = "day/month"
 MONTH_DAY = "month/day"
-# Below these counts the evidence is too thin to block on (a typo or two is the row's problem,
-# quarantined on its own); a contradiction must also be at least this share of decisive values.
+# The minimum sample. Evidence against an order is counted in *distinct* dates: one mistyped value
+# copied to every member of a household, or repeated by one operator, is one piece of evidence however
+# many rows carry it. Below MIN_CONTRADICTING distinct contradicting dates nothing is blocked, whatever
+# the share: those rows cannot be read in the configured order and are quarantined on their own, and a
+# small batch is never blocked on a percentage of a handful of rows. At or above it, the contradicting
+# rows must also be at least CONTRADICTING_SHARE of the decisive rows; the share only decides once
+# MIN_CONTRADICTING / CONTRADICTING_SHARE = 60 decisive rows are in the batch (below that the distinct
+# minimum is the stricter rule). A wrongly configured order contradicts every value whose day is
+# above 12 (tens of distinct dates in any real batch) and is still caught in a batch of five rows.
 MIN_CONTRADICTING = 3
 CONTRADICTING_SHARE = 0.05
 # This many distinct day/month pairs that read differently under both orders, and none that
@@ -44,8 +51,9 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
 
     Returns ``numeric`` (values shaped nn/nn/yyyy), ``day_month_only`` (first number > 12),
     ``month_day_only`` (second number > 12), ``neither`` (both > 12), ``ambiguous`` (both <= 12
-    and different, so the order changes the date), ``configured`` (the order ``fmt`` gives) and
-    ``problem``: None, ``contradicts`` or ``unproven``. Vectorized; no value is returned.
+    and different, so the order changes the date), ``*_distinct`` (distinct dates behind those
+    counts), ``configured`` (the order ``fmt`` gives) and ``problem``: None, ``contradicts`` or
+    ``unproven`` (rules above ``MIN_CONTRADICTING``). Vectorized; no value is returned.
     """
     text = values.astype("object").where(values.notna(), None).dropna().astype(str).str.strip()
     parts = text.str.extract(_NUMERIC_DATE).dropna()
@@ -57,6 +65,8 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
     month_day_only = int(((second > 12) & (first <= 12)).sum())
     undecided = (first <= 12) & (second <= 12) & (first != second)
     ambiguous = int(undecided.sum())
+    year = parts[2].loc[first.index]
+    dm_only, md_only = (first > 12) & (second <= 12), (second > 12) & (first <= 12)
     evidence: dict[str, Any] = {
         "numeric": int(len(first)),
         "day_month_only": day_month_only,
@@ -65,6 +75,9 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
         "ambiguous": ambiguous,
         # Distinct (day, month) pairs: a nightly batch of one day's records repeats one date many times.
         "ambiguous_distinct": int(len(set(zip(first[undecided], second[undecided], strict=True)))),
+        # Distinct dates (day, month, year as written) behind each count: the evidence the verdict weighs.
+        "day_month_only_distinct": _distinct(first, second, year, dm_only),
+        "month_day_only_distinct": _distinct(first, second, year, md_only),
         "configured": configured_order(fmt),
         "problem": None,
     }
@@ -72,15 +85,21 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
         return evidence  # an ISO or named-month format: day and month cannot swap
     decisive = day_month_only + month_day_only
     orders = [evidence["configured"]] if evidence["configured"] else [DAY_MONTH, MONTH_DAY]
+    distinct = {DAY_MONTH: evidence["day_month_only_distinct"], MONTH_DAY: evidence["month_day_only_distinct"]}
     for order in orders:
         against = month_day_only if order == DAY_MONTH else day_month_only
-        if against >= MIN_CONTRADICTING and against >= CONTRADICTING_SHARE * decisive:
+        other = MONTH_DAY if order == DAY_MONTH else DAY_MONTH
+        if distinct[other] >= MIN_CONTRADICTING and against >= CONTRADICTING_SHARE * decisive:
             # With no configured order, this is a column mixing both orders.
-            if evidence["configured"] or min(day_month_only, month_day_only) >= MIN_CONTRADICTING:
+            if evidence["configured"] or min(distinct.values()) >= MIN_CONTRADICTING:
                 evidence["problem"] = "contradicts"
     if evidence["problem"] is None and decisive == 0 and evidence["ambiguous_distinct"] >= MIN_AMBIGUOUS:
         evidence["problem"] = "unproven"
     return evidence
+
+
+def _distinct(first: pd.Series, second: pd.Series, year: pd.Series, mask: pd.Series) -> int:
+    return int(len(set(zip(first[mask], second[mask], year[mask], strict=True))))
 
 
 def finding_vi(column: str, fmt: str | None, ev: dict[str, Any]) -> str:

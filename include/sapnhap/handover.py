@@ -99,20 +99,64 @@ def _run_frames(services: Services, manifest: dict) -> tuple[pd.DataFrame, pd.Da
     return read("transformed"), read("valid"), read("quarantine"), read("merged_in_batch")
 
 
-def _per_commune_run_counts(services: Services, manifest: dict) -> pd.DataFrame:
-    """Per old commune of one batch: extracted, loaded (valid), quarantined, merged in batch."""
+def _attempt_outcomes(services: Services, manifest: dict) -> pd.DataFrame:
+    """One row per record one backup attempt extracted: ``source_key``, ``old_commune_code``, ``outcome``
+    (loaded, quarantined, merged, or blocked: valid but its batch was blocked)."""
     transformed, valid, quarantine, merged = _run_frames(services, manifest)
-    commune_of_row = transformed.set_index("_row_id")["old_commune_code"] if len(transformed) else pd.Series(dtype=object)
-    commune_of_key = transformed.drop_duplicates("source_key").set_index("source_key")["old_commune_code"]
+    columns = ["source_key", "old_commune_code", "outcome"]
+    if not len(transformed) and not len(merged):
+        return pd.DataFrame(columns=columns)
+    rows = transformed[["_row_id", "source_key", "old_commune_code"]].copy()
+    quarantined = rows["_row_id"].isin(set(quarantine["_row_id"]) if len(quarantine) else set())
+    loaded = "blocked" if manifest.get("decision") == "block" else "loaded"
+    in_valid = rows["source_key"].isin(set(valid["source_key"]) if len(valid) else set())
+    rows["outcome"] = None
+    rows.loc[in_valid, "outcome"] = loaded
+    rows.loc[quarantined, "outcome"] = "quarantined"
+    out = [rows[columns]]
+    if len(merged):
+        commune_of_key = rows.drop_duplicates("source_key").set_index("source_key")["old_commune_code"]
+        out.append(pd.DataFrame({"source_key": merged["source_key"].to_numpy(),
+                                 "old_commune_code": merged["kept_source_key"].map(commune_of_key).to_numpy(),
+                                 "outcome": "merged"}))
+    return pd.concat(out, ignore_index=True)
+
+
+def _night_outcomes(services: Services, manifests: list[dict]) -> pd.DataFrame:
+    """What the night's committed attempts of one batch extracted, each record as its latest attempt left it.
+
+    A batch is loaded by more than one attempt when its source is cleared and re-run, or its load
+    retried after a new extract: the first attempt may load the night's records and a later one
+    only the rows at the cursor's boundary. Every attempt counts; a record read by several counts
+    once, with the outcome of the last attempt that read it.
+    """
+    frames = []
+    for i, manifest in enumerate(manifests):
+        frame = _attempt_outcomes(services, manifest)
+        frame["attempt"] = i
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["source_key", "old_commune_code", "outcome", "attempt"])
+    entries = pd.concat(frames, ignore_index=True)
+    last = entries.groupby("source_key")["attempt"].transform("max")
+    return entries[entries["attempt"] == last]
+
+
+def _counts(entries: pd.DataFrame) -> dict[str, int]:
+    outcome = entries["outcome"]
+    return {"extracted": len(entries), "loaded": int((outcome == "loaded").sum()),
+            "quarantined": int((outcome == "quarantined").sum()), "merged": int((outcome == "merged").sum())}
+
+
+def _per_commune_run_counts(entries: pd.DataFrame) -> pd.DataFrame:
+    """Per old commune: extracted, loaded, quarantined, merged in batch (rows merged inside the batch were extracted too)."""
+    known = entries[entries["old_commune_code"].notna()]
     counts = pd.DataFrame({
-        "extracted": transformed["old_commune_code"].value_counts(),
-        "loaded": valid["old_commune_code"].value_counts() if len(valid) else pd.Series(dtype=int),
-        "quarantined": commune_of_row.reindex(quarantine["_row_id"].unique()).value_counts()
-        if len(quarantine) else pd.Series(dtype=int),
-        "merged": merged["kept_source_key"].map(commune_of_key).value_counts() if len(merged) else pd.Series(dtype=int),
-    }).fillna(0).astype(int)
-    counts["extracted"] += counts["merged"]  # rows merged inside the batch were extracted too
-    return counts
+        "extracted": known["old_commune_code"].value_counts(),
+        **{name: known.loc[known["outcome"] == outcome, "old_commune_code"].value_counts()
+           for name, outcome in (("loaded", "loaded"), ("quarantined", "quarantined"), ("merged", "merged"))},
+    })
+    return counts.fillna(0).astype(int)
 
 
 def _core_holdings(conn: psycopg.Connection, dataset: str, source_id: str) -> pd.DataFrame:
@@ -170,12 +214,17 @@ def build_handover(services: Services, run_id: str | None = None, *, sources: li
             "SELECT version FROM registry.reference_versions ORDER BY published_at DESC LIMIT 1").fetchone()[0]
         code_version = run[1] if run and run[1] else sapnhap.__version__
         rows = conn.execute(
-            """SELECT source_id, dataset, manifest_key, extracted, quarantined, inserted + updated + unchanged,
-                      merged_in_batch + merged_cross_source, status IN ('loaded', 'blocked')
-               FROM ops.batches WHERE run_id = %s""",
+            """SELECT b.source_id, b.dataset, b.manifest_key, b.extracted, b.quarantined,
+                      b.inserted + b.updated + b.unchanged, b.merged_in_batch + b.merged_cross_source,
+                      b.status IN ('loaded', 'blocked'), b.merged_cross_source,
+                      -- every attempt of the batch whose load committed, in commit order
+                      (SELECT array_agg(l.manifest_key ORDER BY l.loaded_at, l.manifest_key)
+                         FROM ops.loaded_backups l WHERE l.batch_id = b.batch_id)
+               FROM ops.batches b WHERE b.run_id = %s""",
             (run_id,),
         ).fetchall()
-        batches = {(r[0], r[1]): (r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        batches = {(r[0], r[1]): (r[2], r[3], r[4], r[5], r[6], r[8], r[9] or ([r[2]] if r[2] and r[7] else []))
+                   for r in rows}
         committed = {r[0] for r in rows if r[7]}
         skipped = sorted(s.id for s in sources if s.id not in committed)
         if skipped:
@@ -259,7 +308,13 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
         manifest_sha = (storage.sha256_bytes(storage.get_bytes(services.s3, manifest_key)) if manifest_key else None)
         total = DatasetLine(dataset, ds.title_vi, source.id, manifest_key=manifest_key, manifest_sha256=manifest_sha,
                             valid_sha256=manifest["objects"]["valid"]["sha256"] if manifest else None)
-        if batch:
+        entries = _night_outcomes(services, [storage.get_json(services.s3, k) for k in batch[6]]) if batch else None
+        if entries is not None and batch[6]:
+            # Every attempt that loaded; rows merged into another source's record are merged, not loaded.
+            night = _counts(entries)
+            total.extracted, total.quarantined = night["extracted"], night["quarantined"]
+            total.loaded, total.merged = night["loaded"] - batch[5], night["merged"] + batch[5]
+        elif batch:
             total.extracted, total.quarantined, total.loaded, total.merged = batch[1], batch[2], batch[3], batch[4]
         if ds.has_unit:
             held = _core_holdings(conn, dataset, source.id)
@@ -270,8 +325,8 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
                 f"SELECT md5(string_agg(source_key || ':' || record_hash, ',' ORDER BY source_key)) "
                 f"FROM core.{dataset} WHERE source_id = %s", (source.id,),  # noqa: S608 - dataset from the registry
             ).fetchone()[0] or ""
-            if manifest:
-                run_counts[dataset] = _per_commune_run_counts(services, manifest)
+            if entries is not None:
+                run_counts[dataset] = _per_commune_run_counts(entries)
         else:
             total.held_total = conn.execute(
                 f"SELECT count(*) FROM core.{dataset} WHERE source_id = %s", (source.id,)  # noqa: S608

@@ -210,7 +210,8 @@ def merge_batch(
             cur.execute(
                 sql.SQL(
                     """INSERT INTO ops.merged_duplicates
-                       (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
+                       (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id,
+                        legacy_row_hash)
                        SELECT %s, {key_text},
                               CASE WHEN {wins} THEN t.source_id ELSE s.source_id END,
                               CASE WHEN {wins} THEN t.source_key ELSE s.source_key END,
@@ -218,7 +219,8 @@ def merge_batch(
                               CASE WHEN {wins} THEN s.source_key ELSE t.source_key END,
                               CASE WHEN t.source_id = s.source_id THEN 'duplicate_in_source'
                                    ELSE 'duplicate_across_sources' END,
-                              %s
+                              %s,
+                              CASE WHEN {wins} THEN t.legacy_row_hash ELSE s.legacy_row_hash END
                        FROM stage_rows s JOIN {table} t ON {key_join}
                        WHERE NOT {same}
                        ON CONFLICT DO NOTHING"""

@@ -497,12 +497,14 @@ def record_loaded_backup(conn: psycopg.Connection, *, manifest_key: str, batch_i
 
 def record_merged_in_batch(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
     """Rows merged into another row of the same batch: ``(dataset, natural_key, source_id, source_key,
-    kept_source_id, kept_source_key, reason, batch_id)`` each."""
+    kept_source_id, kept_source_key, reason, batch_id, legacy_row_hash)`` each (the hash of the merged
+    legacy row's version: verification accounts for the key only while its legacy row is that version)."""
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO ops.merged_duplicates
-               (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+               (dataset, natural_key, source_id, source_key, kept_source_id, kept_source_key, reason, batch_id,
+                legacy_row_hash)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
             rows,
         )
 

@@ -305,6 +305,20 @@ CREATE TABLE IF NOT EXISTS ops.quarantined_files (
     PRIMARY KEY (source_id, dataset, sha256)
 );
 CREATE INDEX IF NOT EXISTS quarantined_files_open ON ops.quarantined_files (source_id) WHERE status = 'open';
+-- schema change (trust): each verification's deletion flags of one source's dataset, backed up as a
+-- signed write-once object (deletions/<source>/<dataset>/...), applied by a restore in time order.
+CREATE TABLE IF NOT EXISTS ops.deletion_flag_backups (
+    object_key text PRIMARY KEY,
+    verification_id bigint NOT NULL REFERENCES ops.verifications (verification_id),
+    source_id text NOT NULL,
+    dataset text NOT NULL,
+    sha256 text NOT NULL,
+    flagged integer NOT NULL,
+    taken_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deletion_flag_backups_dataset ON ops.deletion_flag_backups (dataset, source_id, taken_at);
+-- schema change (trust): the legacy row version that was merged (verification compares it).
+ALTER TABLE ops.merged_duplicates ADD COLUMN IF NOT EXISTS legacy_row_hash text;
 CREATE TABLE IF NOT EXISTS ops.restores (
     restore_id bigserial PRIMARY KEY,
     dataset text NOT NULL,

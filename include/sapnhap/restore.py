@@ -37,6 +37,7 @@ from psycopg import sql
 from sapnhap import storage
 from sapnhap.datasets import get_dataset
 from sapnhap.load import merge_batch, target_columns
+from sapnhap.platform import VERIFY_ONLY_COLUMNS
 from sapnhap.services import Services
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,16 @@ class RestoreReport:
         return asdict(self)
 
 
+def restored_columns(ds) -> list[str]:  # noqa: ANN001 - a Dataset
+    """Columns a restore reproduces: what the load writes, and the deletion flags verification set
+    (backed up apart from the batches, :func:`sapnhap.verify.back_up_deletion_flags`)."""
+    return [*target_columns(ds), *VERIFY_ONLY_COLUMNS]
+
+
 def _fingerprint_sql(table: sql.Composable, dataset: str, source_id: str | None) -> sql.Composed:
     """Count and order-independent checksum of a table's records (all columns but the load time)."""
     ds = get_dataset(dataset)
-    cols = [c for c in target_columns(ds) if c != "valid_from"]
+    cols = [c for c in restored_columns(ds) if c != "valid_from"]
     row_text = sql.SQL("concat_ws('|', {})").format(
         sql.SQL(", ").join(sql.SQL("coalesce({}::text, '\\N')").format(sql.Identifier(c)) for c in cols)
     )
@@ -325,6 +332,104 @@ def verify_backups(services: Services, batches: list[BackupBatch]) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class FlagBackup:
+    """The deletion flags one verification backed up for one source's dataset (verified)."""
+
+    key: str
+    source_id: str
+    order: datetime
+    flagged: dict = field(repr=False)
+
+
+def _flag_rows(services: Services, dataset: str, source_id: str | None) -> list[tuple] | None:
+    """(key, sha256, source_id, taken_at) of the flag backups ops lists; None if the platform has no such records."""
+    try:
+        with psycopg.connect(services.platform_dsn) as conn:
+            if conn.execute("SELECT to_regclass('ops.deletion_flag_backups') IS NULL").fetchone()[0]:
+                return None
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM ops.batches)").fetchone()[0]:
+                return None
+            return conn.execute(
+                """SELECT object_key, sha256, source_id, taken_at FROM ops.deletion_flag_backups
+                   WHERE dataset = %s AND (%s::text IS NULL OR source_id = %s) ORDER BY taken_at, object_key""",
+                (dataset, source_id, source_id),
+            ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+
+
+def _flag_backup(services: Services, key: str, sha256: str | None, dataset: str) -> FlagBackup:
+    from sapnhap.verify import DELETION_FLAGS_KIND
+
+    try:
+        data = storage.get_bytes(services.s3, key, sha256)
+        payload = json.loads(data.decode("utf-8"))
+    except storage.BackupError as exc:
+        if "checksum mismatch" in str(exc):
+            raise RestoreError(f"deletion flags {key} do not match their checksum: {exc}") from exc
+        if "NoSuchKey" in str(exc) or "404" in str(exc):
+            raise RestoreError(f"deletion flags {key} are not in the bucket", missing=[key]) from exc
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RestoreError(f"deletion flags {key} are not a flag backup: {exc}") from exc
+    try:
+        storage.verify_manifest_signature(payload, services.signing_key, name=f"deletion flags {key}")
+    except storage.SignatureError as exc:
+        raise RestoreError(str(exc)) from exc
+    if payload.get("kind") != DELETION_FLAGS_KIND or payload.get("dataset") != dataset or not payload.get("complete"):
+        raise RestoreError(f"deletion flags {key} are not a complete flag backup of {dataset}")
+    return FlagBackup(key, payload["source_id"], datetime.fromisoformat(payload["taken_at"]), payload["flagged"])
+
+
+def list_flag_backups(services: Services, dataset: str, *, source_id: str | None = None,
+                      until: datetime | None = None) -> list[FlagBackup]:
+    """The deletion flags a restore of ``dataset`` applies, in the order they were taken, each verified
+    (checksum, signature); those taken after ``until`` (the last batch of an ``as_of_run`` restore) left out.
+
+    Raises :class:`RestoreError` listing every flag backup ops lists that is missing or does not
+    verify. Without ops records: every signed flag backup of the dataset in the bucket.
+    """
+    from sapnhap.verify import DELETION_FLAGS_PREFIX
+
+    rows = _flag_rows(services, dataset, source_id)
+    if rows is None:
+        prefix = f"{DELETION_FLAGS_PREFIX}{source_id}/{dataset}/" if source_id else DELETION_FLAGS_PREFIX
+        rows = [(k, None, None, None) for k in storage.list_keys(services.s3, prefix)
+                if k.split("/")[2] == dataset and k.endswith(".json")]
+    flags: list[FlagBackup] = []
+    problems: list[str] = []
+    missing: list[str] = []
+    for key, sha256, _, _ in rows:
+        try:
+            flags.append(_flag_backup(services, key, sha256, dataset))
+        except RestoreError as exc:
+            problems.append(str(exc))
+            missing += exc.missing
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise RestoreError(f"restore refused: {len(problems)} of {len(rows)} backups of the deletion flags of {dataset} "
+                           f"do not verify; nothing was written:\n{lines}\nRecover these objects.", missing=missing)
+    flags.sort(key=lambda f: (f.order, f.key))
+    return [f for f in flags if until is None or f.order <= until]
+
+
+def _apply_flags(conn: psycopg.Connection, work: sql.Composable, flags: FlagBackup) -> None:
+    """Make the work table's deletion flags of one source what the verification left them."""
+    keys = list(flags.flagged)
+    conn.execute(
+        sql.SQL("""UPDATE {w} AS w SET deleted_in_source_at = f.at
+                   FROM unnest(%s::text[], %s::timestamptz[]) AS f(k, at)
+                   WHERE w.source_id = %s AND w.source_key = f.k AND w.deleted_in_source_at IS DISTINCT FROM f.at""").format(w=work),
+        (keys, [flags.flagged[k] for k in keys], flags.source_id),
+    )
+    conn.execute(
+        sql.SQL("""UPDATE {w} SET deleted_in_source_at = NULL
+                   WHERE source_id = %s AND deleted_in_source_at IS NOT NULL AND NOT (source_key = ANY(%s))""").format(w=work),
+        (flags.source_id, keys),
+    )
+
+
 def _check_target(target_schema: str) -> None:
     if not _SCHEMA_RE.match(target_schema) or target_schema in _PROTECTED_SCHEMAS:
         raise RestoreError(f"target schema {target_schema!r} refused: use core or a scratch schema name")
@@ -348,6 +453,9 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
     if not batches:
         raise RestoreError(f"no loaded batch of {dataset}{' from ' + source_id if source_id else ''} to restore")
     verified = verify_backups(services, batches)
+    flags = list_flag_backups(services, dataset, source_id=source_id,
+                              until=batches[-1].order if as_of_run else None)
+    verified += len(flags)
     core = sql.Identifier("core", ds.name)
     writes_core = target_schema == "core"
     with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
@@ -366,14 +474,18 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
         if source_id:
             # The other sources' records stay as the platform holds them; this source's are replayed over them.
             conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE source_id <> %s").format(work, core), (source_id,))
-        for b in batches:
-            obj = b.manifest["objects"]["valid"]
+        events = sorted([(b.order, 0, b) for b in batches] + [(f.order, 1, f) for f in flags], key=lambda e: e[:2])
+        for _, _, item in events:
+            if isinstance(item, FlagBackup):
+                _apply_flags(conn, work, item)
+                continue
+            obj = item.manifest["objects"]["valid"]
             valid = pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
-            merge_batch(conn, dataset=dataset, batch_id=b.batch_id, valid=valid, target=work, record_merges=False)
+            merge_batch(conn, dataset=dataset, batch_id=item.batch_id, valid=valid, target=work, record_merges=False)
         rows, checksum = table_fingerprint(conn, work, dataset)
         report = RestoreReport(dataset, source_id, as_of_run, target_schema, [b.batch_id for b in batches],
                                verified, rows, checksum, rows_by_source=_rows_by_source(conn, work),
-                               plan=_plan(conn, ds.name, work, list(ds.natural_key), target_columns(ds)))
+                               plan=_plan(conn, ds.name, work, list(ds.natural_key), restored_columns(ds)))
         if writes_core and not confirm:
             report.platform_rows, report.platform_checksum = table_fingerprint(conn, core, dataset)
             report.platform_rows_by_source = _rows_by_source(conn, core)
@@ -383,7 +495,7 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
                               "confirm to apply")
             raise psycopg.Rollback()
         if writes_core:
-            _sync_core(conn, ds.name, work, list(ds.natural_key), target_columns(ds))
+            _sync_core(conn, ds.name, work, list(ds.natural_key), restored_columns(ds))
             report.message = (f"core synced to the restored rows: {report.plan['insert']} inserted, "
                               f"{report.plan['update']} updated, {report.plan['delete']} deleted")
             if as_of_run:
@@ -472,13 +584,19 @@ def backed_up_datasets(services: Services) -> list[str]:
 
 
 def restore_drill(services: Services, *, recipients: list[str], datasets: list[str] | None = None,
-                  schema: str = DRILL_SCHEMA) -> dict:
+                  schema: str = DRILL_SCHEMA, run_id: str | None = None) -> dict:
     """The weekly restore drill: restore every backed-up dataset into a scratch schema, compare
     rows and checksum with the platform, email the result in Vietnamese, drop the scratch copy.
 
+    The email goes through the outbox (``ops.outbox``, kind ``restore_drill``): stored before it is
+    sent, once per (drill run, recipient, content), so a retried drill with the same result sends
+    nothing new and one whose email could not go out sends it with the next drill or retry.
+
     Returns ``{"ok": bool, "reports": [...], "errors": {dataset: message}, "sent_to": [...]}``;
     a failed comparison or restore is reported by email, then raised as :class:`RestoreError`
-    so the DAG run shows it.
+    so the DAG run shows it (also when the mail server is down: the email stays pending). A drill
+    that passed but whose email could not be delivered raises
+    :class:`sapnhap.reports.outbox.ReportDeliveryError` (worth a retry).
     """
     reports: list[RestoreReport] = []
     errors: dict[str, str] = {}
@@ -494,9 +612,15 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
     finally:
         drop_scratch(services, schema)
     ok = not errors and bool(reports) and all(r.matches_platform for r in reports)
+    delivery = None
     if recipients:
-        _send_drill_mail(services, recipients, reports, errors, ok)
+        delivery = _send_drill_mail(services, recipients, reports, errors, ok,
+                                    run_id or f"drill-{datetime.now(UTC).date().isoformat()}")
     result = {"ok": ok, "reports": [r.as_dict() for r in reports], "errors": errors, "sent_to": recipients}
+    if ok and delivery is not None:
+        from sapnhap.reports.outbox import raise_if_undelivered
+
+        raise_if_undelivered(delivery, services.smtp, what="restore drill emails")
     if not ok:
         mismatched = [r.dataset for r in reports if not r.matches_platform]
         raise RestoreError(f"restore drill failed: {errors or mismatched}"
@@ -506,10 +630,13 @@ def restore_drill(services: Services, *, recipients: list[str], datasets: list[s
     return result
 
 
+DRILL_MAIL = "restore_drill"  # its kind in ops.outbox
+
+
 def _send_drill_mail(services: Services, recipients: list[str], reports: list[RestoreReport],
-                     errors: dict[str, str], ok: bool) -> None:
+                     errors: dict[str, str], ok: bool, run_id: str):  # noqa: ANN202 - an outbox Delivery
     from sapnhap.reports.mail import new_message
-    from sapnhap.reports.send import send_messages
+    from sapnhap.reports.outbox import deliver_pending, enqueue
 
     lines = [
         "Kính gửi nhóm dữ liệu,",
@@ -534,13 +661,17 @@ def _send_drill_mail(services: Services, recipients: list[str], reports: list[Re
     lines += ["", "Kết luận: " + ("khôi phục được toàn bộ, dữ liệu trùng khớp." if ok
                                   else "CẦN XỬ LÝ: có bộ dữ liệu không khôi phục được hoặc không trùng khớp."),
               "", "Lược đồ tạm đã được xóa sau khi so sánh.", "", "Hệ thống đồng bộ sapnhap"]
-    msgs = []
-    for to in recipients:
-        msg = new_message(f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}",
-                          services.smtp.from_addr, to)
-        msg.set_content("\n".join(lines), charset="utf-8")
-        msgs.append(msg)
-    send_messages(services.smtp, msgs)
+    subject = f"[sapnhap] Diễn tập khôi phục dữ liệu: {'ĐẠT' if ok else 'KHÔNG ĐẠT'}"
+    body = "\n".join(lines)
+    # One email per (drill run, recipient, content): a retry with the same result adds nothing.
+    digest = storage.sha256_bytes(f"{subject}\n{body}".encode())[:16]
+    with psycopg.connect(services.platform_dsn) as conn:
+        for to in recipients:
+            msg = new_message(subject, services.smtp.from_addr, to)
+            msg.set_content(body, charset="utf-8")
+            enqueue(conn, kind=DRILL_MAIL, dedup_key=f"{DRILL_MAIL}|{run_id}|{to.strip().lower()}|{digest}",
+                    run_id=run_id, recipient=to, msg=msg, meta={"ok": ok})
+    return deliver_pending(services.platform_dsn, services.smtp, kinds=(DRILL_MAIL,))
 
 
 def drill_recipients(services: Services) -> list[str]:

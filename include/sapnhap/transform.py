@@ -153,7 +153,9 @@ def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFram
     in_time = frame.sort_values(by_time, kind="stable", na_position="first") if by_time else frame
     repeated = in_time.duplicated(subset=["source_key"], keep="last")
     repeated_index = repeated[repeated].index
-    same = frame.loc[repeated_index, ["source_key", *key]].copy()
+    # The merged rows keep the hash of their legacy row (verification compares it later).
+    listed = ["source_key", *key, *(["legacy_row_hash"] if "legacy_row_hash" in frame else [])]
+    same = frame.loc[repeated_index, listed].copy()
     same["kept_source_key"] = same["source_key"]
     same["reason"] = "same_record_in_batch"
     frame = frame.drop(index=repeated_index)
@@ -166,7 +168,7 @@ def _dedupe(frame: pd.DataFrame, ds: Dataset) -> tuple[pd.DataFrame, pd.DataFram
     dup_index = dup[dup].index
     survivors = frame.drop(index=dup_index)
     kept = order[keyed.loc[order.index]].drop_duplicates(subset=key, keep="last").set_index(key)["source_key"]
-    merged = frame.loc[dup_index, ["source_key", *key]].copy()
+    merged = frame.loc[dup_index, listed].copy()
     merged["kept_source_key"] = kept.reindex(pd.MultiIndex.from_frame(merged[key]) if len(key) > 1 else merged[key[0]]).to_numpy()
     merged["reason"] = "duplicate_in_batch"
     # Merges into another record first: a repeated record's ops row is keyed like its own merge's.

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from sapnhap import storage
 from sapnhap.extract import (
     CHUNK_ROWS,
     SOURCE_FILE_COLUMN,
@@ -66,6 +67,8 @@ FETCH_ROWS = 2_000  # differing chunks holding at most this many rows are compar
 MASS_DELETE_RATIO = 0.5  # more "deleted" rows than this share of the platform's: refuse to flag
 # Raw column of a requeued record: the legacy row hash of the version it was quarantined from.
 CARRIED_HASH_COLUMN = "_legacy_row_hash"
+# The message of a never-loaded dataset whose legacy side could not even be counted.
+NOT_COUNTED = "never loaded, and the source could not be read to count its rows"
 HASH_DIGITS = 15  # 60 bits of each row hash are summed per chunk (fits a signed 64-bit integer)
 
 # Legacy column types whose text the database can produce exactly as the extract writes it.
@@ -526,7 +529,7 @@ def _differing(a: Digests, b: Digests) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, (0, 0)) != b.get(k, (0, 0)))
 
 
-def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Comparison:
+def compare(legacy: _Side, platform: _Platform, accounted_keys: dict[str, set[str | None]]) -> Comparison:
     """Compare chunk digests, descend only into differing chunks, classify the differing rows."""
     out = Comparison()
     prefix = FIRST_PREFIX
@@ -560,7 +563,13 @@ def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Com
             if flagged[key] != h:
                 out.different.append(key)
         elif key in accounted_keys:
-            out.accounted += 1
+            # Accounted for by the version the platform saw: a quarantined row fixed in place, or a
+            # merged duplicate changed, behind the cursor, is a difference to re-sync like any row.
+            versions = accounted_keys[key]
+            if None in versions or h in versions:
+                out.accounted += 1
+            else:
+                out.different.append(key)
         else:
             out.missing.append(key)
     out.extra = sorted(k for k in plat_rows if k not in src_rows)
@@ -569,14 +578,19 @@ def compare(legacy: _Side, platform: _Platform, accounted_keys: set[str]) -> Com
     return out
 
 
-def _accounted_keys(conn: psycopg.Connection, source_id: str, dataset: str) -> set[str]:
-    """Keys of the source that are not in core on purpose: open quarantine, merged duplicates."""
+def _accounted_keys(conn: psycopg.Connection, source_id: str, dataset: str) -> dict[str, set[str | None]]:
+    """Keys of the source that are not in core on purpose (open quarantine, merged duplicates), each
+    with the legacy row hashes of the versions the platform saw (None: a version it kept no hash of)."""
     rows = conn.execute(
-        """SELECT source_key FROM ops.quarantine WHERE source_id = %s AND dataset = %s AND status = 'open'
-           UNION SELECT source_key FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
+        """SELECT source_key, payload->>'legacy_row_hash' FROM ops.quarantine
+           WHERE source_id = %s AND dataset = %s AND status = 'open'
+           UNION SELECT source_key, legacy_row_hash FROM ops.merged_duplicates WHERE source_id = %s AND dataset = %s""",
         (source_id, dataset, source_id, dataset),
     ).fetchall()
-    return {r[0] for r in rows}
+    out: dict[str, set[str | None]] = {}
+    for key, h in rows:
+        out.setdefault(key, set()).add(h)
+    return out
 
 
 # -- one verification ----------------------------------------------------------------------------
@@ -637,6 +651,93 @@ def _flag_deleted(conn: psycopg.Connection, dataset: str, source_id: str, keys: 
     return conn.execute(q, (source_id, keys)).rowcount
 
 
+def _not_loaded(conn: psycopg.Connection, source: Source, dataset: str, connection: str,
+                run_id: str) -> VerificationResult:
+    """A dataset no batch ever loaded: nothing to compare row by row, but the source's rows are
+    counted (one aggregate query). The first nightly reads every row; a dataset whose every batch
+    is blocked holds rows the platform does not, and that must show (``source_rows``)."""
+    vid = conn.execute(
+        """INSERT INTO ops.verifications (run_id, source_id, dataset, status) VALUES (%s, %s, %s, 'running')
+           RETURNING verification_id""",
+        (run_id, source.id, dataset),
+    ).fetchone()[0]
+    conn.commit()
+    legacy: _Side | None = None
+    source_rows: int | None = None
+    unreadable = None
+    try:
+        legacy = open_legacy(source, dataset, connection)
+        source_rows = sum(c for c, _ in legacy.digests(FIRST_PREFIX, None).values())
+    except (SourceUnavailableError, SourceSchemaError, psycopg.Error, OSError, ValueError) as exc:
+        # Not an error of the verification: a dataset the legacy system does not have (yet) is
+        # recorded as such; the nightly's extract says the same, loudly.
+        unreadable = f"{NOT_COUNTED}: {exc}"[:2000]
+    finally:
+        if legacy is not None:
+            legacy.close()
+    blocked = conn.execute(
+        "SELECT count(*) FROM ops.batches WHERE source_id = %s AND dataset = %s AND status = 'blocked'",
+        (source.id, dataset),
+    ).fetchone()[0]
+    message = unreadable or (
+        f"never loaded: {source_rows} rows in the source, none on the platform"
+        + (f" ({blocked} batches blocked by their quality gate)" if blocked else "")
+        + ("; the next nightly sync reads every row" if source_rows else ""))
+    method = legacy.method if legacy is not None and unreadable is None else "none"
+    queries = legacy.queries if legacy is not None else 0
+    conn.execute(
+        """UPDATE ops.verifications SET status = 'not_loaded', method = %s, source_rows = %s, platform_rows = 0,
+               legacy_queries = %s, message = %s, finished_at = now() WHERE verification_id = %s""",
+        (method, source_rows, queries, message, vid),
+    )
+    counts = {f.name: 0 for f in fields(VerificationResult) if f.type == "int" and f.name != "verification_id"}
+    counts.update(source_rows=source_rows or 0, legacy_queries=queries,
+                  rows_read=legacy.rows_read if legacy is not None else 0)
+    log.info("verified %s/%s: never loaded, %s", source.id, dataset, message)
+    return VerificationResult(verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset,
+                              method=method, status="not_loaded", message=message, **counts)
+
+
+DELETION_FLAGS_PREFIX = "deletions/"
+DELETION_FLAGS_KIND = "sapnhap deletion flags"
+
+
+def back_up_deletion_flags(services: Services, conn: psycopg.Connection, source_id: str, dataset: str, *,
+                           verification_id: int, run_id: str) -> dict:
+    """Back up every deletion flag of ``source_id``'s rows of ``dataset`` as they stand in this transaction.
+
+    The flags are not in any batch's backup (verification sets them, not a load). Each verification
+    writes the complete set (source key -> ``deleted_in_source_at``) as a signed, write-once JSON
+    object under ``deletions/<source>/<dataset>/`` and lists it in ``ops.deletion_flag_backups``
+    with its sha256 and the moment it was taken (under the source/dataset lock the load takes too,
+    so it orders with the loads). A restore applies each in that order between the batches
+    (:mod:`sapnhap.restore`). A full set, not the changes: flags set before this existed are
+    backed up by the next verification, and one object says the whole state.
+    """
+    rows = conn.execute(
+        sql.SQL("SELECT source_key, deleted_in_source_at FROM {} WHERE source_id = %s AND deleted_in_source_at IS NOT NULL"
+                " ORDER BY source_key").format(sql.Identifier("core", dataset)),
+        (source_id,),
+    ).fetchall()
+    taken_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    payload = {
+        "kind": DELETION_FLAGS_KIND, "source_id": source_id, "dataset": dataset,
+        "verification_id": verification_id, "run_id": run_id, "taken_at": taken_at.isoformat(),
+        "flagged": {k: at.isoformat() for k, at in rows}, "complete": True,
+    }
+    signed = storage.sign_manifest(payload, services.signing_key)
+    key = (f"{DELETION_FLAGS_PREFIX}{source_id}/{dataset}/"
+           f"{verification_id}-{storage.new_attempt_id()}.json")
+    stored = storage.put_json(services.s3, key, signed, once=True)
+    storage.verify_object(services.s3, stored.as_dict())
+    conn.execute(
+        """INSERT INTO ops.deletion_flag_backups (object_key, verification_id, source_id, dataset, sha256, flagged, taken_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (key, verification_id, source_id, dataset, stored.sha256, len(rows), taken_at),
+    )
+    return {"key": key, "sha256": stored.sha256, "flagged": len(rows)}
+
+
 def verify_dataset(
     services: Services,
     source: Source,
@@ -664,16 +765,7 @@ def verify_dataset(
             (source.id, dataset),
         ).fetchone()[0]
         if not loaded:
-            # Nothing to compare yet: the first nightly reads the whole dataset anyway.
-            message = "never loaded: the first nightly sync reads every row"
-            vid = conn.execute(
-                """INSERT INTO ops.verifications (run_id, source_id, dataset, status, message, finished_at)
-                   VALUES (%s, %s, %s, 'not_loaded', %s, now()) RETURNING verification_id""",
-                (run_id, source.id, dataset, message),
-            ).fetchone()[0]
-            counts = {f.name: 0 for f in fields(VerificationResult) if f.type == "int" and f.name != "verification_id"}
-            return VerificationResult(verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset,
-                                      method="none", status="not_loaded", message=message, **counts)
+            return _not_loaded(conn, source, dataset, connection, run_id)
         vid = conn.execute(
             """INSERT INTO ops.verifications (run_id, source_id, dataset, status) VALUES (%s, %s, %s, 'running')
                RETURNING verification_id""",
@@ -709,44 +801,55 @@ def verify_dataset(
                    "not flagged deleted (more than the safety share); check the legacy connection, then "
                    "rerun with allow_mass_delete")
     resync_keys = sorted(set(result.missing) | set(result.different) | set(result.unhashed)) if resync else []
-    with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
-        # The load's lock of this source/dataset: flags are never set in the middle of a batch's merge.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
-        flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
-        reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
-        for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
-            _mark_keys(conn, vid, source.id, dataset, outcome, keys)
-        if resync_keys:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """INSERT INTO ops.resync_keys (source_id, dataset, source_key, verification_id)
-                       VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                    [(source.id, dataset, k, vid) for k in resync_keys],
-                )
-        status = "ok" if not (result.missing or result.extra or result.different) else "differences"
-        if status == "ok" and result.unhashed:
-            status = "baseline"  # nothing differs that can be seen yet; the re-sync sets the hashes
-        out = VerificationResult(
-            verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset, method=legacy.method,
-            status=status, source_rows=result.source_rows, platform_rows=result.platform_rows,
-            missing=len(result.missing), extra=len(result.extra), different=len(result.different),
-            unhashed=len(result.unhashed),
-            accounted=result.accounted, flagged_deleted=flagged, reappeared=reappeared,
-            resync_requested=len(resync_keys), legacy_queries=legacy.queries, platform_queries=platform.queries,
-            rows_read=legacy.rows_read + platform.rows_read, chunks_compared=result.chunks_compared,
-            chunks_differing=result.chunks_differing, message=message,
-        )
-        conn.execute(
-            """UPDATE ops.verifications SET status = %s, method = %s, source_rows = %s, platform_rows = %s,
-                   missing = %s, extra = %s, different = %s, unhashed = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
-                   resync_requested = %s, legacy_queries = %s, platform_queries = %s, rows_read = %s,
-                   chunks_compared = %s, chunks_differing = %s, message = %s, finished_at = now()
-               WHERE verification_id = %s""",
-            (out.status, out.method, out.source_rows, out.platform_rows, out.missing, out.extra, out.different,
-             out.unhashed,
-             out.accounted, out.flagged_deleted, out.reappeared, out.resync_requested, out.legacy_queries,
-             out.platform_queries, out.rows_read, out.chunks_compared, out.chunks_differing, out.message, vid),
-        )
+    try:
+        with psycopg.connect(services.platform_dsn) as conn, conn.transaction():
+            # The load's lock of this source/dataset: flags are never set in the middle of a batch's merge.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{source.id}/{dataset}",))
+            flagged = _flag_deleted(conn, dataset, source.id, result.extra, deleted=True) if flag else 0
+            reappeared = _flag_deleted(conn, dataset, source.id, result.reappeared, deleted=False)
+            # Before the commit: flags the backups do not hold are never set.
+            back_up_deletion_flags(services, conn, source.id, dataset, verification_id=vid, run_id=run_id)
+            for outcome, keys in (("missing", result.missing), ("extra", result.extra), ("different", result.different)):
+                _mark_keys(conn, vid, source.id, dataset, outcome, keys)
+            if resync_keys:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        """INSERT INTO ops.resync_keys (source_id, dataset, source_key, verification_id)
+                           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                        [(source.id, dataset, k, vid) for k in resync_keys],
+                    )
+            status = "ok" if not (result.missing or result.extra or result.different) else "differences"
+            if status == "ok" and result.unhashed:
+                status = "baseline"  # nothing differs that can be seen yet; the re-sync sets the hashes
+            out = VerificationResult(
+                verification_id=vid, run_id=run_id, source_id=source.id, dataset=dataset, method=legacy.method,
+                status=status, source_rows=result.source_rows, platform_rows=result.platform_rows,
+                missing=len(result.missing), extra=len(result.extra), different=len(result.different),
+                unhashed=len(result.unhashed),
+                accounted=result.accounted, flagged_deleted=flagged, reappeared=reappeared,
+                resync_requested=len(resync_keys), legacy_queries=legacy.queries, platform_queries=platform.queries,
+                rows_read=legacy.rows_read + platform.rows_read, chunks_compared=result.chunks_compared,
+                chunks_differing=result.chunks_differing, message=message,
+            )
+            conn.execute(
+                """UPDATE ops.verifications SET status = %s, method = %s, source_rows = %s, platform_rows = %s,
+                       missing = %s, extra = %s, different = %s, unhashed = %s, accounted = %s, flagged_deleted = %s, reappeared = %s,
+                       resync_requested = %s, legacy_queries = %s, platform_queries = %s, rows_read = %s,
+                       chunks_compared = %s, chunks_differing = %s, message = %s, finished_at = now()
+                   WHERE verification_id = %s""",
+                (out.status, out.method, out.source_rows, out.platform_rows, out.missing, out.extra, out.different,
+                 out.unhashed,
+                 out.accounted, out.flagged_deleted, out.reappeared, out.resync_requested, out.legacy_queries,
+                 out.platform_queries, out.rows_read, out.chunks_compared, out.chunks_differing, out.message, vid),
+            )
+    except Exception as exc:
+        # Flags not backed up (the bucket unreachable), or the platform lost: nothing of it committed.
+        with psycopg.connect(services.platform_dsn) as conn:
+            conn.execute(
+                "UPDATE ops.verifications SET status = 'failed', message = %s, finished_at = now() WHERE verification_id = %s",
+                (f"{type(exc).__name__}: {exc}"[:2000], vid),
+            )
+        raise
     log.info(
         "verified %s/%s: %d source rows, %d platform rows, missing %d, extra %d, different %d, "
         "flagged deleted %d, re-sync %d (%s, %d legacy queries)",
@@ -778,7 +881,7 @@ def verify_source(
         try:
             results.append(verify_dataset(services, source, d, connection, run_id=run_id, resync=resync,
                                           flag_deleted=flag_deleted, allow_mass_delete=allow_mass_delete).as_dict())
-        except (SourceUnavailableError, SourceSchemaError, psycopg.Error) as exc:
+        except (SourceUnavailableError, SourceSchemaError, psycopg.Error, storage.BackupError) as exc:
             log.error("%s/%s: verification failed: %s", source.id, d, exc)
             failures.append(f"{d}: {exc}")
     if failures:
@@ -983,6 +1086,8 @@ def verification_summary(conn: psycopg.Connection, source_ids: list[str]) -> lis
             item["summary_vi"] = f"Khớp hoàn toàn: {item['source_rows']} bản ghi ở hệ thống cũ đều có trên nền tảng."
         elif item["status"] == "not_loaded":
             item["summary_vi"] = "Chưa đối chiếu: bộ dữ liệu chưa được đồng bộ lần nào."
+            if item["source_rows"]:
+                item["summary_vi"] += f" Hệ thống cũ có {item['source_rows']} bản ghi, nền tảng chưa nạp bản ghi nào."
         elif item["status"] == "baseline":
             item["summary_vi"] = (
                 f"Lần đối chiếu đầu tiên: {item['resync_requested']} bản ghi sẽ được đọc lại một lần "

@@ -165,6 +165,14 @@ def test_accounts_run_end_to_end(world, loaded) -> None:
         leaked = [n for n in names if n in body]
         assert not leaked, (m["To"], leaked[:3])
         assert "Rà soát" in m["Subject"]
+    # Through the outbox: stored before sending, one per (accounts run, owner, unit), sent once.
+    with psycopg.connect(dsn) as conn:
+        stored = conn.execute("SELECT kind, recipient, status, message_id FROM ops.outbox ORDER BY outbox_id").fetchall()
+    assert [(k, st) for k, _, st, _ in stored] == [("permission_review", "sent")] * len(sent)
+    assert sorted(m["Message-ID"] for m in messages) == sorted(mid for *_, mid in stored)
+    # The review task retried (Airflow): nothing is sent twice.
+    assert review_stage(services, run_id="acc_run_1", as_of=AS_OF)["sent"] == []
+    assert len(_messages(loaded["mail_dir"])) == len(messages)
 
     # A rerun replaces the tables whole and gives the same result.
     again = build_stage(services, run_id="acc_run_2", as_of=AS_OF)

@@ -77,3 +77,24 @@ def test_assessment_profile_names_the_date_column(fmt: str, blocked: bool) -> No
     profile = profile_frame(df, dataset="residents", code_column=None, date_formats={"birth_date": fmt})
     assert (profile["date_formats"]["birth_date"]["problem"] == "contradicts") is blocked
     assert any("birth_date" in f for f in profile["findings"]) is blocked
+
+
+def test_one_bad_date_copied_to_a_household_is_one_piece_of_evidence() -> None:
+    """A small batch is not blocked on a percentage of a handful of copies of one value.
+
+    The demo's Yên Sơn residents (size 16): 35 values that can only be day/month, and one household's
+    impossible registration date "01/13/2024" copied to its 4 members: 4 of 39 decisive rows (10%),
+    but one distinct date, a typo that quarantines those 4 rows on its own.
+    """
+    household = DMY + ["01/13/2024"] * 4
+    ev = date_evidence(pd.Series(household), "%d/%m/%Y")
+    assert (ev["month_day_only"], ev["month_day_only_distinct"]) == (4, 1)
+    assert ev["problem"] is None
+    # Three different dates that read only as month/day are a pattern, even in a small batch.
+    three = DMY + ["01/13/2024", "02/14/2024", "03/15/2024"]
+    assert date_evidence(pd.Series(three), "%d/%m/%Y")["problem"] == "contradicts"
+    # A column written month/day throughout (the configured order is wrong) is caught in a batch of 5 rows.
+    swapped = ["01/13/2024", "02/14/2024", "03/15/2024", "04/16/2024", "05/17/2024"]
+    assert date_evidence(pd.Series(swapped), "%d/%m/%Y")["problem"] == "contradicts"
+    # Below the minimum distinct count nothing blocks, whatever the share.
+    assert date_evidence(pd.Series(["01/13/2024", "02/14/2024"] * 10), "%d/%m/%Y")["problem"] is None

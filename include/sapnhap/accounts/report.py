@@ -18,9 +18,9 @@ import pandas as pd
 from sapnhap.accounts.directory import load_policy
 from sapnhap.accounts.units import commune_slugs, province_names
 from sapnhap.quality.masking import mask_name
+from sapnhap.reports import outbox
 from sapnhap.reports.mail import SUBJECT_PREFIX, new_message, render_template
 from sapnhap.reports.model import mask_email, scrub_text
-from sapnhap.reports.send import send_messages
 from sapnhap.services import Services
 
 log = logging.getLogger(__name__)
@@ -155,9 +155,11 @@ def build_review_email(review: UnitReview, *, from_addr: str, as_of: str, run_id
 def send_permission_reviews(services: Services, *, run_id: str | None = None, as_of: str | None = None) -> dict:
     """Email each unit owner the permission review of the latest accounts run (or ``run_id``).
 
-    Reads ``accounts.*`` from the platform; sends over ``services.smtp`` in one session.
-    Returns ``{"run_id", "sent": [{"to", "unit", "subject", counts...}]}``; a mail server that
-    refuses raises :class:`sapnhap.reports.ReportDeliveryError`.
+    Reads ``accounts.*`` from the platform; stores each email in ``ops.outbox`` (kind
+    ``permission_review``), then sends what is pending. Returns ``{"run_id", "sent": [{"to",
+    "unit", "subject", counts...}], "reviews"}`` (``sent``: delivered by this call); a mail server
+    that refuses raises :class:`sapnhap.reports.ReportDeliveryError` and the rest stays pending for
+    the task's retry.
     """
     import psycopg
 
@@ -181,9 +183,25 @@ def send_permission_reviews(services: Services, *, run_id: str | None = None, as
         read_table(services.platform_dsn, "match_review"), people, load_reference(),
     )
     messages = [build_review_email(r, from_addr=services.smtp.from_addr, as_of=as_of, run_id=run_id) for r in reviews]
-    if messages:
-        send_messages(services.smtp, messages, what="permission reviews")
-    sent = [{"to": r.owner, "unit": r.unit, "subject": str(m["Subject"]), **r.counts} for r, m in zip(reviews, messages, strict=True)]
+    # Through the outbox: stored before any SMTP traffic, once per (accounts run, owner, unit), sent
+    # once; a retried task sends only what is still pending (a partial send resumes, never repeats).
+    keys = [review_key(run_id, r.owner, r.unit) for r in reviews]
+    with psycopg.connect(services.platform_dsn) as conn:
+        for key, msg in zip(keys, messages, strict=True):
+            outbox.enqueue(conn, kind=PERMISSION_REVIEW, dedup_key=key, run_id=run_id, recipient=str(msg["To"]), msg=msg)
+    delivery = outbox.deliver_pending(services.platform_dsn, services.smtp, kinds=(PERMISSION_REVIEW,))
+    delivered = {d["dedup_key"] for d in delivery.sent}
+    sent = [{"to": r.owner, "unit": r.unit, "subject": str(m["Subject"]), **r.counts}
+            for r, m, k in zip(reviews, messages, keys, strict=True) if k in delivered]
     log.info("accounts run %s: %d permission reviews sent (%s)", run_id, len(sent),
              ", ".join(mask_email(s["to"]) for s in sent[:10]))
-    return {"run_id": run_id, "sent": sent}
+    outbox.raise_if_undelivered(delivery, services.smtp, what="permission reviews")
+    return {"run_id": run_id, "sent": sent, "reviews": len(reviews)}
+
+
+PERMISSION_REVIEW = "permission_review"  # its kind in ops.outbox
+
+
+def review_key(run_id: str, owner: str, unit: str) -> str:
+    """The outbox key of one unit's permission review: one per (accounts run, owner, unit)."""
+    return f"{PERMISSION_REVIEW}|{run_id}|{owner.strip().lower()}|{unit}"

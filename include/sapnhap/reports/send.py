@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def send_messages(smtp: SmtpConfig, messages: Sequence[EmailMessage], *, what: str = "report emails") -> None:
     """Send over one SMTP session (STARTTLS and login if configured); raise ReportDeliveryError.
 
-    For emails that are not kept in the outbox (permission reviews, the restore drill).
+    For emails that are not kept in the outbox (notices of an invalid source file).
     """
     sent = 0
     try:

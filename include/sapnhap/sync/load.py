@@ -77,7 +77,7 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
             ds = get_dataset(dataset)
             ops.record_merged_in_batch(conn, [
                 (dataset, "|".join(str(getattr(r, k)) for k in ds.natural_key), source.id, r.source_key,
-                 source.id, r.kept_source_key, r.reason, batch_id)
+                 source.id, r.kept_source_key, r.reason, batch_id, getattr(r, "legacy_row_hash", None))
                 for r in merged_in_batch.itertuples(index=False)
             ])
         if not counts.reconciles():

@@ -1,0 +1,59 @@
+"""Handover records count every attempt of a batch that loaded, not only the last one.
+
+A source cleared and re-run inside a run (Airflow's Clear) loads twice: the first attempt the
+night's new records, the second only the rows at the cursor's boundary. The handover record of
+the run must list what the night handed over, by whichever attempt loaded it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from test_keys_and_ordering import Legacy, resident, residents_source, until_backup
+
+from sapnhap.services import Services
+from sapnhap.sync.load import load_stage
+from sapnhap.sync.prepare import prepare_run
+
+pytestmark = pytest.mark.integration
+
+COMMUNE = "01153"  # resident() writes every row in this old commune of Bắc Quang
+
+
+def _line(dsn: str, run_id: str, unit: str, level: str) -> dict:
+    with psycopg.connect(dsn) as conn:
+        (datasets,) = conn.execute(
+            "SELECT datasets FROM ops.handover_records WHERE run_id = %s AND old_unit_code = %s AND old_unit_level = %s",
+            (run_id, unit, level),
+        ).fetchone()
+    (line,) = [d for d in datasets if d["dataset"] == "residents"]
+    return line
+
+
+def test_a_cleared_and_rerun_source_is_handed_over_with_every_attempt_that_loaded(
+    tmp_path: Path, services: Services
+) -> None:
+    from sapnhap.handover import build_handover
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    # Five records written on five days: the re-run's cursor window (2 hours back) holds only the last.
+    legacy.upsert(*(resident(str(i), f"00219000000{i}", f"2025-08-0{i} 08:00:00") for i in range(1, 6)))
+    prepare_run(services, "n1")
+    first = load_stage(services, source, until_backup(services, source, legacy.uri, "n1"))
+    assert first["inserted"] == 5
+    # The source is cleared and run again in the same run: a new attempt of the same batch.
+    again = load_stage(services, source, until_backup(services, source, legacy.uri, "n1"))
+    assert again["extracted"] == 1, again
+    with psycopg.connect(services.platform_dsn) as conn:
+        attempts = conn.execute("SELECT count(*) FROM ops.loaded_backups WHERE run_id = 'n1'").fetchone()[0]
+    assert attempts == 2
+
+    build_handover(services, "n1", sources=[source])
+    commune = _line(services.platform_dsn, "n1", COMMUNE, "commune")
+    assert (commune["extracted"], commune["loaded"], commune["quarantined"], commune["merged"]) == (5, 5, 0, 0)
+    assert commune["held_total"] == 5
+    district = _line(services.platform_dsn, "n1", source.old_units.districts[0], "district")
+    assert (district["extracted"], district["loaded"]) == (5, 5)
