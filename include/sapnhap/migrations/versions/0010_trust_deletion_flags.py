@@ -4,7 +4,7 @@ ops.merged_duplicates.legacy_row_hash: the version of the legacy row that was me
 verification accounts for a merged key only while its legacy row is still that version.
 
 Revision ID: 0009_trust
-Revises: 0008
+Revises: 0009_ui
 Create Date: 2026-12-01
 
 From the schema-change block of branch ``trust`` in ``platform.py``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from sapnhap.migrations.helpers import execute_sql
 
 revision = "0009_trust"
-down_revision = "0008"
+down_revision = "0009_ui"
 branch_labels = None
 depends_on = None
 
