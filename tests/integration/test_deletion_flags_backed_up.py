@@ -86,7 +86,7 @@ def test_a_restore_reproduces_the_deletion_flags(services: Services, tmp_path: P
 def test_flags_the_backups_cannot_hold_are_not_set(services: Services, tmp_path: Path) -> None:
     import dataclasses
 
-    from sapnhap.embedded import free_port
+    from sapnhap_dev.embedded import free_port
 
     source = bacquang_dossiers_source()
     path = tmp_path / "bacquang.db"

@@ -9,9 +9,9 @@ import dataclasses
 import psycopg
 import pytest
 
-from sapnhap.embedded import free_port, read_mail
 from sapnhap.restore import RestoreError, restore_drill
 from sapnhap.services import Services
+from sapnhap_dev.embedded import free_port, read_mail
 
 pytestmark = pytest.mark.integration
 
