@@ -220,7 +220,10 @@ def quarantine_filter_choices(dsn: str) -> dict[str, list[str]]:
 
 def last_run_warnings(dsn: str, flt: QuarantineFilter = QuarantineFilter()) -> list[QuarantineRow]:
     """Warn-check failures (``ops.warnings``; the records loaded) of the latest run, matching ``flt``."""
-    clauses = [sql.SQL("split_part(batch_id, '|', 1) = (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT 1)")]
+    clauses = [sql.SQL(
+        "batch_id IN (SELECT batch_id FROM ops.batches"
+        " WHERE run_id = (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT 1))"
+    )]
     params: dict[str, Any] = {}
     for name in ("source_id", "dataset", "expectation"):
         value = getattr(flt, name)

@@ -41,9 +41,9 @@ _QUARANTINE = sql.SQL(
        FROM ops.quarantine
        WHERE source_id = ANY(%(sources)s)
          AND (status = 'open'
-              OR split_part(first_batch_id, '|', 1) = %(run)s
-              OR split_part(last_batch_id, '|', 1) = %(run)s
-              OR split_part(coalesce(resolved_batch_id, ''), '|', 1) = %(run)s)
+              OR EXISTS (SELECT 1 FROM ops.batches b
+                         WHERE b.run_id = %(run)s
+                           AND b.batch_id IN (first_batch_id, last_batch_id, resolved_batch_id)))
        ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, quarantine_id"""
 ).format(pii=sql.SQL(", ").join(sql.SQL("payload->>{}").format(sql.Literal(c)) for c in _PII_COLUMNS))
 
@@ -69,7 +69,8 @@ ORDER BY recent.started, b.source_id, b.dataset
 _WARNINGS = """
 SELECT warning_id, batch_id, source_id, dataset, source_key, expectation, column_name, value_masked, reason_vi, fix_vi
 FROM ops.warnings
-WHERE source_id = ANY(%(sources)s) AND split_part(batch_id, '|', 1) = %(run)s
+WHERE source_id = ANY(%(sources)s)
+  AND batch_id IN (SELECT batch_id FROM ops.batches WHERE run_id = %(run)s)
 ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, warning_id
 """
 
