@@ -376,9 +376,6 @@ def dataset_ddl(ds: Dataset) -> str:
         for schema in ("core", "history")
         for n, d in LINEAGE_DDL
         if n in ("legacy_row_hash", "deleted_in_source_at")
-    ) + (
-        # Verification reads one source's rows of a table by source key; without it, a full scan per source.
-        f"CREATE INDEX IF NOT EXISTS {t}_source_key ON core.{t} (source_id, source_key);\n"
     )
     return f"""
 CREATE TABLE IF NOT EXISTS core.{t} (
@@ -386,6 +383,7 @@ CREATE TABLE IF NOT EXISTS core.{t} (
     PRIMARY KEY ({key})
 );
 -- schema change (keys): a legacy record by (source_id, source_key), for the merge's re-keyed records
+-- and verification's reads of one source's rows (its own {t}_source_key duplicated it: dropped in 0009_lead)
 CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
 {unit_indexes}CREATE TABLE IF NOT EXISTS history.{t} (
     history_id bigserial PRIMARY KEY,
