@@ -537,6 +537,11 @@ def test_one_gx_context_per_process_and_no_data_docs_for_a_clean_batch(tmp_path,
         assert out.data_docs_path is None and out.data_docs_index is None
         assert not (tmp_path / f"docs{i}").exists() or not any((tmp_path / f"docs{i}").iterdir())
     assert made == [None]  # one context for the five batches, reused
+    # and it keeps no batch's rows once validated (a worker's memory stays flat from batch to batch)
+    from sapnhap.quality import validate
+
+    engine = validate._GX_STATE["source"].get_execution_engine()
+    assert not engine.batch_manager.batch_data_cache and not engine.batch_manager.batch_cache
 
 
 def test_the_reused_context_gives_each_batch_its_own_outcome(monkeypatch):

@@ -453,8 +453,14 @@ def _run_gx(work: pd.DataFrame, ds: Dataset, suite: dict, to_run: list[dict], do
         gx_suite = _gx_suite(state, suite, to_run)
         validator = Validator(batch_definition=batch_definition, batch_parameters={"dataframe": work},
                               result_format=RESULT_FORMAT)
-        run = validator.validate_expectation_suite(gx_suite)
-        batch_identifier = validator.active_batch_id
+        try:
+            run = validator.validate_expectation_suite(gx_suite)
+            batch_identifier = validator.active_batch_id
+        finally:
+            # The process's execution engine keeps the batch it loaded: let this batch's frame go.
+            batches = state["source"].get_execution_engine().batch_manager
+            batches.batch_data_cache.clear()
+            batches.reset_batch_cache()
     run.meta["run_id"] = RunIdentifier(run_time=datetime.now(UTC))
     out: dict[Any, dict] = {}
     for r in run.results:
