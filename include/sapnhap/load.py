@@ -179,6 +179,9 @@ def merge_batch(
     ``record_merges=False`` leaves ``ops.merged_duplicates`` alone: restore replays backups so.
     """
     ds = get_dataset(dataset)
+    if not len(valid):
+        # Nothing changed in the legacy system: no staging table, no statement (issue 12).
+        return LoadCounts(extracted=0)
     cols = target_columns(ds)
     frame = _prepare(valid, ds, batch_id)
     key = list(ds.natural_key)

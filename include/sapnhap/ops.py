@@ -108,9 +108,12 @@ def append_batch_message(conn: psycopg.Connection, *, batch_id: str, text: str) 
     )
 
 
-def record_backed_up(conn: psycopg.Connection, *, batch_id: str, manifest_key: str) -> None:
+def record_backed_up(conn: psycopg.Connection, *, batch_id: str, manifest_key: str,
+                     data_docs_key: str | None = None) -> None:
+    """The batch is backed up: its manifest, and its Data Docs page (only a batch with failures has one)."""
     conn.execute(
-        "UPDATE ops.batches SET status = 'backed_up', manifest_key = %s WHERE batch_id = %s", (manifest_key, batch_id)
+        "UPDATE ops.batches SET status = 'backed_up', manifest_key = %s, data_docs_key = %s WHERE batch_id = %s",
+        (manifest_key, data_docs_key, batch_id),
     )
 
 
@@ -482,14 +485,16 @@ def record_source_files(conn: psycopg.Connection, *, source_id: str, dataset: st
 
 
 def record_loaded_backup(conn: psycopg.Connection, *, manifest_key: str, batch_id: str, run_id: str, source_id: str,
-                         dataset: str, status: str) -> None:
-    """Remember, in the load's transaction, which backup attempt a committed load came from (restore replays these)."""
+                         dataset: str, status: str, data_docs_key: str | None = None) -> None:
+    """Remember, in the load's transaction, which backup attempt a committed load came from (restore replays these),
+    and that attempt's Data Docs page (None: the batch had no failing check)."""
     conn.execute(
         """INSERT INTO ops.loaded_backups (manifest_key, batch_id, run_id, source_id, dataset, status)
            VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (manifest_key) DO NOTHING""",
         (manifest_key, batch_id, run_id, source_id, dataset, status),
     )
-    conn.execute("UPDATE ops.batches SET manifest_key = %s WHERE batch_id = %s", (manifest_key, batch_id))
+    conn.execute("UPDATE ops.batches SET manifest_key = %s, data_docs_key = %s WHERE batch_id = %s",
+                 (manifest_key, data_docs_key, batch_id))
 
 
 # --- ops.merged_duplicates -------------------------------------------------------------------------

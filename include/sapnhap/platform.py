@@ -1,7 +1,8 @@
 """The consolidated provincial platform: schemas, tables, history and roles.
 
 ``core``    current records of each dataset, keyed by natural key, with lineage and new codes
-``history`` every previous version of a core record, with its validity period (kept by trigger)
+``history`` every previous version of a core record, with its validity period (kept by
+          statement-level triggers: one INSERT per statement from its transition table)
 ``ops``     runs, batches, cursors, quarantine, reconciliation: the audit trail of the syncs
 
 The DDL here describes the schema this code expects; it is applied only through the numbered
@@ -286,6 +287,8 @@ CREATE INDEX IF NOT EXISTS resync_keys_pending ON ops.resync_keys (source_id, da
 -- schema change (input): rows whose text was cleaned / repaired (mojibake) in the batch
 ALTER TABLE ops.batches ADD COLUMN IF NOT EXISTS text_cleaned integer NOT NULL DEFAULT 0;
 ALTER TABLE ops.batches ADD COLUMN IF NOT EXISTS text_repaired integer NOT NULL DEFAULT 0;
+-- schema change (perf): the batch's Data Docs page, when it has one (only a batch with failures does)
+ALTER TABLE ops.batches ADD COLUMN IF NOT EXISTS data_docs_key text;
 -- schema change (input): files that cannot be read (export files, returned correction files),
 -- quarantined as a whole with a reason for their owner; their content is never stored here.
 CREATE TABLE IF NOT EXISTS ops.quarantined_files (
@@ -340,18 +343,43 @@ def _column_ddl(col: Column) -> str:
     return f"{col.name} {PG_TYPES[col.type]}"
 
 
-def history_function_sql(t: str, names: Sequence[str]) -> str:
-    """The trigger function that copies the previous version of a ``core.<t>`` row into ``history.<t>``."""
+def history_function_sql(t: str, names: Sequence[str], *, per_row: bool = False) -> str:
+    """The trigger function that copies the previous versions of ``core.<t>`` rows into ``history.<t>``.
+
+    Set-based (issue 12): one INSERT per statement from its transition table ``old_rows`` (see
+    :func:`history_triggers_sql`). ``per_row`` gives the row-trigger function of migrations before
+    0009, for a platform still at one of them.
+    """
+    cols = ", ".join(names)
+    if per_row:
+        old = ", ".join("OLD." + n for n in names)
+        body = f"INSERT INTO history.{t} ({cols}, valid_to, change)\n    VALUES ({old}, now(), lower(TG_OP));"
+    else:
+        body = f"INSERT INTO history.{t} ({cols}, valid_to, change)\n    SELECT {cols}, now(), lower(TG_OP) FROM old_rows;"
     return f"""-- SECURITY DEFINER: history is written by this trigger only; the loader role cannot insert,
 -- update, delete or truncate history rows itself (see ensure_roles).
 CREATE OR REPLACE FUNCTION history.keep_{t}() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    INSERT INTO history.{t} ({", ".join(names)}, valid_to, change)
-    VALUES ({", ".join("OLD." + n for n in names)}, now(), lower(TG_OP));
+    {body}
     RETURN NULL;
 END $$;
 """
+
+
+def history_triggers_sql(t: str) -> str:
+    """The statement-level triggers that keep ``history.<t>``: one per event (a trigger with a
+    transition table has one event), each writing the statement's previous versions at once."""
+    return "".join(
+        f"""DROP TRIGGER IF EXISTS {name} ON core.{t};
+CREATE TRIGGER {name} AFTER {event} ON core.{t}
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION history.keep_{t}();
+"""
+        for name, event in HISTORY_TRIGGERS
+    )
+
+
+HISTORY_TRIGGERS = (("keep_history", "UPDATE"), ("keep_history_delete", "DELETE"))
 
 
 def dataset_ddl(ds: Dataset) -> str:
@@ -392,10 +420,7 @@ CREATE INDEX IF NOT EXISTS {t}_record ON core.{t} (source_id, source_key);
     change text NOT NULL
 );
 {added}CREATE INDEX IF NOT EXISTS {t}_history_key ON history.{t} ({key});
-{history_function_sql(t, names)}DROP TRIGGER IF EXISTS keep_history ON core.{t};
-CREATE TRIGGER keep_history AFTER UPDATE OR DELETE ON core.{t}
-    FOR EACH ROW EXECUTE FUNCTION history.keep_{t}();
-"""
+{history_function_sql(t, names)}{history_triggers_sql(t)}"""
 
 
 # Accent-insensitive search without the unaccent extension (not every server has it): NFC,
@@ -529,7 +554,7 @@ LOADER_OPS_UPDATES: dict[str, tuple[str, ...]] = {
     "cursors": ("cursor_value", "batch_id", "updated_at"),
     "batches": ("status", "extracted", "merged_in_batch", "quarantined", "warned", "inserted", "updated", "unchanged",
                 "merged_cross_source", "cursor_from", "cursor_to", "failed_ratio", "decision", "manifest_key",
-                "message", "committed_at", "text_cleaned", "text_repaired"),
+                "message", "committed_at", "text_cleaned", "text_repaired", "data_docs_key"),
     "runs": ("status", "finished_at", "message"),
     "quarantine": ("last_batch_id", "last_seen", "status", "resolved_batch_id"),
     # Tables of the other branches' schema changes (granted once their migration made them).

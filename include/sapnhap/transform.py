@@ -47,13 +47,17 @@ def normalize_text(series: pd.Series) -> pd.Series:
     Legacy systems store decomposed Unicode (NFD) as often as composed; comparing or indexing
     them without normalizing splits one name into two. Runs in Arrow (no per-value Python).
     """
-    values = series.astype("object")
-    mask = values.notna()
-    try:
-        arr = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # Not all text (numbers in a spreadsheet column): the values' str(), as the legacy text.
-        arr = pa.array([str(v) if m else None for v, m in zip(values, mask, strict=True)], type=pa.string())
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        # Already Arrow text (pandas' str columns, as read from Parquet): no Python object per value.
+        arr = pa.chunked_array(series.array.__arrow_array__()).combine_chunks().cast(pa.string())
+    else:
+        values = series.astype("object")
+        try:
+            arr = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Not all text (numbers in a spreadsheet column): the values' str(), as the legacy text.
+            mask = values.notna()
+            arr = pa.array([str(v) if m else None for v, m in zip(values, mask, strict=True)], type=pa.string())
     arr = pc.replace_substring_regex(pc.utf8_normalize(arr, "NFC"), _STRIP_RE, "")
     arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
     return pd.Series(arr.to_numpy(zero_copy_only=False), index=series.index, name=series.name, dtype="object")
@@ -84,17 +88,46 @@ def parse_dates(series: pd.Series, fmt: str, *, with_time: bool) -> tuple[pd.Ser
 def pad_code(series: pd.Series, width: int) -> pd.Series:
     """Zero-pad numeric codes that lost their leading zeros (spreadsheets do that)."""
     text = series.astype("object").where(series.notna(), None)
-    text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+    stripped = text.str.strip()  # not a str (a number from a spreadsheet): kept as it is
+    text = stripped.where(stripped.notna(), text)
     digits = text.str.fullmatch(r"\d+").fillna(False).astype(bool)
     short = digits & (text.str.len() < width)
     return text.where(~short, text.str.zfill(width)).where(text != "", None)
 
 
 def row_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A stable 64-bit content hash per row (hex), over the canonical columns only."""
-    as_text = frame[columns].astype("object").where(frame[columns].notna(), None).astype("string")
-    hashed = pd.util.hash_pandas_object(as_text, index=False, categorize=False)
-    return pd.Series(np.char.mod("%016x", hashed.to_numpy()), index=frame.index, dtype="object")
+    """A stable 64-bit content hash per row (hex), over the canonical columns only.
+
+    Each column's values as text (missing: ``<NA>``), hashed with pandas' ``hash_array`` and
+    combined as ``hash_pandas_object`` combines columns. The text of a datetime is its
+    ``str(Timestamp)``, formatted in numpy: no Python object per value (the hashes are those
+    of every release before; a changed hash would report every record as updated).
+    """
+    from pandas.core.util.hashing import combine_hash_arrays
+
+    if not len(frame):
+        return pd.Series([], index=frame.index, dtype="object")
+    hashes = (pd.util.hash_array(_hash_text(frame[c]), categorize=False) for c in columns)
+    hashed = combine_hash_arrays(hashes, len(columns))
+    return pd.Series(np.char.mod("%016x", hashed), index=frame.index, dtype="object")
+
+
+def _hash_text(series: pd.Series) -> np.ndarray:
+    """The values of a column as the text its row hash covers: an object array, pd.NA where missing."""
+    missing = series.isna().to_numpy()
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "M":
+        values = series.to_numpy()
+        text = np.char.replace(np.datetime_as_string(values, unit="s"), "T", " ").astype(object)
+        fraction = ~missing & (values != values.astype("datetime64[s]"))
+        if fraction.any():  # str(Timestamp) shows sub-second parts (rare in legacy data)
+            text[fraction] = [str(v) for v in series[fraction]]
+    elif series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        text = series.to_numpy(dtype=object, copy=True)
+    else:
+        as_text = series.astype("object").where(series.notna(), None).astype("string")
+        return as_text.array.to_numpy()
+    text[missing] = pd.NA
+    return text
 
 
 def _canonical(raw: pd.DataFrame, ds: Dataset, mapping: DatasetMapping) -> pd.DataFrame:

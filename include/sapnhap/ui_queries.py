@@ -58,11 +58,13 @@ class DatasetOutcome:
     decision: str | None
     manifest_key: str | None
     message: str | None
+    # Only a batch with a failing check has Data Docs (ops.batches.data_docs_key); a clean one has none.
+    has_data_docs: bool = True
 
     @property
     def data_docs_key(self) -> str | None:
-        """Where the batch's Data Docs site starts in the bucket (next to its manifest)."""
-        if not self.manifest_key:
+        """Where the batch's Data Docs site starts in the bucket (next to its manifest), if it has one."""
+        if not self.manifest_key or not self.has_data_docs:
             return None
         return posixpath.join(posixpath.dirname(self.manifest_key), DATA_DOCS_DIR, "index.html")
 
@@ -115,7 +117,7 @@ def tonight(dsn: str, run_id: str | None = None) -> Tonight:
             """SELECT b.source_id, b.dataset, b.status, b.extracted, b.inserted, b.updated, b.unchanged,
                       b.quarantined, b.warned, b.merged_in_batch + b.merged_cross_source AS merged,
                       coalesce(r.not_loaded_blocked, 0) AS blocked, r.ok AS reconciled, b.decision,
-                      b.manifest_key, b.message
+                      b.manifest_key, b.message, b.data_docs_key IS NOT NULL AS has_data_docs
                FROM ops.batches b
                LEFT JOIN ops.reconciliation r
                  ON r.run_id = b.run_id AND r.source_id = b.source_id AND r.dataset = b.dataset
@@ -146,6 +148,7 @@ def tonight(dsn: str, run_id: str | None = None) -> Tonight:
                 new=r["inserted"], updated=r["updated"], unchanged=r["unchanged"], quarantined=r["quarantined"],
                 warned=r["warned"], merged=r["merged"], blocked=r["blocked"], reconciled=r["reconciled"],
                 decision=r["decision"], manifest_key=r["manifest_key"], message=r["message"],
+                has_data_docs=r["has_data_docs"],
             )
             for r in rows
         ],

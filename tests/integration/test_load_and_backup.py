@@ -82,3 +82,13 @@ def test_merge_is_idempotent_keeps_history_and_merges_cross_source_duplicates(pl
     # The newer record from src_b won; the older src_a row is listed as merged into it.
     assert owner == "src_b"
     assert merged == [("src_a", "src_b")]
+
+
+def test_a_batch_of_no_rows_merges_without_a_statement() -> None:
+    class NoDatabase:
+        def __getattr__(self, name: str):  # noqa: ANN204
+            raise AssertionError(f"the merge of no rows used the connection ({name})")
+
+    empty = _dossiers("src_a", [("1", "HS1", "2024-02-01 10:00:00")]).iloc[0:0]
+    counts = merge_batch(NoDatabase(), dataset="dossiers", batch_id="b0", valid=empty)  # type: ignore[arg-type]
+    assert counts.reconciles() and (counts.extracted, counts.loaded, counts.quarantined) == (0, 0, 0)

@@ -129,9 +129,13 @@ def test_batches_are_backed_up_with_manifests(nightly) -> None:
         storage.verify_object(stack.s3, obj)
     assert {"raw", "transformed", "valid", "quarantine"} <= set(manifest["objects"])
     assert manifest["crosswalk_version"] and manifest["complete"] is True
-    # GX Data Docs of the batch are archived beside it (pages and styles; not GX's fonts and images).
-    assert any(k.endswith("data_docs/index.html") for k in manifest["data_docs"])
-    assert any("/data_docs/validations/" in k for k in manifest["data_docs"])
+    # GX Data Docs of a batch with failing rows are archived beside it (pages and styles; not GX's fonts
+    # and images); a clean batch gets none.
+    failing = [m for m in (storage.get_json(stack.s3, k) for k in manifests) if m["counts"]["quarantined"]]
+    assert failing
+    for m in failing:
+        assert any(k.endswith("data_docs/index.html") for k in m["data_docs"])
+        assert any("/data_docs/validations/" in k for k in m["data_docs"])
     assert not any("/static/images/" in k or "/static/fonts/" in k for k in keys)
 
 

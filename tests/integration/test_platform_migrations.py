@@ -203,6 +203,7 @@ def test_the_migrations_build_the_schema_the_code_describes(scratch_db: str, fre
 
 LOADER_FORBIDDEN = [
     "ALTER TABLE core.residents DISABLE TRIGGER keep_history",
+    "ALTER TABLE core.residents DISABLE TRIGGER keep_history_delete",
     "ALTER TABLE core.residents DISABLE TRIGGER ALL",
     "DROP TRIGGER keep_history ON core.residents",
     "DELETE FROM history.residents",
@@ -285,3 +286,66 @@ def test_repair_recreates_a_dropped_table_after_a_column_migration(scratch_db: s
         _release_0_1_0_rows(scratch_db)
         found = conn.execute("SELECT ethnicity FROM core.find_residents_by_old_unit('02338')").fetchall()
     assert found == [(None,)]
+
+
+def _dossiers(source_id: str, rows: list[tuple[str, str, str]]):  # noqa: ANN202
+    """(id, dossier_code, updated_at) -> a transformed dossiers frame of ``source_id``."""
+    import pandas as pd
+
+    from sapnhap.reference import load_reference
+    from sapnhap.transform import transform_frame
+
+    raw = pd.DataFrame({
+        "id": [r[0] for r in rows], "ma_ho_so": [r[1] for r in rows], "ma_thu_tuc": "1.001",
+        "ten_thu_tuc": "Đăng ký khai sinh", "nguoi_nop": "Nguyễn Văn An", "so_cccd": "002090012345", "ma_xa": "00703",
+        "dia_chi_chi_tiet": "Thôn Bản Mán", "ngay_nhan": "01/02/2024", "ngay_hen_tra": "05/02/2024", "ngay_tra": None,
+        "trang_thai": "Đã tiếp nhận", "ngay_cap_nhat": [r[2] for r in rows],
+    })
+    source = get_source("hg_vixuyen_motcua").model_copy(update={"id": source_id})
+    return transform_frame(raw, source, "dossiers", reference=load_reference()).frame
+
+
+def _a_week_of_loads(dsn: str) -> list[dict]:
+    """Batches that insert, leave alone, update, replace by a newer record and re-key dossiers; the history left."""
+    from psycopg.rows import dict_row
+
+    from sapnhap.load import merge_batch
+
+    first = _dossiers("src_a", [("1", "HS1", "2024-02-01 10:00:00"), ("2", "HS2", "2024-02-01 10:00:00"),
+                                ("3", "HS3", "2024-02-01 10:00:00")])
+    changed = first.copy()
+    changed["status"] = ["completed", "completed", changed.loc[2, "status"]]
+    changed["record_hash"] = ["c1", "c2", changed.loc[2, "record_hash"]]
+    newer = _dossiers("src_b", [("9", "HS2", "2024-03-01 10:00:00")])
+    rekeyed = _dossiers("src_a", [("3", "HS3-NEW", "2024-04-01 10:00:00")])
+    stamps = {}
+    for batch_id, valid in [("b1", first), ("b2", first), ("b3", changed), ("b4", newer), ("b5", rekeyed)]:
+        with psycopg.connect(dsn) as conn, conn.transaction():
+            merge_batch(conn, dataset="dossiers", batch_id=batch_id, valid=valid)
+            stamps[batch_id] = conn.execute("SELECT now()").fetchone()[0]
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT * FROM history.dossiers ORDER BY history_id").fetchall()
+        valid_from = dict(conn.execute("SELECT batch_id, min(valid_from) FROM core.dossiers GROUP BY 1").fetchall())
+    out = []
+    for r in rows:
+        # Valid until the transaction that replaced it: the batch whose time it carries.
+        ended_by = next(b for b, t in stamps.items() if t == r["valid_to"])
+        assert r["valid_from"] < r["valid_to"] and (ended_by not in valid_from or valid_from[ended_by] == r["valid_to"])
+        out.append({**{k: v for k, v in r.items() if k not in ("history_id", "valid_from", "valid_to")}, "ended_by": ended_by})
+    return sorted(out, key=repr)
+
+
+def test_history_is_written_per_statement_with_the_content_the_row_trigger_wrote(scratch_db: str, fresh_db: str) -> None:
+    upgrade(fresh_db, "0008")  # row triggers: one history INSERT per changed row
+    upgrade(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        triggers = conn.execute(
+            """SELECT tgrelid::regclass::text, tgname, tgtype & 1 = 1 AS per_row, tgoldtable FROM pg_trigger
+               WHERE tgname LIKE 'keep_history%' ORDER BY 1, 2""").fetchall()
+    assert triggers and {t[2] for t in triggers} == {False} and {t[3] for t in triggers} == {"old_rows"}
+    assert {t[1] for t in triggers if t[0] == "core.dossiers"} == {"keep_history", "keep_history_delete"}
+    before, after = _a_week_of_loads(fresh_db), _a_week_of_loads(scratch_db)
+    # HS1, HS2 updated (b3), HS2 replaced by src_b's newer record (b4), HS3 re-keyed: its old row deleted (b5).
+    assert sorted((r["dossier_code"], r["change"], r["ended_by"]) for r in after) == [
+        ("HS1", "update", "b3"), ("HS2", "update", "b3"), ("HS2", "update", "b4"), ("HS3", "delete", "b5")]
+    assert after == before

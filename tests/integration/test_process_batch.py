@@ -79,3 +79,50 @@ def test_a_failing_stage_is_named_on_the_error_for_the_failure_callback(world, s
         process_batch(services, source, broken)
     assert caught.value.sapnhap_stage == "transform"
     assert not storage.exists(services.s3, batch["prefix"] + MANIFEST)  # nothing backed up, nothing loaded
+
+
+def _data_docs_key(services: Services, batch_id: str) -> str | None:
+    with psycopg.connect(services.platform_dsn) as conn:
+        return conn.execute("SELECT data_docs_key FROM ops.batches WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+
+
+def test_a_batch_of_no_rows_runs_no_checks_and_a_clean_batch_has_no_data_docs(world, services: Services,
+                                                                              monkeypatch) -> None:
+    import pandas as pd
+
+    import sapnhap.quality.validate as validate
+    import sapnhap.reference.platform as reference_platform
+    from sapnhap.sync.frames import put_frame, read_frame
+
+    source = get_source(SONDUONG)
+    prepare_run(services, "r1")
+    batch = extract_stage(services, source, "residents", world.connections[source.conn_id], run_id="r1",
+                          run_date="2025-12-01")
+    first = process_batch(services, source, batch)
+    manifest = storage.get_json(services.s3, batch["prefix"] + MANIFEST)
+    # A batch with failing rows: its Data Docs beside its manifest, and the UI's link to them.
+    assert first["quarantined"] > 0 and manifest["data_docs"]
+    assert _data_docs_key(services, batch["batch_id"]) == batch["prefix"] + "data_docs/index.html"
+    assert _data_docs_key(services, batch["batch_id"]) in manifest["data_docs"]
+
+    # The next night nothing changed in the legacy system: a batch of no rows.
+    prepare_run(services, "r2")
+    batch = extract_stage(services, source, "residents", world.connections[source.conn_id], run_id="r2",
+                          run_date="2025-12-02")
+    raw = read_frame(services, batch["objects"]["raw"]).iloc[0:0]
+    batch = {**batch, "rows": 0, "objects": {"raw": put_frame(services, batch["prefix"] + "raw.parquet", raw)}}
+
+    def not_for_no_rows(*args, **kwargs) -> pd.DataFrame:  # noqa: ARG001
+        raise AssertionError("work done for a batch of no rows")
+
+    monkeypatch.setattr(validate, "_gx_state", not_for_no_rows)  # no Great Expectations
+    monkeypatch.setattr(reference_platform, "load_decisions", not_for_no_rows)  # no review decisions read
+    monkeypatch.setattr(reference_platform, "enqueue_reviews", not_for_no_rows)  # nothing to queue
+    second = process_batch(services, source, batch)
+    assert second["status"] == "loaded"
+    assert [second[k] for k in ("extracted", "inserted", "updated", "unchanged", "quarantined")] == [0] * 5
+    assert storage.get_json(services.s3, batch["prefix"] + MANIFEST)["data_docs"] == []
+    assert _data_docs_key(services, batch["batch_id"]) is None  # no failure, no Data Docs, no link
+    with psycopg.connect(services.platform_dsn) as conn:
+        ok = conn.execute("SELECT ok, extracted FROM ops.reconciliation WHERE run_id = 'r2'").fetchone()
+    assert ok == (True, 0)

@@ -42,6 +42,9 @@ def test_data_docs_sit_next_to_the_manifest() -> None:
     assert outcome.data_docs_key == BATCH + "data_docs/index.html"
     assert DatasetOutcome("src", "dossiers", "extracted", 1, 0, 0, 0, 0, 0, 0, 0, None, None, None,
                           None).data_docs_key is None
+    # A clean batch has no Data Docs (only a batch with a failing check gets them): no link to a missing page.
+    assert DatasetOutcome("src", "dossiers", "loaded", 1, 1, 0, 0, 0, 0, 0, 0, True, "pass",
+                          BATCH + "manifest.json", None, has_data_docs=False).data_docs_key is None
 
 
 def test_every_data_docs_asset_is_bundled_and_rewritten() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from types import SimpleNamespace
 
@@ -510,3 +511,88 @@ def test_100k_rows_validate_in_a_few_seconds():
     elapsed = time.perf_counter() - started
     assert out.blocked_rows == 1000
     assert elapsed < 10, f"{elapsed:.1f}s"
+
+
+def _count_contexts(monkeypatch) -> list:
+    from sapnhap.quality import validate
+
+    made = []
+    real = validate._gx_context
+
+    def counting(docs_dir):  # noqa: ANN001, ANN202
+        made.append(docs_dir)
+        return real(docs_dir)
+
+    monkeypatch.setattr(validate, "_GX_STATE", {})  # a fresh worker process
+    monkeypatch.setattr(validate, "_gx_context", counting)
+    return made
+
+
+def test_one_gx_context_per_process_and_no_data_docs_for_a_clean_batch(tmp_path, monkeypatch):
+    made = _count_contexts(monkeypatch)
+    for i, dataset in enumerate(["residents", "dossiers", "residents", "households", "residents"]):
+        out = validate_batch(FACTORIES[dataset](), dataset, docs_dir=tmp_path / f"docs{i}", **REGISTRY)
+        assert out.decision == "ok" and all(r["success"] for r in out.results)
+        # Nothing failed: no Data Docs site, and nothing written where it would have been.
+        assert out.data_docs_path is None and out.data_docs_index is None
+        assert not (tmp_path / f"docs{i}").exists() or not any((tmp_path / f"docs{i}").iterdir())
+    assert made == [None]  # one context for the five batches, reused
+    # and it keeps no batch's rows once validated (a worker's memory stays flat from batch to batch)
+    from sapnhap.quality import validate
+
+    engine = validate._GX_STATE["source"].get_execution_engine()
+    assert not engine.batch_manager.batch_data_cache and not engine.batch_manager.batch_cache
+
+
+def test_the_reused_context_gives_each_batch_its_own_outcome(monkeypatch):
+    _count_contexts(monkeypatch)
+    bad, _ = _null("full_name")(residents())
+    first = validate_batch(bad, "residents", **REGISTRY)
+    clean = validate_batch(residents(), "residents", **REGISTRY)
+    again = validate_batch(bad, "residents", **REGISTRY)
+    assert clean.quarantine.empty and clean.decision == "ok"
+    assert first.results == again.results
+    assert first.quarantine.equals(again.quarantine) and len(first.quarantine) == 1
+
+
+def test_data_docs_only_for_a_batch_with_failures_name_rows_by_source_key(tmp_path, monkeypatch):
+    made = _count_contexts(monkeypatch)
+    frame = residents()
+    frame["source_key"] = ["HO-0001", "HO-0002", frame.loc[2, "citizen_id"]]  # a legacy key that is a citizen id
+    frame.loc[[1, 2], "gender"] = "x"
+    out = validate_batch(frame, "residents", docs_dir=tmp_path / "docs", **REGISTRY)
+    assert set(out.quarantine["source_key"]) == {"HO-0002", frame.loc[2, "citizen_id"]}
+    assert out.data_docs_path == tmp_path / "docs" and out.data_docs_index.exists()
+    assert made == [None, tmp_path / "docs"]  # the site's own context, for this failing batch only
+    html = "".join(p.read_text(encoding="utf-8") for p in out.data_docs_path.rglob("*.html"))
+    # The failing records by their key in the legacy system (the header of GX's table of failing rows).
+    assert "HO-0002, 001******342" in html and "HO-0001" not in html
+    assert re.search(r"<th\s*>\s*source_key\s*</th>", html) and not re.search(r"<th\s*>\s*_row_id\s*</th>", html)
+    assert frame.loc[2, "citizen_id"] not in html and "001******342" in html  # masked as in the owners' emails
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_an_empty_batch_runs_no_gx_and_reports_what_gx_reports(dataset, tmp_path, monkeypatch):
+    from sapnhap.quality import validate
+
+    empty = FACTORIES[dataset]().iloc[0:0]
+    monkeypatch.setattr(validate, "_empty_results", lambda work, to_run: None)  # today's path: GX on no rows
+    through_gx = validate_batch(empty, dataset, **REGISTRY)
+    monkeypatch.undo()
+
+    def no_gx():  # noqa: ANN202
+        raise AssertionError("GX ran for a batch of no rows")
+
+    monkeypatch.setattr(validate, "_gx_state", no_gx)
+    out = validate_batch(empty, dataset, docs_dir=tmp_path / "docs", **REGISTRY)
+    assert out.results == through_gx.results
+    assert out.quarantine.equals(through_gx.quarantine) and out.warnings.equals(through_gx.warnings)
+    assert (out.decision, out.failed_ratio, out.data_docs_path) == ("ok", 0.0, None)
+    assert out.valid.equals(through_gx.valid)
+
+
+def test_an_empty_batch_missing_a_column_still_fails_through_gx(monkeypatch):
+    frame = residents().iloc[0:0].drop(columns=["full_name"])
+    out = validate_batch(frame, "residents", **REGISTRY)
+    exists = [r for r in out.results if r["expectation"] == "expect_column_to_exist" and r["column"] == "full_name"]
+    assert exists and exists[0]["success"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -105,3 +106,56 @@ def test_split_commune_is_never_guessed(ref) -> None:
     assert row["mapping_status"] == "review"
     assert pd.isna(row["new_commune_code"])
     assert set(row["mapping_candidates"].split("|")) == set(split.loc[split["old_commune_code"] == code, "new_commune_code"])
+
+
+def _row_hash_of_release_0_1(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """row_hash as every release before wrote it (every text through a Python object per value)."""
+    as_text = frame[columns].astype("object").where(frame[columns].notna(), None).astype("string")
+    hashed = pd.util.hash_pandas_object(as_text, index=False, categorize=False)
+    return pd.Series(np.char.mod("%016x", hashed.to_numpy()), index=frame.index, dtype="object")
+
+
+def test_row_hashes_are_the_hashes_every_platform_row_already_carries() -> None:
+    n = 50
+    frame = pd.DataFrame({
+        "text": pd.Series(["Nguyễn Văn An", None, "", "a|b", np.nan] * 10, dtype=object),
+        "inferred": pd.Series(["x", "y", None, "z", "w"] * 10),  # pandas' own str dtype
+        "when": pd.to_datetime(["2024-02-01 10:00:00", None, "1899-12-31", "2024-02-01 10:00:00.250",
+                                "2025-07-01"] * 10, format="ISO8601").astype("datetime64[ms]"),
+        "day": pd.to_datetime(["2024-02-01", None, "2024-02-29", "1970-01-01", "2099-12-31"] * 10).astype("datetime64[ms]"),
+        "number": pd.array([1, None, 3, -4, 0] * 10, dtype="Int64"),
+        "flag": [True, False, True, False, True] * 10,
+        "category": pd.Categorical(["mapped", "review", None, "mapped", "unknown_code"] * 10),
+        "mixed": pd.Series([703, "00703", None, 1.5, "x"] * 10, dtype=object),
+        "ratio": [0.5, np.nan, 1.0, 2.25, 3.0] * 10,
+    }, index=pd.RangeIndex(100, 100 + n))
+    columns = list(frame.columns)
+    assert row_hash(frame, columns).equals(_row_hash_of_release_0_1(frame, columns))
+    assert row_hash(frame.iloc[:0], columns).empty
+    # Column order and every single column count, as before.
+    for cols in ([columns[0]], columns[::-1], ["when", "day"]):
+        assert row_hash(frame, cols).equals(_row_hash_of_release_0_1(frame, cols))
+
+
+def test_a_transformed_batch_keeps_its_row_hashes(ref) -> None:  # noqa: ANN001
+    from sapnhap.datasets import get_dataset
+
+    raw = _raw(ma_xa=["00703", "703", None, "99999"], ngay_nhan=["31/02/2024", "01/01/2024", None, "02/02/2024"],
+               ngay_tra=[None, "03/01/2024", None, "05/02/2024"], nguoi_nop=["Nguyễn Văn An", None, "Lê C", ""])
+    out = transform_frame(raw, get_source("hg_vixuyen_motcua"), "dossiers", reference=ref).frame
+    columns = get_dataset("dossiers").column_names
+    assert out["record_hash"].tolist() == _row_hash_of_release_0_1(out, columns).tolist()
+
+
+def test_pad_code_strips_and_pads_without_a_python_function_per_value() -> None:
+    values = pd.Series([" 703 ", "00703", None, "", "7a", 703, "  ", "12345678"], dtype=object)
+    assert pad_code(values, 5).tolist() == ["00703", "00703", None, None, "7a", 703, None, "12345678"]
+
+
+def test_normalize_text_reads_arrow_text_as_it_reads_python_text() -> None:
+    values = ["  a ", None, "e\u0301", "", np.nan, "\u3000x\u00a0", "Thôn\u200b 1"]
+    arrow = pd.Series(values, dtype="str")  # what a Parquet extract gives
+    python = pd.Series(values, dtype=object)
+    assert normalize_text(arrow).tolist() == normalize_text(python).tolist() == ["a", None, "é", None, None, "x",
+                                                                                "Thôn\u200b 1"]
+    assert normalize_text(arrow).dtype == object

@@ -73,7 +73,12 @@ def refresh_dataset_functions(table: str) -> None:
     rows lose the column and the lookup functions no longer match the row type.
     """
     columns = table_columns("core", table)
-    script = history_function_sql(table, columns)
+    # Before 0009 the history trigger is a row trigger: the function keeps the shape its trigger calls.
+    per_row = _driver().execute(
+        "SELECT coalesce(bool_or(tgtype & 1 = 1), false) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = 'keep_history'",
+        (f"core.{table}",),
+    ).fetchone()[0]
+    script = history_function_sql(table, columns, per_row=per_row)
     if "old_commune_code" in columns and "new_commune_code" in columns:
         script += lookup_functions_sql(table, columns, record_date_of(table))
     execute_sql(script)

@@ -1,16 +1,20 @@
 """Validate one batch with its GX suite: split it into loadable rows and quarantine (R9).
 
-One Great Expectations run per batch (ephemeral context, pandas data source, whole-frame
-batch definition, the suite read from ``expectations/<dataset>.<stage>.json``, a Checkpoint
-whose actions mask personal data and build Data Docs). Failing rows are identified by
-``_row_id`` through GX's COMPLETE result format.
+One Great Expectations run per batch, in one ephemeral context per worker process (pandas data
+source, a whole-frame batch definition per dataset, the suite read from
+``expectations/<dataset>.<stage>.json`` and built once per process). Failing rows are identified
+by ``_row_id`` through GX's COMPLETE result format. A batch of no rows does not run GX; Data Docs
+(personal data masked, failing rows named by source key) are built only for a batch with failures.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +50,8 @@ class ValidationOutcome:
         unexpected_percent, severity, notes (and ``skipped`` with a reason when not run).
     failed_ratio: rows with a blocking failure / rows (0.0 for an empty batch).
     decision: 'ok' | 'warn' | 'block' from the source's quality thresholds.
-    data_docs_path: the directory of the GX Data Docs site built for this run (docs_dir), or None.
+    data_docs_path: the directory of the GX Data Docs site built for this run (docs_dir), or None
+        (no docs_dir, or no expectation failed).
     """
 
     valid: pd.DataFrame
@@ -102,6 +107,26 @@ def _masker(ds: Dataset, column: str):
     return mask_citizen_id if ds.column(column).type == "citizen_id" else mask_name
 
 
+class _DisplayKeys:
+    """Row id -> the record's source key as the owners' emails show it (its personal values masked)."""
+
+    def __init__(self, work: pd.DataFrame, ds: Dataset) -> None:
+        self._work = work
+        self._pii = [c.name for c in ds.columns if c.pii and c.name in work.columns]
+        self._positions: pd.Index | None = None
+        self._cache: dict[Any, str | None] = {}
+
+    def get(self, row_id: Any) -> str | None:
+        if row_id not in self._cache:
+            from sapnhap.reports.model import scrub_text
+
+            if self._positions is None:
+                self._positions = pd.Index(self._work[ROW_ID])
+            row = self._work.iloc[self._positions.get_loc(row_id)]
+            self._cache[row_id] = scrub_text(row["source_key"], [row[c] for c in self._pii if pd.notna(row[c])])
+        return self._cache[row_id]
+
+
 def _gx_context(docs_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -113,7 +138,7 @@ def _gx_context(docs_dir: Path | None):
     sites: dict = {}
     if docs_dir is not None:
         sites = {
-            "sapnhap_quality": {
+            DOCS_SITE: {
                 "class_name": "SiteBuilder",
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -257,7 +282,8 @@ def validate_batch(
     are skipped and listed as skipped in ``results``. Province prefixes of citizen IDs default
     to '0' + the 63 pre-2025 province codes. ``thresholds`` is a
     ``sources.QualityThresholds`` (or a dict with warn_ratio/block_ratio); None = defaults.
-    ``docs_dir``: build a GX Data Docs site there (personal data masked).
+    ``docs_dir``: build a GX Data Docs site there (personal data masked) when an expectation
+    failed; a clean batch gets none (``data_docs_path`` is None).
     ``stage``: 'transformed' (default) or 'raw' (the assessment suite; everything warns).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -282,7 +308,7 @@ def validate_batch(
     work, helpers = add_helper_columns(frame, ds, suite, registry)
     to_run, results = _select(suite, set(work.columns), registry)
 
-    gx_results = _run_gx(work, ds, suite, to_run, docs_dir)
+    gx_results = _run_gx(work, ds, suite, to_run, docs_dir, _DisplayKeys(work, ds) if docs_dir is not None and "source_key" in work.columns else None)
     docs_path = gx_results.pop("_docs_path", None)
 
     n = len(work)
@@ -298,7 +324,7 @@ def validate_batch(
         if exp["type"] == "expect_column_to_exist":
             failing = all_ids if not r["success"] else all_ids[:0]
         else:
-            failing = pd.Index([row[ROW_ID] for row in res.get("unexpected_index_list") or []])
+            failing = pd.Index(r["failing"])
         count = res.get("unexpected_count")
         if count is None:
             count = len(failing) if not r["success"] else 0
@@ -339,58 +365,157 @@ def validate_batch(
     )
 
 
-def _run_gx(work: pd.DataFrame, ds: Dataset, suite: dict, to_run: list[dict], docs_dir: Path | None) -> dict:
-    """Run the selected expectations once; return {expectation index: result dict}."""
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": [ROW_ID],
+    "return_unexpected_index_query": False,
+    "partial_unexpected_count": 20,
+}
+DOCS_SITE = "sapnhap_quality"
+
+# One GX context per worker process, reused by every batch (issue 12): its pandas data source,
+# one dataframe asset per dataset, and one suite per (suite, expectations run). A context, suite
+# and checkpoint per batch cost seconds whatever the batch's size.
+_GX_LOCK = threading.Lock()
+_GX_STATE: dict[str, Any] = {}
+
+
+def _gx_state() -> dict[str, Any]:
+    if "context" not in _GX_STATE:
+        context = _gx_context(None)
+        _GX_STATE.update(context=context, source=context.data_sources.add_pandas("sapnhap_batch"), batches={},
+                         suites={})
+    return _GX_STATE
+
+
+def _gx_batch_definition(state: dict, dataset: str):  # noqa: ANN202 - GX's BatchDefinition
+    if dataset not in state["batches"]:
+        asset = state["source"].add_dataframe_asset(dataset)
+        state["batches"][dataset] = asset.add_batch_definition_whole_dataframe("whole_batch")
+    return state["batches"][dataset]
+
+
+def _gx_suite(state: dict, suite: dict, to_run: list[dict]):  # noqa: ANN202 - GX's ExpectationSuite
+    """The GX suite of the expectations selected for a batch, built once per process and selection."""
     import great_expectations as gx
 
-    from sapnhap.quality.gx_actions import MaskedDataDocsAction
+    key = (suite["name"], json.dumps(to_run, sort_keys=True, default=str))
+    if key not in state["suites"]:
+        expectations = [{**exp, "meta": {**exp["meta"], "sapnhap_index": i}} for i, exp in enumerate(to_run)]
+        gx_suite = gx.ExpectationSuite(name=suite["name"], expectations=expectations, meta=suite.get("meta"),
+                                       notes=suite.get("notes"))
+        if len(gx_suite.expectations) != len(expectations):
+            raise ValueError(f"{suite['name']}: GX rejected {len(expectations) - len(gx_suite.expectations)} expectations")
+        state["suites"][key] = gx_suite
+    return state["suites"][key]
 
-    context = _gx_context(Path(docs_dir) if docs_dir is not None else None)
-    source = context.data_sources.add_pandas("sapnhap_batch")
-    asset = source.add_dataframe_asset(ds.name)
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole_batch")
-    expectations = []
-    for i, exp in enumerate(to_run):
-        expectations.append({**exp, "meta": {**exp["meta"], "sapnhap_index": i}})
-    gx_suite = context.suites.add(
-        gx.ExpectationSuite(name=suite["name"], expectations=expectations, meta=suite.get("meta"), notes=suite.get("notes"))
-    )
-    if len(gx_suite.expectations) != len(expectations):
-        raise ValueError(f"{suite['name']}: GX rejected {len(expectations) - len(gx_suite.expectations)} expectations")
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{suite['name']}.batch", data=batch_definition, suite=gx_suite)
-    )
-    actions = []
-    if docs_dir is not None:
-        actions = [
-            MaskedDataDocsAction(name="data_docs", dataset=ds.name, site_names=["sapnhap_quality"]),
-        ]
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{suite['name']}.checkpoint",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format={
-                "result_format": "COMPLETE",
-                "unexpected_index_column_names": [ROW_ID],
-                "return_unexpected_index_query": False,
-                "partial_unexpected_count": 20,
-            },
-        )
-    )
-    run = checkpoint.run(batch_parameters={"dataframe": work})
+
+def _empty_results(work: pd.DataFrame, to_run: list[dict]) -> dict | None:
+    """What GX reports for a batch of no rows, without running GX; None when an expectation would fail.
+
+    Every expectation of the suites is per row (column map, pair, compound) except
+    ``expect_column_to_exist``: on no rows they all pass, with nothing unexpected.
+    """
     out: dict[Any, dict] = {}
-    for suite_result in run.run_results.values():
-        for r in suite_result.results:
-            idx = r.expectation_config.meta.get("sapnhap_index")
-            info = r.exception_info or {}
-            raised = bool(info.get("raised_exception"))
-            out[idx] = {
-                "success": bool(r.success),
-                "result": r.result or {},
-                "raised": raised,
-                "exception": info.get("exception_message") if raised else None,
-            }
-    if docs_dir is not None:
-        out["_docs_path"] = Path(docs_dir) if (Path(docs_dir) / "index.html").exists() else None
+    for i, exp in enumerate(to_run):
+        if exp["type"] == "expect_column_to_exist" and exp["kwargs"].get("column") not in work.columns:
+            return None
+        if not exp["type"].startswith(("expect_column_values_", "expect_column_pair_values_",
+                                       "expect_compound_columns_", "expect_multicolumn_", "expect_column_to_exist")):
+            return None
+        result = {} if exp["type"] == "expect_column_to_exist" else {
+            "element_count": 0, "unexpected_count": 0, "unexpected_percent": None, "partial_unexpected_list": [],
+            "missing_count": 0, "missing_percent": None, "unexpected_percent_total": None,
+            "unexpected_percent_nonmissing": None, "partial_unexpected_counts": [], "partial_unexpected_index_list": [],
+            "unexpected_list": [], "unexpected_index_list": [], "unexpected_index_column_names": [ROW_ID],
+        }
+        out[i] = {"success": True, "result": result, "raised": False, "exception": None, "failing": []}
     return out
+
+
+def _run_gx(work: pd.DataFrame, ds: Dataset, suite: dict, to_run: list[dict], docs_dir: Path | None,
+            display_keys: Any = None) -> dict:
+    """Run the selected expectations once; return {expectation index: result dict}.
+
+    A batch of no rows does not run GX (see :func:`_empty_results`). Data Docs are built in
+    ``docs_dir`` only when an expectation failed: a clean batch has nothing to show.
+    """
+    if not len(work):
+        empty = _empty_results(work, to_run)
+        if empty is not None:
+            return empty
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.validator.v1_validator import Validator
+
+    with _GX_LOCK:
+        state = _gx_state()
+        batch_definition = _gx_batch_definition(state, ds.name)
+        gx_suite = _gx_suite(state, suite, to_run)
+        validator = Validator(batch_definition=batch_definition, batch_parameters={"dataframe": work},
+                              result_format=RESULT_FORMAT)
+        try:
+            run = validator.validate_expectation_suite(gx_suite)
+            batch_identifier = validator.active_batch_id
+        finally:
+            # The process's execution engine keeps the batch it loaded: let this batch's frame go.
+            batches = state["source"].get_execution_engine().batch_manager
+            batches.batch_data_cache.clear()
+            batches.reset_batch_cache()
+    run.meta["run_id"] = RunIdentifier(run_time=datetime.now(UTC))
+    out: dict[Any, dict] = {}
+    for r in run.results:
+        idx = r.expectation_config.meta.get("sapnhap_index")
+        info = r.exception_info or {}
+        raised = bool(info.get("raised_exception"))
+        result = r.result or {}
+        out[idx] = {
+            "success": bool(r.success),
+            "result": result,
+            "raised": raised,
+            "exception": info.get("exception_message") if raised else None,
+            "failing": [row[ROW_ID] for row in result.get("unexpected_index_list") or []],
+        }
+    if docs_dir is not None and not all(r["success"] for r in out.values()):
+        out["_docs_path"] = _build_data_docs(run, gx_suite, batch_identifier, ds, Path(docs_dir), display_keys)
+    return out
+
+
+def _build_data_docs(run: Any, gx_suite: Any, batch_identifier: Any, ds: Dataset, docs_dir: Path,
+                     display_keys: Any) -> Path | None:
+    """Build the Data Docs site of one validation run in ``docs_dir``, personal data masked.
+
+    Failing rows are named by the record's source key (as the owners' emails show it), not the
+    batch's internal row id. Its own short-lived context: only batches with failures pay for it.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    for r in run.results:
+        mask_result(ds, r.expectation_config.kwargs, r.result)
+        _name_rows_by_key(r.result, display_keys)
+    context = _gx_context(docs_dir)
+    context.suites.add(gx.ExpectationSuite(name=gx_suite.name, expectations=[e.configuration for e in gx_suite.expectations],
+                                           meta=gx_suite.meta, notes=gx_suite.notes))
+    identifier = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_suite.name),
+        run_id=run.meta["run_id"], batch_identifier=batch_identifier,
+    )
+    context.validation_results_store.set(identifier, run)
+    context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[identifier], build_index=True)
+    return docs_dir if (docs_dir / "index.html").exists() else None
+
+
+def _name_rows_by_key(result: dict | None, display_keys: Any) -> None:
+    """Replace ``_row_id`` in GX's unexpected index lists by the record's (scrubbed) source key."""
+    if not result or display_keys is None:
+        return
+    for key in ("unexpected_index_list", "partial_unexpected_index_list"):
+        rows = result.get(key)
+        if rows and isinstance(rows[0], dict):
+            result[key] = [{"source_key": display_keys.get(r.get(ROW_ID)),
+                            **{k: v for k, v in r.items() if k != ROW_ID}} for r in rows]
+    if result.get("unexpected_index_column_names"):
+        result["unexpected_index_column_names"] = ["source_key"]

@@ -25,6 +25,11 @@ from sapnhap.sync.batch import Batch
 MANIFEST = "manifest.json"
 
 
+def data_docs_index(keys: list[str]) -> str | None:
+    """The entry page of a batch's Data Docs among its archived keys; None when it has none (no failing check)."""
+    return next((k for k in keys if k.endswith("/data_docs/index.html")), None)
+
+
 def manifest_key(batch: Batch) -> str:
     """Where the manifest of this attempt at the batch is (or will be)."""
     return batch.prefix + MANIFEST
@@ -86,7 +91,8 @@ def backup_stage(services: Services, source: Source, payload: Batch | Mapping[st
     else:
         storage.verify_object(services.s3, stored.as_dict())
     with db.connect(services.platform_dsn, "backup") as conn:
-        ops.record_backed_up(conn, batch_id=batch.batch_id, manifest_key=key)
+        ops.record_backed_up(conn, batch_id=batch.batch_id, manifest_key=key,
+                             data_docs_key=data_docs_index([d["key"] for d in batch.data_docs]))
     return replace(batch, manifest_key=key).to_xcom()
 
 

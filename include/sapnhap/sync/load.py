@@ -22,7 +22,7 @@ from sapnhap.ordering import advance_cursor, check_load_order, release_lease
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.storage import BackupError
-from sapnhap.sync.backup import read_manifest
+from sapnhap.sync.backup import data_docs_index, read_manifest
 from sapnhap.sync.batch import Batch
 from sapnhap.sync.frames import read_frame
 
@@ -97,7 +97,8 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
                                 failed_ratio=manifest["failed_ratio"], decision=manifest["decision"])
         # Which backup attempt this committed load came from (restore replays these).
         ops.record_loaded_backup(conn, manifest_key=batch.manifest_key, batch_id=batch_id, run_id=run_id,
-                                 source_id=manifest["source_id"], dataset=dataset, status=status)
+                                 source_id=manifest["source_id"], dataset=dataset, status=status,
+                                 data_docs_key=data_docs_index(manifest.get("data_docs") or []))
         ops.record_reconciliation(conn, run_id=run_id, batch_id=batch_id, source_id=source.id, dataset=dataset,
                                   extracted=counts.extracted, loaded=counts.loaded, quarantined=counts.quarantined,
                                   merged=counts.merged, blocked=counts.blocked)

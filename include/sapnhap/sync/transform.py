@@ -34,10 +34,12 @@ def transform_stage(services: Services, source: Source, payload: Batch | Mapping
     batch = Batch.from_xcom(payload)
     raw = read_frame(services, batch.objects["raw"])
     ref = load_reference()
+    # No rows (nothing changed in the legacy system): no split rules or review decisions to read.
     result = transform_frame(
-        raw, source, batch.dataset, reference=ref, split_rules=load_split_rules(), decisions=_decisions(services)
+        raw, source, batch.dataset, reference=ref, split_rules=load_split_rules() if len(raw) else None,
+        decisions=_decisions(services) if len(raw) else None,
     )
-    if get_dataset(batch.dataset).has_unit:
+    if get_dataset(batch.dataset).has_unit and (result.frame["mapping_status"] == "review").any():
         # Split-commune records with no rule and no decision wait for the data team, with their candidates.
         enqueue_reviews(
             db.dsn_for(services.platform_dsn, "transform"),
