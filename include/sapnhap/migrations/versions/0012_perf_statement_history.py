@@ -2,7 +2,7 @@
 not one per changed row), and ops.batches.data_docs_key (only a batch with failures has Data Docs).
 
 Revision ID: 0009_perf
-Revises: 0009_ui (re-chained after the ui branch's 0009 on main)
+Revises: 0009_lead
 Create Date: 2026-12-01
 
 From the schema-change blocks of branch ``perf`` in ``platform.py``. History rows keep the same
@@ -16,7 +16,7 @@ from sapnhap.migrations.helpers import dataset_tables, execute_sql, table_column
 from sapnhap.platform import history_function_sql, history_triggers_sql
 
 revision = "0009_perf"
-down_revision = "0009_ui"
+down_revision = "0009_lead"
 branch_labels = None
 depends_on = None
 
