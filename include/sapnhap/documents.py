@@ -220,7 +220,7 @@ def copy_attachments(s3, source_id: str, folder: Path, rows: pd.DataFrame) -> tu
             key = attachment_key(source_id, digest)
             if key not in written:
                 if storage.exists(s3, key):
-                    storage.verify_object(s3, {"key": key, "sha256": digest})
+                    storage.verify_object(s3, {"key": key, "sha256": digest, "size": len(data)})
                 else:
                     storage.put_bytes(s3, key, data, "application/octet-stream")
                 written[key] = len(data)
@@ -255,7 +255,7 @@ def _quarantine_rows(unreadable: pd.DataFrame, source_id: str) -> pd.DataFrame:
     }, columns=QUARANTINE_COLUMNS)
 
 
-def attach_to_batch(services, source, batch: dict) -> dict:  # noqa: ANN001 - Services, Source
+def attach_to_batch(services, source, batch):  # noqa: ANN001, ANN201 - Services, Source, sapnhap.sync.batch.Batch
     """The backup stage's attachment step: copy, link, quarantine the unreadable; return the new batch.
 
     A batch of a dataset without ``attachment_paths``, or of a source declaring no attachment
@@ -264,13 +264,15 @@ def attach_to_batch(services, source, batch: dict) -> dict:  # noqa: ANN001 - Se
     new valid and quarantine frames and an index of every stored file become objects of the batch,
     so the manifest lists them and the load reads them.
     """
+    from dataclasses import replace
+
     from sapnhap import storage
 
-    mapping = source.datasets[batch["dataset"]]
-    conn_id = getattr(mapping, "attachments", None)
+    mapping = source.datasets[batch.dataset]
+    conn_id = mapping.attachments
     if not conn_id or ATTACHMENT_PATHS_COLUMN not in mapping.columns:
         return batch
-    objects = dict(batch["objects"])
+    objects = dict(batch.objects)
 
     def read(name: str) -> pd.DataFrame:
         import pyarrow.parquet as pq
@@ -284,7 +286,7 @@ def attach_to_batch(services, source, batch: dict) -> dict:  # noqa: ANN001 - Se
 
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
-        return storage.put_bytes(services.s3, batch["prefix"] + name, buf.getvalue(),
+        return storage.put_bytes(services.s3, batch.prefix + name, buf.getvalue(),
                                  "application/vnd.apache.parquet").as_dict()
 
     transformed = read("transformed")
@@ -300,10 +302,11 @@ def attach_to_batch(services, source, batch: dict) -> dict:  # noqa: ANN001 - Se
         quarantine = pd.concat([quarantine, _quarantine_rows(unreadable, source.id)], ignore_index=True)
         valid = valid[~valid["_row_id"].isin(unreadable["_row_id"])].reset_index(drop=True)
         log.warning("%s/%s: %d attachment(s) of %d document(s) cannot be read; those documents wait in quarantine",
-                    source.id, batch["dataset"], len(unreadable), unreadable["_row_id"].nunique())
+                    source.id, batch.dataset, len(unreadable), unreadable["_row_id"].nunique())
     objects["valid"] = put("valid.attached.parquet", valid)
     objects["quarantine"] = put("quarantine.attached.parquet", quarantine)
     objects["attachments"] = put("attachments.parquet", stored)
     quarantined_rows = int(quarantine["_row_id"].nunique()) if len(quarantine) else 0
-    return {**batch, "objects": objects, "valid_rows": len(valid), "quarantined_rows": quarantined_rows,
-            "attachments_stored": len(stored), "attachments_unreadable": len(unreadable)}
+    log.info("%s/%s: %d attached files stored under attachments/%s/ and linked, %d unreadable",
+             source.id, batch.dataset, len(stored), source.id, len(unreadable))
+    return replace(batch, objects=objects, valid_rows=len(valid), quarantined_rows=quarantined_rows)

@@ -67,6 +67,11 @@ DEFECTS = (
     "steps_out_of_order",
     "unknown_status",
     "old_code_after_merger",
+    # Documents (sapnhap.demo.documents): numbering, dates, agencies, attached files.
+    "duplicate_number",
+    "received_before_issued",
+    "unknown_agency",
+    "attachment_missing",
 )
 _COMMUNE_DEFECTS = ("missing_code", "unknown_code", "split_with_rule", "split_no_rule")
 # Share of a dataset's rows that carry each defect (at least one row each).
@@ -170,6 +175,8 @@ class World:
     _cids: set[str] = field(default_factory=set, repr=False)
     # sapnhap.demo.accounts.AccountSystems: the account/mail systems and their true people.
     account_systems: Any = field(default=None, repr=False)
+    # sapnhap.demo.documents.DocumentSystems: the document systems and their attached files.
+    document_systems: Any = field(default=None, repr=False)
     _nights: int = 0
 
     def counts(self) -> pd.DataFrame:
@@ -1150,6 +1157,11 @@ def generate_world(root: Path, *, seed: int = 20250701, size: int = 200, pg_dsn:
 
     world.account_systems = generate_account_systems(world, seed, size, cids)
     ledgers.append(world.account_systems.ledger)
+    # The document systems (issue 14), one per old district, by their own module too.
+    from sapnhap.demo.documents import generate_document_systems
+
+    world.document_systems = generate_document_systems(world, seed, size)
+    ledgers.append(world.document_systems.ledger)
     world.ledger = pd.concat(ledgers, ignore_index=True)
     return world
 
