@@ -67,11 +67,6 @@ DEFECTS = (
     "steps_out_of_order",
     "unknown_status",
     "old_code_after_merger",
-    # Documents (sapnhap.demo.documents): numbering, dates, agencies, attached files.
-    "duplicate_number",
-    "received_before_issued",
-    "unknown_agency",
-    "attachment_missing",
 )
 _COMMUNE_DEFECTS = ("missing_code", "unknown_code", "split_with_rule", "split_no_rule")
 # Share of a dataset's rows that carry each defect (at least one row each).
