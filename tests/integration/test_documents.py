@@ -22,7 +22,7 @@ from sapnhap import storage
 from sapnhap.agencies import remap_agencies
 from sapnhap.airflow_support import process_batch
 from sapnhap.demo.documents import DOCUMENT_SOURCE_IDS
-from sapnhap.documents import load_agencies
+from sapnhap.documents import account_for_attachments, load_agencies
 from sapnhap.runner import account_for
 from sapnhap.services import Services
 from sapnhap.sources import get_source
@@ -143,6 +143,9 @@ def test_attachments_are_in_the_bucket_by_sha256_and_linked_or_quarantined_by_fi
         docs.set_index(["source_id", "document_code"]).index)]
     for source_id, sha in zip(waiting["source_id"], waiting["sha256"], strict=True):
         assert storage.exists(services.s3, f"attachments/{source_id}/{sha[:2]}/{sha}")
+    # What `make demo` checks: every file the legacy systems hold is in the bucket.
+    assert account_for_attachments(services.s3, files) == {
+        "stored": len(set(zip(files["source_id"], files["sha256"], strict=True))), "missing": 0}
     missing = world.ledger[world.ledger["defect"] == "attachment_missing"]
     q = _core(services.platform_dsn, """SELECT source_key, column_name, value_masked, reason_vi FROM ops.quarantine
                                         WHERE expectation = 'attachment.readable' AND status = 'open'""")
@@ -172,3 +175,20 @@ def test_tcvn3_register_is_decoded_and_looked_up_by_old_and_new_agency(synced, s
     mine = sd[(sd["issuer_code"] == "08.076.VP") | (sd["receiver_code"] == "08.076.VP")]
     assert len(mine) and set(old["document_code"]) == set(mine["document_code"])
     assert set(old["document_code"]) <= set(successors["document_code"])
+
+
+def test_each_old_district_gets_a_handover_record_of_its_documents(synced, services: Services) -> None:
+    from sapnhap.handover import build_handover
+
+    sources = [get_source(s) for s in DOCUMENT_SOURCE_IDS]
+    records = build_handover(services, "r1", sources=sources)
+    # One record per old district: documents name agencies, not communes.
+    assert sorted((r["old_unit_code"], r["old_unit_level"]) for r in records) == [("030", "district"), ("076", "district")]
+    rows = _core(services.platform_dsn, "SELECT old_unit_code, datasets FROM ops.handover_records WHERE run_id = 'r1'")
+    held = _core(services.platform_dsn, "SELECT source_id, count(*) AS n FROM core.documents GROUP BY 1").set_index("source_id")["n"]
+    for row in rows.itertuples(index=False):
+        lines = {d["dataset"]: d for d in row.datasets}
+        assert set(lines) == {"documents", "document_steps"}
+        doc = lines["documents"]
+        assert doc["held_total"] == held[doc["source_id"]] > 0
+        assert doc["extracted"] == doc["loaded"] + doc["quarantined"] + doc["merged"] and doc["manifest_key"]
