@@ -219,10 +219,10 @@ def copy_attachments(s3, source_id: str, folder: Path, rows: pd.DataFrame) -> tu
             digest = storage.sha256_bytes(data)
             key = attachment_key(source_id, digest)
             if key not in written:
-                if storage.exists(s3, key):
-                    storage.verify_object(s3, {"key": key, "sha256": digest, "size": len(data)})
-                else:
+                if not storage.exists(s3, key):
                     storage.put_bytes(s3, key, data, "application/octet-stream")
+                # Stored once per content, re-read and checked (size, checksum, encryption) before it is linked.
+                storage.verify_object(s3, {"key": key, "sha256": digest, "size": len(data)})
                 written[key] = len(data)
             stored.append({"_row_id": row_id, "source_key": source_key, "path": name, "key": key, "sha256": digest,
                            "bytes": len(data)})

@@ -81,3 +81,18 @@ def test_derived_columns_cannot_be_mapped_by_a_source_file() -> None:
     assert "issuer_new_agency_code" in ds.column_names
     assert "issuer_new_agency_code" not in ds.source_column_names
     assert "attachments" not in ds.source_column_names
+
+
+def test_an_attachment_path_never_leaves_the_attachment_folder(tmp_path) -> None:
+    from sapnhap.documents import copy_attachments
+
+    folder = tmp_path / "dinh_kem"
+    folder.mkdir()
+    (tmp_path / "secret.txt").write_text("not an attachment")
+    rows = pd.DataFrame({"_row_id": [0, 1, 2], "source_key": ["a", "b", "c"],
+                         "attachment_paths": ["../secret.txt", str(tmp_path / "secret.txt"), "2024/khong_co.pdf"]})
+    stored, unreadable = copy_attachments(None, "src", folder, rows)  # nothing readable: the bucket is not touched
+    assert stored.empty
+    assert unreadable["source_key"].tolist() == ["a", "b", "c"]
+    assert "nằm ngoài thư mục" in unreadable["reason_vi"].iloc[0] and "nằm ngoài thư mục" in unreadable["reason_vi"].iloc[1]
+    assert "Không tìm thấy tệp đính kèm '2024/khong_co.pdf'" in unreadable["reason_vi"].iloc[2]
