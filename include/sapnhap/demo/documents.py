@@ -82,7 +82,7 @@ def _pick(rng: np.random.Generator, table: pd.DataFrame, n: int) -> pd.DataFrame
 
 def _documents(source_id: str, rng: np.random.Generator, n: int, clock: datetime) -> pd.DataFrame:
     from sapnhap.demo import names
-    from sapnhap.demo.generator import DEFECT_RATE, _dates, _plan, _stamp
+    from sapnhap.demo.generator import _dates, _plan, _stamp
 
     province, district, prefix = _SYSTEMS[source_id]
     ag = _agencies(province, district)
@@ -164,7 +164,6 @@ def _documents(source_id: str, rng: np.random.Generator, n: int, clock: datetime
     frame.loc[missing, "_detail"] = frame.loc[missing, "attachment_paths"]
     last = pd.to_datetime(frame["received_date"]).fillna(pd.to_datetime(frame["issued_date"])).to_numpy()
     frame["updated_at"] = _stamp(rng, last.astype("datetime64[D]") + rng.integers(1, 4, n).astype("timedelta64[D]"), clock)
-    assert DEFECT_RATE > 0
     return frame
 
 
