@@ -63,11 +63,13 @@ def remap_agencies(frame: pd.DataFrame, crosswalk: pd.DataFrame, *, code_col: st
     """
     out = frame.copy()
     out["_row"] = range(len(out))
-    when = pd.to_datetime(out[date_col], errors="coerce")
+    # One resolution on both sides: merge_asof refuses date columns of different units (ms vs ns).
+    when = pd.to_datetime(out[date_col], errors="coerce").astype("datetime64[ns]")
     codes = out[code_col].astype("string")
     probe = pd.DataFrame({"_row": out["_row"], "old_agency_code": codes, "_when": when})
     known = probe[probe["old_agency_code"].notna() & probe["_when"].notna()].sort_values("_when")
-    xw = crosswalk.sort_values("valid_from").astype({"old_agency_code": "string"})
+    xw = crosswalk.sort_values("valid_from").astype({"old_agency_code": "string", "valid_from": "datetime64[ns]",
+                                                     "valid_to": "datetime64[ns]"})
     hit = pd.merge_asof(known, xw, left_on="_when", right_on="valid_from", by="old_agency_code", direction="backward")
     in_force = hit["new_agency_code"].notna() & (hit["valid_to"].isna() | (hit["_when"] < hit["valid_to"]))
     hit = hit[in_force].set_index("_row")

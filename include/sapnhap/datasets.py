@@ -21,6 +21,9 @@ class Column:
     required: bool = False
     pii: bool = False
     description: str = ""
+    # Derived by the sync, never mapped from a legacy column (the new agency of an old one, the
+    # attachments' bucket keys): a source file cannot set it.
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,18 @@ class Dataset:
     has_unit: bool = True
     parent: str | None = None
     statuses: tuple[str, ...] = field(default=())
+    # Old agencies re-mapped through the province's agency crosswalk (sapnhap.agencies), each as
+    # (old code column, date column(s) in order of preference, prefix of the derived columns).
+    agency_roles: tuple[tuple[str, tuple[str, ...], str], ...] = field(default=())
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def source_column_names(self) -> list[str]:
+        """The columns a legacy source maps (the derived ones are computed by the sync)."""
+        return [c.name for c in self.columns if not c.derived]
 
     @property
     def pii_columns(self) -> list[str]:
@@ -179,8 +190,85 @@ MAIL_DIRECTORY = Dataset(
     ),
 )
 
+DOCUMENT_DIRECTIONS = ("incoming", "outgoing")
+SECURITY_LEVELS = ("normal", "confidential", "secret", "top_secret")
+DOCUMENT_STATUSES = ("registered", "processing", "completed", "archived", "withdrawn")
+
+
+def _agency_columns(prefix: str, what_vi: str) -> tuple[Column, ...]:
+    """The new agency of an old one (sapnhap.agencies), kept beside the old code and name."""
+    return (
+        Column(f"{prefix}_new_agency_code", "text", derived=True, description=f"Mã {what_vi} theo cơ cấu mới"),
+        Column(f"{prefix}_new_agency_name", "text", derived=True, description=f"Tên {what_vi} theo cơ cấu mới"),
+        Column(f"{prefix}_agency_status", "text", derived=True,
+               description="mapped (có dòng hiệu lực trong bảng chuyển đổi cơ quan) / unknown / missing"),
+    )
+
+
+# Văn bản đến/đi (R16). document_code is the province-wide key the source file builds (system
+# prefix + the legacy id): one outgoing document received by three communes is three records.
+DOCUMENTS = Dataset(
+    name="documents",
+    title_vi="Văn bản đến/đi",
+    natural_key=("document_code",),
+    record_date="issued_date",
+    has_unit=False,
+    statuses=DOCUMENT_STATUSES,
+    agency_roles=(
+        ("issuer_code", ("issued_date",), "issuer"),
+        ("receiver_code", ("received_date", "issued_date"), "receiver"),
+    ),
+    columns=(
+        Column("document_code", "text", required=True, description="Mã văn bản (duy nhất toàn tỉnh)"),
+        Column("direction", "text", required=True, description="Văn bản đến (incoming) / đi (outgoing)"),
+        Column("number_symbol", "text", required=True, description="Số, ký hiệu văn bản"),
+        Column("document_type", "text", required=True, description="Loại văn bản (Quyết định, Công văn...)"),
+        Column("issuer_code", "text", required=True, description="Mã cơ quan ban hành (cơ cấu cũ)"),
+        Column("issuer_name", "text", description="Tên cơ quan ban hành (cơ cấu cũ)"),
+        Column("receiver_code", "text", description="Mã nơi nhận (cơ cấu cũ)"),
+        Column("receiver_name", "text", description="Tên nơi nhận (cơ cấu cũ)"),
+        Column("issued_date", "date", required=True, description="Ngày ban hành"),
+        Column("received_date", "date", description="Ngày đến (văn bản đến)"),
+        Column("summary", "text", required=True, description="Trích yếu nội dung"),
+        Column("signer", "text", pii=True, description="Người ký"),
+        Column("security_level", "text", required=True, description="Độ mật: normal/confidential/secret/top_secret"),
+        Column("status", "text", required=True, description="Trạng thái xử lý"),
+        Column("attachment_paths", "text", description="Tệp đính kèm ở hệ thống cũ (đường dẫn, phân cách bằng ';')"),
+        Column("updated_at", "timestamp", description="Cập nhật lần cuối ở hệ thống cũ"),
+        *_agency_columns("issuer", "cơ quan ban hành"),
+        *_agency_columns("receiver", "nơi nhận"),
+        Column("agency_crosswalk_version", "text", derived=True, description="Phiên bản bảng chuyển đổi cơ quan"),
+        Column("attachments", "text", derived=True,
+               description="Tệp đính kèm đã sao lưu: JSON [{path, key, sha256, bytes}] (khoá trong kho lưu trữ)"),
+    ),
+)
+
+# The processing history of a document (R16: kept for lookup and follow-up of direction).
+DOCUMENT_STEPS = Dataset(
+    name="document_steps",
+    title_vi="Quá trình xử lý văn bản",
+    natural_key=("document_code", "step_no"),
+    record_date="acted_at",
+    has_unit=False,
+    parent="documents",
+    agency_roles=(("unit_code", ("acted_at",), "unit"),),
+    columns=(
+        Column("document_code", "text", required=True),
+        Column("step_no", "int", required=True),
+        Column("unit_code", "text", required=True, description="Đơn vị xử lý (mã cơ cấu cũ)"),
+        Column("unit_name", "text", description="Tên đơn vị xử lý (cơ cấu cũ)"),
+        Column("handler", "text", pii=True, description="Người xử lý"),
+        Column("action", "text", required=True, description="Hành động: tiếp nhận, chuyển xử lý, ký, ban hành..."),
+        Column("acted_at", "timestamp", required=True, description="Thời điểm"),
+        Column("updated_at", "timestamp"),
+        *_agency_columns("unit", "đơn vị xử lý"),
+        Column("agency_crosswalk_version", "text", derived=True, description="Phiên bản bảng chuyển đổi cơ quan"),
+    ),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS, ACCOUNTS, MAIL_DIRECTORY)
+    d.name: d for d in (DOSSIERS, DOSSIER_STEPS, RESIDENTS, HOUSEHOLDS, ACCOUNTS, MAIL_DIRECTORY, DOCUMENTS,
+                        DOCUMENT_STEPS)
 }
 
 

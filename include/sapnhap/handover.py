@@ -296,6 +296,9 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
     communes = list(source.old_units.communes) or sorted(
         code for (level, code), (_, parent) in names.items() if level == "commune" and parent in source.old_units.districts
     )
+    if not any(get_dataset(d).has_unit for d in source.datasets):
+        # A system whose records name no commune (documents: agencies): its district record holds it all.
+        communes = []
     src = {"id": source.id, "name": source.name, "owner": source.system_owner_vi}
     run_counts: dict[str, pd.DataFrame] = {}
     holdings: dict[str, pd.DataFrame] = {}

@@ -502,6 +502,40 @@ CREATE OR REPLACE FUNCTION core.find_{t}_by_old_unit_name(name text, {args})
 """
 
 
+def document_lookup_ddl() -> str:
+    """Lookup of documents by agency and of a document's processing history (R16), as of a date.
+
+    ``core.find_documents_by_old_agency(code, as_of)``: documents an old agency issued or received;
+    ``core.find_documents_by_new_agency(code, as_of)``: the same by the agency of the new structure
+    (a document of an abolished district office is found under its successor);
+    ``core.find_document_steps(document_code, as_of)``: its processing history in time order.
+    """
+    docs = [c.name for c in DATASETS["documents"].columns] + [n for n, _ in LINEAGE_DDL]
+    steps = [c.name for c in DATASETS["document_steps"].columns] + [n for n, _ in LINEAGE_DDL]
+
+    def as_of_rows(t: str, names: list[str]) -> str:
+        cols = ", ".join(names)
+        return f"""
+        SELECT {cols} FROM core.{t} WHERE valid_from < (as_of + 1)
+        UNION ALL
+        SELECT {cols} FROM history.{t} WHERE valid_from < (as_of + 1) AND valid_to >= (as_of + 1)"""
+
+    return f"""
+CREATE OR REPLACE FUNCTION core.find_documents_by_old_agency(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.documents LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows("documents", docs)}) r
+    WHERE r.issuer_code = code OR r.receiver_code = code $$;
+CREATE OR REPLACE FUNCTION core.find_documents_by_new_agency(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.documents LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows("documents", docs)}) r
+    WHERE r.issuer_new_agency_code = code OR r.receiver_new_agency_code = code $$;
+CREATE OR REPLACE FUNCTION core.find_document_steps(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.document_steps LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows("document_steps", steps)}) r
+    WHERE r.document_code = code ORDER BY r.acted_at, r.step_no $$;
+"""
+
+
 def platform_ddl() -> str:
     """The platform schema this code expects, in dependency order (registry schema first).
 
@@ -511,6 +545,7 @@ def platform_ddl() -> str:
     parts += [dataset_ddl(ds) for ds in DATASETS.values()]
     parts.append(LOOKUP_COMMON_DDL)
     parts += [lookup_ddl(ds) for ds in DATASETS.values() if ds.has_unit]
+    parts.append(document_lookup_ddl())
     return "\n".join(parts)
 
 

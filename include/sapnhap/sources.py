@@ -79,6 +79,9 @@ class DatasetMapping(BaseModel):
     # text (by the database driver, or by the file's encoding), "utf-8" when it is Unicode although
     # the dataset's encoding is a legacy one. Decoded rows are flagged "<column>:decoded".
     column_encodings: dict[str, str] = Field(default_factory=dict)
+    # The Airflow fs connection of the folder holding the files ``attachment_paths`` names
+    # (documents): copied to the bucket by the backup stage (sapnhap.documents).
+    attachments: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @field_validator("table")
     @classmethod
@@ -251,7 +254,7 @@ class Source(BaseModel):
             if name not in DATASETS:
                 raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
             ds = DATASETS[name]
-            unknown = set(mapping.columns) - set(ds.column_names)
+            unknown = set(mapping.columns) - set(ds.source_column_names)
             if unknown:
                 raise ValueError(f"{name}: unknown canonical columns {sorted(unknown)}")
             missing = [k for k in ds.natural_key if k not in mapping.columns]

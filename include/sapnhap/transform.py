@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from sapnhap.datasets import Dataset, get_dataset
 from sapnhap.dateproof import date_findings
+from sapnhap.documents import derive_agency_columns
 from sapnhap.sources import DatasetMapping, Source
 from sapnhap.textfix import TEXT_REPAIRS_COLUMN, repair_frame
 from sapnhap.verify import legacy_row_hashes
@@ -248,6 +249,8 @@ def transform_frame(
     dates = pd.DataFrame({c: raw[mapping.columns[c]] for c in date_formats if mapping.columns[c] in raw}, index=raw.index)
     findings = date_findings(dates, date_formats)
     frame = _canonical(raw, ds, mapping)
+    # Old issuing/receiving/processing units -> the new structure (documents), before the record hash.
+    frame = derive_agency_columns(frame, ds)
     frame[TEXT_REPAIRS_COLUMN] = repairs.flags
     # PostgreSQL cannot store a NUL: the only character a key loses.
     frame.insert(0, "source_key", pd.Series(_source_key(extracted, mapping.primary_key), index=raw.index, dtype="object")

@@ -201,6 +201,14 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: li
             return 1
         outcome = account_for(stack.platform_dsn, world.ledger)
         summary = platform_summary(stack.platform_dsn)
+        # Every file the document systems hold must be in the bucket (attachments/, by sha256).
+        from sapnhap.documents import account_for_attachments
+
+        files = account_for_attachments(stack.s3, world.document_systems.attachments)
+        # The reporting systems and portals of the old districts: indicators and redirects the province publishes.
+        from sapnhap_dev.demo.estate import estate_demo
+
+        estate = estate_demo(world, stack.s3)
         snapshot = workdir / "bucket"
         objects = snapshot_bucket(stack, snapshot)
         mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir else []
@@ -208,10 +216,16 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: li
         print(summary.to_string(index=False))
         counts = outcome["outcome"].value_counts().to_dict()
         print(f"\n[sapnhap] demo records accounted for: {counts} of {len(outcome)} written by the generator")
+        print(f"[sapnhap] documents' attached files in the bucket (attachments/, by sha256): {files}")
+        print(f"[sapnhap] indicators re-aggregated to the new units ({estate['indicator_values']} old values -> "
+              f"{estate['indicator_outputs']} outputs, {estate['status']}) and {estate['old_urls']} old portal URLs "
+              "redirected, each to one live URL: exports/indicators/ and exports/portal/ in the bucket")
         missing = outcome[outcome["outcome"] == "missing"]
         if not missing.empty or not bool(summary["ok"].all()):
             print(missing.head(20).to_string(index=False), file=sys.stderr)
             raise NotAccountedError(f"{len(missing)} generator records are not accounted for")
+        if files["missing"]:
+            raise NotAccountedError(f"{files['missing']} attached files of the document systems are not in the bucket")
         print("\n[sapnhap] the nightly sync succeeded. Where to look:")
         print(f"  platform (PostgreSQL): psql \"{stack.platform_dsn}\"  -> core.*, history.*, ops.*, registry.*")
         print(f"  backups (S3 bucket {stack.s3.bucket}, prefix backups/): {objects} objects, copied to {snapshot}")

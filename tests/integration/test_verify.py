@@ -352,12 +352,16 @@ def world(tmp_path: Path, pg_admin_dsn: str):
         w.drop_databases()
 
 
-def test_demo_world_verifies_clean_after_a_sync_and_after_a_resync(world, services: Services) -> None:
+def test_demo_world_verifies_clean_after_a_sync_and_after_a_resync(world, services: Services, monkeypatch) -> None:
     from sapnhap.sources import load_sources
     from sapnhap.sync.prepare import prepare_run
 
+    for conn_id, value in world.connections.items():  # the documents' attachment folders are fs connections
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
+
     def connection(source: Source) -> str:
-        return str(world.sqlite_path()) if source.kind == "sqlite" else world.connections.get(source.conn_id, "")
+        value = world.connections.get(source.conn_id, "")
+        return value.removeprefix("sqlite:///") if source.kind == "sqlite" else value  # the file's path
 
     def night(run_id: str) -> None:
         prepare_run(services, run_id)

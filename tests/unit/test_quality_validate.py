@@ -159,8 +159,65 @@ def mail_directory(n: int = 3) -> pd.DataFrame:
     ])
 
 
+def documents(n: int = 3) -> pd.DataFrame:
+    # Outgoing documents of one old district office, re-mapped to the new commune (sapnhap.documents).
+    return _frame([
+        {
+            "document_code": f"VB{i:04d}",
+            "direction": "outgoing",
+            "number_symbol": f"{i + 10}/QĐ-UBND",
+            "document_type": "Quyết định",
+            "issuer_code": "02.030.UBND",
+            "issuer_name": "UBND huyện Vị Xuyên",
+            "receiver_code": "02.00913.UBND",
+            "receiver_name": "UBND Thị trấn Vị Xuyên",
+            "issued_date": "2024-03-01",
+            "received_date": None,
+            "summary": "Về việc giao chỉ tiêu kế hoạch năm 2024",
+            "signer": "Lê Văn Cường",
+            "security_level": "normal",
+            "status": "completed",
+            "attachment_paths": None,
+            "updated_at": "2024-03-08 10:00:00",
+            "issuer_new_agency_code": "N08.00913.UBND",
+            "issuer_new_agency_name": "UBND Xã Vị Xuyên",
+            "issuer_agency_status": "mapped",
+            "receiver_new_agency_code": "N08.00913.UBND",
+            "receiver_new_agency_name": "UBND Xã Vị Xuyên",
+            "receiver_agency_status": "mapped",
+            "agency_crosswalk_version": "agencies-test",
+            "attachments": None,
+        }
+        for i in range(n)
+    ], unit=False).assign(received_date=lambda d: pd.to_datetime(d["received_date"]).astype("datetime64[ms]"))
+
+
+def document_steps(n: int = 3) -> pd.DataFrame:
+    return _frame(
+        [
+            {
+                "document_code": "VB0001",
+                "step_no": i + 1,
+                "unit_code": "02.030.VP",
+                "unit_name": "Văn phòng HĐND và UBND huyện Vị Xuyên",
+                "handler": "Lê Văn Cường",
+                "action": "Chuyển xử lý",
+                "acted_at": f"2024-03-0{i + 1} 08:00:00",
+                "updated_at": "2024-03-08 10:00:00",
+                "unit_new_agency_code": "N08.00913.UBND",
+                "unit_new_agency_name": "UBND Xã Vị Xuyên",
+                "unit_agency_status": "mapped",
+                "agency_crosswalk_version": "agencies-test",
+            }
+            for i in range(n)
+        ],
+        unit=False,
+    ).assign(step_no=lambda d: d["step_no"].astype("Int64"))
+
+
 FACTORIES = {"residents": residents, "dossiers": dossiers, "dossier_steps": dossier_steps, "households": households,
-             "accounts": accounts, "mail_directory": mail_directory}
+             "accounts": accounts, "mail_directory": mail_directory, "documents": documents,
+             "document_steps": document_steps}
 
 
 def _set(column: str, value, row: int = 1):
@@ -254,6 +311,21 @@ SPECIFIC = {
     ("mail_directory", "format.address"): _set("address", "An Nguyen@hanoi"),
     ("mail_directory", "format.aliases"): _set("aliases", "an@hanoi.gov.vn;not an alias"),
     ("mail_directory", "cccd.format.owner_citizen_id"): _set("owner_citizen_id", "1234"),
+    ("documents", "unique.document_code"): _duplicate(["document_code"]),
+    ("documents", "enum.direction"): _set("direction", "đến"),
+    ("documents", "enum.security_level"): _set("security_level", "Mật"),
+    ("documents", "enum.status"): _set("status", "da_xu_ly"),
+    # The same number of the same issuer in the same year: typed twice in the register.
+    ("documents", "unique.number_per_issuer_year"): _duplicate(["number_symbol"]),
+    ("documents", "order.received_date"): _many(direction="incoming", received_date=pd.Timestamp("2024-02-01")),
+    ("documents", "incoming_has_received_date"): _set("direction", "incoming"),
+    ("documents", "plausible.issued_date"): _set("issued_date", pd.Timestamp("2094-03-01")),
+    ("documents", "agency.own_unit"): _many(issuer_agency_status="unknown", issuer_new_agency_code=None),
+    ("documents", "agency.other_unit"): _many(receiver_agency_status="unknown", receiver_new_agency_code=None),
+    ("document_steps", "unique.document_code+step_no"): _duplicate(["step_no", "acted_at"]),
+    ("document_steps", "range.step_no"): _many(step_no=0),
+    ("document_steps", "order.step_acted_at"): _set("acted_at", pd.Timestamp("2024-03-01 07:00:00"), row=2),
+    ("document_steps", "agency.step_unit"): _many(unit_agency_status="unknown", unit_new_agency_code=None),
 }
 for _ds in ("accounts", "mail_directory"):
     SPECIFIC[(_ds, "enum.unit_level")] = _set("unit_level", "xa")

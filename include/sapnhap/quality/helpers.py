@@ -208,11 +208,19 @@ def add_helper_columns(
             put(h_cccd(column, "expected_gender_digit"), century + female)
             put(h_cccd(column, "expected_year_digits"), year % 100)
 
-    if H_PREV_STEP_STARTED in needed and {"dossier_code", "step_no", "started_at"} <= set(out.columns):
-        started = pd.to_datetime(out["started_at"], errors="coerce")
-        order = pd.DataFrame({"d": _text(out["dossier_code"]), "n": pd.to_numeric(out["step_no"], errors="coerce"), "s": started})
+    # A processing history (dossier or document steps): the parent's key, then the step's time.
+    parent_key, step_time = (ds.natural_key[0], ds.record_date) if ds.parent else ("dossier_code", "started_at")
+    if H_PREV_STEP_STARTED in needed and {parent_key, "step_no", step_time} <= set(out.columns):
+        started = pd.to_datetime(out[step_time], errors="coerce")
+        order = pd.DataFrame({"d": _text(out[parent_key]), "n": pd.to_numeric(out["step_no"], errors="coerce"), "s": started})
         order = order.sort_values(["d", "n"], kind="stable")
         prev = order.groupby("d", sort=False, dropna=True)["s"].shift(1)
         put(H_PREV_STEP_STARTED, prev.reindex(out.index))
+
+    if ds.name == "documents":
+        from sapnhap.documents import document_helper_columns
+
+        for name, values in document_helper_columns(out, needed).items():
+            put(name, values)
 
     return out, added

@@ -28,9 +28,24 @@ from typing import Any
 
 from great_expectations.expectations.row_conditions import Column as Col
 
-from sapnhap.datasets import ACCOUNT_STATUSES, DOSSIER_STATUSES, UNIT_LEVELS, Dataset, get_dataset
+from sapnhap.datasets import (
+    ACCOUNT_STATUSES,
+    DOCUMENT_DIRECTIONS,
+    DOCUMENT_STATUSES,
+    DOSSIER_STATUSES,
+    SECURITY_LEVELS,
+    UNIT_LEVELS,
+    Dataset,
+    get_dataset,
+)
+from sapnhap.documents import (
+    H_ISSUED_DATE_PLAUSIBLE,
+    H_NUMBER_PER_ISSUER_YEAR,
+    H_OTHER_AGENCY_STATUS,
+    H_OWN_AGENCY_STATUS,
+)
 
-SUITE_VERSION = "1.1.1"
+SUITE_VERSION = "1.2.0"
 STAGES = ("raw", "transformed")
 DEFAULT_SUITE_DIR = Path(__file__).resolve().parents[3] / "expectations"
 RAW_SUFFIX = "__raw"
@@ -449,6 +464,10 @@ def _dataset_checks(ds: Dataset) -> list[dict]:
                 fix_vi="Sửa thời điểm bắt đầu/kết thúc bước trên hệ thống cũ.",
             ),
         ]
+    if ds.name == "documents":
+        return _document_checks()
+    if ds.name == "document_steps":
+        return _document_step_checks()
     if ds.name == "residents":
         return [
             _exp(
@@ -531,6 +550,141 @@ def _dataset_checks(ds: Dataset) -> list[dict]:
             *_citizen_id_checks("owner_citizen_id", severity="warn", with_birth=False)[:1],
         ]
     return []
+
+
+def _enum(column: str, values: tuple[str, ...], *, notes: str, reason_vi: str) -> dict:
+    return _exp(
+        "expect_column_values_to_be_in_set",
+        {"column": column, "value_set": list(values)},
+        check=f"enum.{column}",
+        severity="block",
+        notes=notes,
+        reason_vi=reason_vi,
+        fix_vi=f"Bổ sung ánh xạ giá trị trong tệp cấu hình nguồn (values.{column}) hoặc sửa trên hệ thống cũ.",
+        column=column,
+    )
+
+
+def _document_checks() -> list[dict]:
+    """Documents (R16): numbering, dates and the agencies of the new structure."""
+    return [
+        _enum("direction", DOCUMENT_DIRECTIONS,
+              notes="Incoming and outgoing documents are registered and re-mapped differently (whose unit a document is).",
+              reason_vi="Loại sổ văn bản (đến/đi) không thuộc danh mục chuẩn."),
+        _enum("security_level", SECURITY_LEVELS,
+              notes="The security level decides who may read a document on the platform; an unmapped level cannot be enforced.",
+              reason_vi="Độ mật của văn bản không thuộc danh mục chuẩn."),
+        _enum("status", DOCUMENT_STATUSES,
+              notes="Statuses are mapped to the canonical set per source; follow-up of direction reports on them.",
+              reason_vi="Trạng thái xử lý văn bản không thuộc danh mục chuẩn."),
+        _exp(
+            "expect_column_values_to_be_unique",
+            {"column": H_NUMBER_PER_ISSUER_YEAR},
+            check="unique.number_per_issuer_year",
+            severity="block",
+            notes=(
+                "Decree 30/2020 numbers documents per issuing agency and calendar year: one number and symbol of one "
+                "issuer in one year is one document (an incoming one once per receiving unit). Two records sharing it "
+                "are a double registration or a typing error, and lookup by number would return the wrong one. Checked "
+                "within the batch (the first sync reads every document)."
+            ),
+            reason_vi="Trùng số, ký hiệu văn bản của cùng cơ quan ban hành trong cùng năm.",
+            fix_vi="Đối chiếu sổ đăng ký văn bản, sửa số/ký hiệu hoặc huỷ bản đăng ký trùng trên hệ thống cũ.",
+            column="number_symbol",
+        ),
+        _after(
+            "received_date", "issued_date", check="order.received_date",
+            notes="A document cannot arrive before it was issued.",
+            reason_vi="Ngày đến sớm hơn ngày ban hành văn bản.",
+            fix_vi="Sửa ngày ban hành hoặc ngày đến trên hệ thống cũ.",
+        ),
+        _exp(
+            "expect_column_values_to_not_be_null",
+            {"column": "received_date",
+             "row_condition": ((Col("direction") == "incoming") & Col("received_date" + RAW_SUFFIX).is_null()).dict()},
+            check="incoming_has_received_date",
+            severity="warn",
+            notes="An incoming document should say when it arrived (processing deadlines count from it); loaded anyway.",
+            reason_vi="Văn bản đến không có ngày đến.",
+            fix_vi="Bổ sung ngày đến trong sổ văn bản đến của hệ thống cũ.",
+            column="received_date",
+        ),
+        _exp(
+            "expect_column_values_to_be_in_set",
+            {"column": H_ISSUED_DATE_PLAUSIBLE, "value_set": [True]},
+            check="plausible.issued_date",
+            severity="block",
+            notes="An issue date before 1945-09-02 or after tomorrow is a typing error; the archive and deadlines depend on it.",
+            reason_vi="Ngày ban hành văn bản không hợp lý (trước 02/09/1945 hoặc sau ngày hiện tại).",
+            fix_vi="Sửa ngày ban hành trên hệ thống cũ.",
+            column="issued_date",
+        ),
+        _exp(
+            "expect_column_values_to_not_be_in_set",
+            {"column": H_OWN_AGENCY_STATUS, "value_set": ["unknown", "missing"]},
+            check="agency.own_unit",
+            severity="block",
+            notes=(
+                "R16: a document belongs to its issuer (outgoing) or its receiver (incoming); without a row of the "
+                "province's agency crosswalk in force on its date it cannot be placed in the new structure, and "
+                "guessing the successor silently is a defect. It waits until the province adds the row."
+            ),
+            reason_vi="Cơ quan ban hành (văn bản đi) hoặc nơi nhận (văn bản đến) theo cơ cấu cũ chưa có trong bảng chuyển đổi cơ quan của tỉnh tại ngày văn bản.",
+            fix_vi="Đề nghị Sở Nội vụ bổ sung cơ quan vào bảng chuyển đổi cơ quan (agencies_<tỉnh>.csv), hoặc sửa mã cơ quan trên hệ thống cũ.",
+            column="issuer_code",
+        ),
+        _exp(
+            "expect_column_values_to_not_be_in_set",
+            {"column": H_OTHER_AGENCY_STATUS, "value_set": ["unknown"]},
+            check="agency.other_unit",
+            severity="warn",
+            notes=(
+                "The other side of a document (who sent an incoming one, who receives an outgoing one) may be outside "
+                "the province; it is kept under its old name and the owner is told, so the province can add it."
+            ),
+            reason_vi="Cơ quan gửi/nơi nhận phía bên kia của văn bản chưa có trong bảng chuyển đổi cơ quan của tỉnh.",
+            fix_vi="Nếu là cơ quan trong tỉnh, đề nghị bổ sung vào bảng chuyển đổi cơ quan; nếu ngoài tỉnh, không cần xử lý.",
+            column="receiver_code",
+        ),
+    ]
+
+
+def _document_step_checks() -> list[dict]:
+    """The processing history of a document: numbered, in time order, by a unit of the new structure."""
+    return [
+        _exp(
+            "expect_column_values_to_be_between",
+            {"column": "step_no", "min_value": 1},
+            check="range.step_no",
+            severity="block",
+            notes="Steps are numbered from 1; the order of the processing history depends on it.",
+            reason_vi="Số thứ tự bước xử lý không hợp lệ (phải từ 1).",
+            fix_vi="Sửa số thứ tự bước trên hệ thống cũ.",
+            column="step_no",
+        ),
+        _after(
+            "acted_at", H_PREV_STEP_STARTED, check="order.step_acted_at",
+            notes=(
+                "R16: the processing history must be in time order for follow-up of direction: a step cannot happen "
+                "before the previous step (by step_no) of the same document."
+            ),
+            reason_vi="Bước xử lý văn bản diễn ra trước bước liền trước của cùng văn bản.",
+            fix_vi="Sửa thời điểm hoặc số thứ tự bước xử lý trên hệ thống cũ.",
+        ),
+        _exp(
+            "expect_column_values_to_not_be_in_set",
+            {"column": "unit_agency_status", "value_set": ["unknown"]},
+            check="agency.step_unit",
+            severity="block",
+            notes=(
+                "Each step names the unit that acted; re-mapped through the province's agency crosswalk by the step's "
+                "time. A unit with no row in force waits for the province rather than being guessed."
+            ),
+            reason_vi="Đơn vị xử lý theo cơ cấu cũ chưa có trong bảng chuyển đổi cơ quan của tỉnh tại thời điểm xử lý.",
+            fix_vi="Đề nghị Sở Nội vụ bổ sung đơn vị vào bảng chuyển đổi cơ quan (agencies_<tỉnh>.csv), hoặc sửa mã đơn vị trên hệ thống cũ.",
+            column="unit_code",
+        ),
+    ]
 
 
 # Lower-case only: the platform compares addresses as lower-case text.

@@ -18,6 +18,7 @@ from typing import Any
 import sapnhap
 from sapnhap import db, ops, storage
 from sapnhap.datasets import get_dataset
+from sapnhap.documents import attach_to_batch
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.sync.batch import Batch
@@ -79,6 +80,8 @@ def manifest_body(batch: Batch, source: Source, *, created_at: str | None = None
 def backup_stage(services: Services, source: Source, payload: Batch | Mapping[str, Any]) -> dict:
     """Verify every object of the batch and write its manifest; no load happens without it."""
     batch = Batch.from_xcom(payload)
+    # Documents' attached files: copied to the bucket and linked, or their document quarantined.
+    batch = attach_to_batch(services, source, batch)
     for obj in [*batch.objects.values(), *batch.data_docs]:
         storage.verify_object(services.s3, obj)
     key = manifest_key(batch)

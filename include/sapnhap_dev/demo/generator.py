@@ -170,6 +170,8 @@ class World:
     _cids: set[str] = field(default_factory=set, repr=False)
     # sapnhap_dev.demo.accounts.AccountSystems: the account/mail systems and their true people.
     account_systems: Any = field(default=None, repr=False)
+    # sapnhap_dev.demo.documents.DocumentSystems: the document systems and their attached files.
+    document_systems: Any = field(default=None, repr=False)
     _nights: int = 0
 
     def counts(self) -> pd.DataFrame:
@@ -1150,6 +1152,11 @@ def generate_world(root: Path, *, seed: int = 20250701, size: int = 200, pg_dsn:
 
     world.account_systems = generate_account_systems(world, seed, size, cids)
     ledgers.append(world.account_systems.ledger)
+    # The document systems (issue 14), one per old district, by their own module too.
+    from sapnhap_dev.demo.documents import generate_document_systems
+
+    world.document_systems = generate_document_systems(world, seed, size)
+    ledgers.append(world.document_systems.ledger)
     world.ledger = pd.concat(ledgers, ignore_index=True)
     return world
 

@@ -2,7 +2,7 @@
 (0007) duplicated the merge's ``<table>_record`` (0006); every load paid for both.
 
 Revision ID: 0009_lead
-Revises: 0009_trust
+Revises: 0009_documents
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from sapnhap.migrations.helpers import dataset_tables, execute_sql
 
 revision = "0009_lead"
-down_revision = "0009_trust"
+down_revision = "0009_documents"
 branch_labels = None
 depends_on = None
 
