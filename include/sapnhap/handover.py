@@ -106,7 +106,9 @@ def _attempt_outcomes(services: Services, manifest: dict) -> pd.DataFrame:
     columns = ["source_key", "old_commune_code", "outcome"]
     if not len(transformed) and not len(merged):
         return pd.DataFrame(columns=columns)
-    rows = transformed[["_row_id", "source_key", "old_commune_code"]].copy()
+    rows = transformed[["_row_id", "source_key"]].copy()
+    # A dataset whose records name no commune (documents name agencies) counts on its district's record.
+    rows["old_commune_code"] = transformed["old_commune_code"] if "old_commune_code" in transformed else None
     quarantined = rows["_row_id"].isin(set(quarantine["_row_id"]) if len(quarantine) else set())
     loaded = "blocked" if manifest.get("decision") == "block" else "loaded"
     in_valid = rows["source_key"].isin(set(valid["source_key"]) if len(valid) else set())
