@@ -263,7 +263,7 @@ def test_rows_written_during_the_extract_are_neither_skipped_nor_doubled(world, 
     early, early_keys = _clone_residents(dsn, 3, tag="early", stamp_sql=f"TIMESTAMP '{max_stamp}' - interval '10 minutes'")
     late, late_keys = _clone_residents(dsn, 3, tag="late", stamp_sql=f"TIMESTAMP '{max_stamp}' + interval '1 hour'")
     committed = threading.Event()
-    original = extract_mod._chunk_to_table
+    original = extract_mod.chunk_to_table
 
     def commit_mid_extract(columns, rows):  # noqa: ANN001, ANN202 - wraps the extractor's chunk writer
         if not committed.is_set():
@@ -271,11 +271,11 @@ def test_rows_written_during_the_extract_are_neither_skipped_nor_doubled(world, 
             assert committed.wait(10)
         return original(columns, rows)
 
-    monkeypatch.setattr(extract_mod, "_chunk_to_table", commit_mid_extract)
+    monkeypatch.setattr(extract_mod, "chunk_to_table", commit_mid_extract)
     lookback = source.model_copy(deep=True)
     lookback.datasets["residents"].cursor_lookback = "1h"
     _sync(services, world, [SONDUONG], "r1", datasets=["residents"])  # the snapshot predates both commits
-    monkeypatch.setattr(extract_mod, "_chunk_to_table", original)
+    monkeypatch.setattr(extract_mod, "chunk_to_table", original)
     early.close()
     late.close()
 
