@@ -28,6 +28,7 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -51,6 +52,14 @@ class MethodRun:
 
 
 def _maxrss() -> int:
+    """This process's RSS high-water mark (``VmHWM``: unlike ``ru_maxrss``, not inherited from the
+    parent a spawned worker was forked from before its exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -40,7 +40,6 @@ import json
 import multiprocessing as mp
 import os
 import pstats
-import resource
 import sys
 import tempfile
 import threading
@@ -123,6 +122,12 @@ def _stage_call(stage: str, source_id: str, payload, run: dict):  # noqa: ANN001
     return [fn(services, src, b) for b in payload], rows
 
 
+def _maxrss() -> int:
+    from baselines import _maxrss as hwm
+
+    return hwm()
+
+
 def run_job(stage: str, source_id: str, payload, run: dict) -> dict:  # noqa: ANN001
     """Run one stage of one source (all its datasets) in this worker; time it and its peak RSS."""
     import psutil
@@ -141,7 +146,7 @@ def run_job(stage: str, source_id: str, payload, run: dict) -> dict:  # noqa: AN
     rss = max(_peak["rss"], psutil.Process().memory_info().rss)
     return {"stage": stage, "source_id": source_id, "out": out, "rows": rows, "wall": wall,
             "cpu": time.process_time() - cpu0, "peak_rss": rss,
-            "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "pid": os.getpid()}
+            "maxrss": _maxrss(), "pid": os.getpid()}
 
 
 # --------------------------------------------------------------------------- parent side
