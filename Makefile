@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff check .
 
 # One run, same generated legacy sources: raw COPY, dlt, the naive pipeline, sapnhap in-process and the
-# nightly DAG under the scheduler + LocalExecutor, full and incremental. ARGS="--size mid" (< 10 min),
+# nightly DAG under the scheduler + LocalExecutor, full and incremental. ARGS="--size mid" (~10 min),
 # ARGS="--quick" (CI-like), default 5M + 5M rows over 300 sources; results in bench/RESULTS.md.
 bench: install  ## the benchmark table of issue 12 (not part of the tests)
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)

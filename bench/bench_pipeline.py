@@ -1,7 +1,7 @@
 """The benchmark of issue 12: what users run, beside what they could run instead, in ONE run.
 
     make bench                          # default: 5M residents + 5M dossiers over 300 legacy sources
-    make bench ARGS="--size mid"        # 200k + 200k over 6 sources: < 10 min on the 2-core machine
+    make bench ARGS="--size mid"        # 200k + 200k over 6 sources: ~10 min on the 2-core machine (11 at load 4)
     make bench ARGS="--quick"           # 20k + 20k over 4 sources: a CI-like check of the whole harness
 
 1. Generates (or reuses) a legacy landscape: ``--sources`` legacy systems (one schema and one
@@ -507,7 +507,7 @@ def print_table(results: dict, methods: list[str], changed: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="default",
-                        help="default: 5M + 5M rows over 300 sources; mid: 200k + 200k over 6 (< 10 min); "
+                        help="default: 5M + 5M rows over 300 sources; mid: 200k + 200k over 6 (~10 min); "
                              "quick: 20k + 20k over 4 (CI-like); tiny: 300 + 300 from 1 source (the harness test)")
     parser.add_argument("--quick", action="store_true", help="same as --size quick")
     parser.add_argument("--residents", type=int, default=None)
