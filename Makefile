@@ -40,7 +40,10 @@ test: install  ## lint, then the whole test suite (unit, DAG integrity, integrat
 lint: install
 	$(BIN)/ruff check .
 
-bench: install  ## province-scale benchmark (not part of the tests)
+# One run, same generated legacy sources: raw COPY, dlt, the naive pipeline, sapnhap in-process and the
+# nightly DAG under the scheduler + LocalExecutor, full and incremental. ARGS="--size mid" (~10 min),
+# ARGS="--quick" (CI-like), default 5M + 5M rows over 300 sources; results in bench/RESULTS.md.
+bench: install  ## the benchmark table of issue 12 (not part of the tests)
 	$(BIN)/python bench/bench_pipeline.py $(ARGS)
 
 soak: install  ## N nights of legacy changes and injected faults, then verify/report/restore checks (docs/soak.md)

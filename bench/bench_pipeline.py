@@ -1,33 +1,34 @@
-"""Province-scale benchmark of the nightly sync, measured against PostgreSQL's own COPY (issue 7).
+"""The benchmark of issue 12: what users run, beside what they could run instead, in ONE run.
 
-    make bench ARGS="--quick"                                   # 200k rows, 20 sources, < 3 min
-    make bench ARGS="--residents 5000000 --dossiers 5000000 --sources 300"
+    make bench                          # default: 5M residents + 5M dossiers over 300 legacy sources
+    make bench ARGS="--size mid"        # 200k + 200k over 6 sources: ~10 min on the 2-core machine (11 at load 4)
+    make bench ARGS="--quick"           # 20k + 20k over 4 sources: a CI-like check of the whole harness
 
-1. Generates (or reuses) a legacy landscape: ``--sources`` legacy systems spread over
-   ``--servers`` legacy PostgreSQL servers (databases on one server; see ``province.py``), one
-   YAML file per source in a temp sources directory (``SAPNHAP_SOURCES_DIR``).
-2. Full nightly sync on a fresh platform database: ``prepare_run``, then per source the stage
-   functions of :mod:`sapnhap.sync` (extract -> transform -> validate -> backup -> load),
-   then reconcile + the owners' emails (report). Stages run as jobs on a process pool of
-   ``--workers`` (2) processes, the way Airflow runs them as tasks:
+1. Generates (or reuses) a legacy landscape: ``--sources`` legacy systems (one schema and one
+   login each) spread over ``--servers`` legacy PostgreSQL servers (databases on one server;
+   see ``province.py``), one YAML file per source in a temp sources directory.
+2. Full sync of the same sources by every method (``--methods``), each into a target of its own:
 
-   - an extract job holds one slot of its legacy server's pool (``server_pool`` of the source
-     file, ``pool_slots`` slots; Airflow: ``@task(pool=source.pool)`` on extract, pools created
-     from the registry by ``python -m sapnhap pools``); the other stages touch only the platform
-     and the bucket, so they take no legacy-server slot (Airflow's ``default_pool``);
-   - the pool of 2 worker processes is Airflow's ``parallelism`` / worker concurrency on this
-     2-core machine; ready downstream stages go first, so a source's batch is loaded before
-     more sources are extracted and the backlog (and the bucket) stays small.
-3. Changes 1% of every source's rows (``--changed``) and runs the incremental sync.
-4. Baselines on the same data and server: raw ``COPY`` of the final rows (the loaded core
-   rows, the loaded columns) into a fresh table, and the naive pipeline (pandas ``read_sql``,
-   per-row Python conversion, ``DataFrame.to_sql``) on a sample, extrapolated per row.
+   - ``raw``: COPY out of the sources streamed into COPY into the platform server (the floor);
+   - ``dlt``: dlt's ``sql_database`` source, pyarrow backend, incremental cursor, ``merge`` on
+     the same keys (``baselines.py``);
+   - ``naive``: pandas ``read_sql``, per-row Python, ``to_sql`` (``baselines.py``);
+   - ``inprocess``: sapnhap's stage functions as jobs on a pool of ``--workers`` processes
+     (one legacy-server slot per extract, downstream stages first), no Airflow;
+   - ``airflow``: sapnhap's nightly DAG triggered on a running Airflow (scheduler, DAG
+     processor, API server, LocalExecutor with parallelism ``--workers``, PostgreSQL metadata
+     DB; ``airflow_stack.py``): every task instance is its own process, as in production.
 
-Prints per stage rows/s, task time and peak RSS of the worker processes, the end-to-end wall
-time, and the ratios of the issue's targets. ``--profile DIR`` runs every job under cProfile
-and prints the top functions per stage (timings are then inflated; use it to explain, not
-to measure). PostgreSQL: ``SAPNHAP_BENCH_PG_URL``, else the machine's server on
-127.0.0.1:5432 when reachable, else an embedded pgserver.
+3. Changes ``--changed`` (1%) of every source's rows, then the incremental sync of every method.
+4. Prints one table: full and incremental seconds, the ratios against dlt and raw COPY, rows
+   read, the peak RSS per worker (the RSS high-water mark of a worker process; under Airflow of
+   any process under the executor), then where each target of issue 12's "Done when" stands,
+   and the machine's load average during the run (the figures depend on it).
+
+All methods run on ``--workers`` (2) processes. ``--profile DIR`` runs every in-process job under
+cProfile and prints the top functions per stage (timings are then inflated; use it to explain,
+not to measure). PostgreSQL: ``SAPNHAP_BENCH_PG_URL``, else the machine's server on
+127.0.0.1:5432 when reachable, else an embedded pgserver. ``--json FILE`` writes every figure.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import json
 import multiprocessing as mp
 import os
 import pstats
-import resource
 import sys
 import tempfile
 import threading
@@ -48,7 +48,6 @@ from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "include"))
@@ -123,6 +122,12 @@ def _stage_call(stage: str, source_id: str, payload, run: dict):  # noqa: ANN001
     return [fn(services, src, b) for b in payload], rows
 
 
+def _maxrss() -> int:
+    from baselines import _maxrss as hwm
+
+    return hwm()
+
+
 def run_job(stage: str, source_id: str, payload, run: dict) -> dict:  # noqa: ANN001
     """Run one stage of one source (all its datasets) in this worker; time it and its peak RSS."""
     import psutil
@@ -141,7 +146,7 @@ def run_job(stage: str, source_id: str, payload, run: dict) -> dict:  # noqa: AN
     rss = max(_peak["rss"], psutil.Process().memory_info().rss)
     return {"stage": stage, "source_id": source_id, "out": out, "rows": rows, "wall": wall,
             "cpu": time.process_time() - cpu0, "peak_rss": rss,
-            "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "pid": os.getpid()}
+            "maxrss": _maxrss(), "pid": os.getpid()}
 
 
 # --------------------------------------------------------------------------- parent side
@@ -245,144 +250,310 @@ def print_sync(res: SyncResult, workers: int) -> None:
     print("   load outcome: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
-# --------------------------------------------------------------------------- baselines
+# --------------------------------------------------------------------------- the methods
 
-
-def raw_copy(platform_dsn: str, workdir: Path) -> dict:
-    """COPY the loaded core rows (the loaded columns) out, then time COPY of them into fresh tables."""
-    from sapnhap.datasets import get_dataset
-    from sapnhap.load import target_columns
-
-    out = {"rows": 0, "seconds": 0.0, "seconds_indexed": 0.0, "bytes": 0}
-    with psycopg.connect(platform_dsn, autocommit=True) as conn:
-        for name in ("residents", "dossiers"):
-            ds = get_dataset(name)
-            cols = sql.SQL(", ").join(sql.Identifier(c) for c in target_columns(ds))
-            path = workdir / f"{name}.copy"
-            with path.open("wb") as fh, conn.cursor().copy(
-                sql.SQL("COPY (SELECT {} FROM core.{}) TO STDOUT").format(cols, sql.Identifier(name))
-            ) as copy:
-                for block in copy:
-                    fh.write(block)
-            out["bytes"] += path.stat().st_size
-            out["rows"] += conn.execute(sql.SQL("SELECT count(*) FROM core.{}").format(sql.Identifier(name))).fetchone()[0]
-            for indexed in (False, True):
-                table = sql.Identifier(f"bench_raw_copy_{name}")
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-                # Fresh table, same columns and types; the indexed variant adds the core table's keys.
-                like = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES" if indexed else "INCLUDING DEFAULTS"
-                conn.execute(sql.SQL("CREATE TABLE {} (LIKE core.{} " + like + ")").format(table, sql.Identifier(name)))
-                t0 = time.perf_counter()
-                with conn.transaction(), conn.cursor().copy(
-                    sql.SQL("COPY {} ({}) FROM STDIN").format(table, cols)
-                ) as copy, path.open("rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                        copy.write(block)
-                out["seconds_indexed" if indexed else "seconds"] += time.perf_counter() - t0
-                conn.execute(sql.SQL("DROP TABLE {}").format(table))
-            path.unlink()
-    return out
-
-
-def naive(legacy_dsn: str, platform_dsn: str, sample: int) -> dict:
-    """The naive pipeline on ``sample`` rows of each dataset of one source; seconds per row."""
-    import hashlib
-    import unicodedata
-
-    import pandas as pd
-    from sqlalchemy import create_engine
-
-    from sapnhap.reference import load_reference
-
-    targets = load_reference().old_commune_targets
-    crosswalk = {r.old_commune_code: (r.new_commune_code, r.new_province_code) for r in targets.itertuples()}
-
-    def engine_for(dsn: str):  # noqa: ANN202
-        params = dict(p.split("=", 1) for p in dsn.replace("'", "").split(" ") if "=" in p and not p.startswith("path="))
-        options = dsn.split("options='", 1)[1].rstrip("'") if "options='" in dsn else ""
-        url = f"postgresql+psycopg://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
-        return create_engine(url, connect_args={"options": options} if options else {})
-
-    def text(v: object) -> str | None:
-        return None if v is None or (isinstance(v, float) and v != v) else unicodedata.normalize("NFC", str(v)).strip()
-
-    def day(v: object):  # noqa: ANN202
-        return None if v is None or v != v else dt.datetime.strptime(str(v)[:10], "%Y-%m-%d").date()
-
-    legacy, platform = engine_for(legacy_dsn), engine_for(platform_dsn)
-    t0 = time.perf_counter()
-    frame = pd.read_sql(f"SELECT * FROM nhan_khau ORDER BY id_nhan_khau LIMIT {sample}", legacy)
-    rows = []
-    for _, r in frame.iterrows():
-        code = (text(r["ma_xa_thuong_tru"]) or "").zfill(5)
-        new = crosswalk.get(code)
-        rec = {"citizen_id": text(r["so_dinh_danh"]), "full_name": text(r["ho_ten"]), "birth_date": day(r["ngay_sinh"]),
-               "gender": {"Nam": "nam", "Nữ": "nu"}.get(text(r["gioi_tinh"])), "household_code": text(r["ma_ho"]),
-               "relation_to_head": text(r["quan_he_chu_ho"]), "old_commune_code": code,
-               "address_detail": text(r["dia_chi"]), "registered_date": day(r["ngay_dang_ky"]),
-               "updated_at": r["thoi_diem_cap_nhat"], "source_key": str(r["id_nhan_khau"]),
-               "new_commune_code": new[0] if new else None, "new_province_code": new[1] if new else None}
-        rec["record_hash"] = hashlib.sha1(repr(sorted(rec.items())).encode()).hexdigest()[:16]
-        rows.append(rec)
-    out = pd.DataFrame(rows)
-    out.to_sql("bench_naive_residents", platform, if_exists="replace", index=False)
-    seconds = time.perf_counter() - t0
-    legacy.dispose()
-    platform.dispose()
-    return {"rows": len(frame), "seconds": seconds, "per_row": seconds / max(len(frame), 1)}
-
-
-# --------------------------------------------------------------------------- services
+METHODS = ("raw", "dlt", "naive", "inprocess", "airflow")
+LABELS = {"raw": "raw COPY out + COPY in", "dlt": "dlt (sql_database, pyarrow, merge)",
+          "naive": "naive (read_sql, per-row, to_sql)", "inprocess": "sapnhap in-process (2 workers)",
+          "airflow": "sapnhap nightly DAG, scheduler + LocalExecutor"}
+SIZES = {  # residents, dossiers, sources
+    "default": (5_000_000, 5_000_000, 300),
+    "mid": (200_000, 200_000, 6),
+    "quick": (20_000, 20_000, 4),
+    "tiny": (300, 300, 1),
+}
 
 
 def _pg_admin() -> tuple[dict, object | None]:
     """host/port/user/password of the benchmark's PostgreSQL (and the pgserver to stop, if embedded)."""
-    url = os.environ.get("SAPNHAP_BENCH_PG_URL")
-    candidates = [url] if url else [MACHINE_PG]
-    for candidate in candidates:
-        try:
-            psycopg.connect(candidate, connect_timeout=3).close()
-        except psycopg.OperationalError:
-            if url:
-                raise
-            continue
-        p = urlparse(candidate)
-        return dict(host=p.hostname, port=p.port or 5432, user=p.username or "postgres", password=p.password), None
-    import pgserver
+    from psycopg.conninfo import conninfo_to_dict
 
-    server = pgserver.get_server(Path(tempfile.gettempdir()) / "sapnhap-bench-pgdata", cleanup_mode="stop")
-    p = urlparse(server.get_uri())
-    host = dict(x.split("=", 1) for x in p.query.split("&") if "=" in x).get("host")
-    return dict(host=host, port=None, user=p.username or "postgres", password=None), server
+    url = os.environ.get("SAPNHAP_BENCH_PG_URL")
+    candidate = url or MACHINE_PG
+    try:
+        psycopg.connect(candidate, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        if url:
+            raise
+        import pgserver
+
+        server = pgserver.get_server(Path(tempfile.gettempdir()) / "sapnhap-bench-pgdata", cleanup_mode="stop")
+        candidate = server.get_uri()
+    else:
+        server = None
+    p = conninfo_to_dict(candidate)
+    port = int(p["port"]) if p.get("port") else None
+    return dict(host=p.get("host"), port=port, user=p.get("user") or "postgres", password=p.get("password")), server
+
+
+def _fresh_db(admin: dict, name: str) -> str:
+    from sapnhap.services import libpq_dsn
+
+    with psycopg.connect(libpq_dsn(dbname="postgres", **admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return libpq_dsn(dbname=name, **admin)
+
+
+def _sapnhap_counts(platform_dsn: str, run_id: str | None = None) -> dict:
+    """Rows the platform holds (core), and the records quarantined or merged instead; extracted by a run."""
+    with psycopg.connect(platform_dsn) as conn:
+        core = conn.execute("SELECT (SELECT count(*) FROM core.residents) + (SELECT count(*) FROM core.dossiers)").fetchone()[0]
+        quarantined = conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT source_id, dataset, source_key FROM ops.quarantine "
+            "WHERE status = 'open' AND severity = 'block' AND (source_id, dataset, source_key) NOT IN "
+            "(SELECT source_id, 'residents', source_key FROM core.residents UNION ALL "
+            " SELECT source_id, 'dossiers', source_key FROM core.dossiers)) q").fetchone()[0]
+        merged = conn.execute("SELECT count(*) FROM (SELECT DISTINCT source_id, dataset, source_key "
+                              "FROM ops.merged_duplicates) m").fetchone()[0]
+        extracted = None
+        if run_id:
+            extracted = conn.execute("SELECT coalesce(sum(extracted), 0) FROM ops.reconciliation WHERE run_id = %s",
+                                     (run_id,)).fetchone()[0]
+    return {"core": core, "quarantined": quarantined, "merged": merged, "extracted": extracted}
+
+
+class Bench:
+    """Everything one `make bench` run needs: the landscape, the services, a target per method."""
+
+    def __init__(self, args: argparse.Namespace, admin: dict, land, workdir: Path, s3_endpoint: str, smtp) -> None:  # noqa: ANN001
+        from sapnhap.services import S3Config, Services
+
+        self.args, self.admin, self.land, self.workdir = args, admin, land, workdir
+        prefix = args.db_prefix
+        self.legacy = {s.source_id: land.connections[f"legacy_{s.source_id}"] for s in land.sources}
+        self.schemas = {s.source_id: s.schema for s in land.sources}
+        self.baseline_dsn = _fresh_db(admin, f"{prefix}_baselines")
+        self.dlt_dsn = _fresh_db(admin, f"{prefix}_dlt")
+        s3 = dict(endpoint_url=s3_endpoint, access_key="bench", secret_key="bench")
+        from sapnhap_dev.embedded import stack_signing_key
+
+        key = os.environ.get("SAPNHAP_BACKUP_SIGNING_KEY") or stack_signing_key(workdir)  # what Airflow's tasks use too
+        self.services = {
+            "inprocess": Services(platform_dsn=_fresh_db(admin, f"{prefix}_platform"),
+                                  s3=S3Config(bucket="bench-inprocess", **s3), smtp=smtp, signing_key=key),
+            "airflow": Services(platform_dsn=_fresh_db(admin, f"{prefix}_platform_af"),
+                                s3=S3Config(bucket="bench-airflow", **s3), smtp=smtp, signing_key=key),
+        }
+        from sapnhap.platform import ensure_platform
+
+        for services in self.services.values():
+            ensure_platform(services.platform_dsn)  # `python -m sapnhap migrate`: the nightly does no DDL
+        self.cursors: dict[str, dict] = {}
+        self.pool: ProcessPoolExecutor | None = None
+        self.airflow = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, methods: list[str]) -> None:
+        if "inprocess" in methods:
+            self.pool = ProcessPoolExecutor(
+                self.args.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                initargs=(str(self.land.sources_dir), self.services["inprocess"], self.land.connections,
+                          str(self.args.profile) if self.args.profile else None),
+            )
+            list(self.pool.map(time.sleep, [0.5] * self.args.workers))  # workers started and warm
+        if "airflow" in methods:
+            self.airflow = self._airflow_stack()
+            t0 = time.perf_counter()
+            self.airflow.start(pools=self._pools())
+            print(f"[bench] Airflow (scheduler, dag-processor, api-server, LocalExecutor parallelism "
+                  f"{self.args.workers}) up and the nightly parsed in {time.perf_counter() - t0:.0f} s; "
+                  f"logs in {self.airflow.home}")
+
+    def stop(self) -> None:
+        if self.pool:
+            self.pool.shutdown()
+        if self.airflow:
+            self.airflow.stop()
+
+    def _pools(self) -> dict:
+        from sapnhap.runner import pools_of
+        from sapnhap.sources import load_sources
+
+        return pools_of(load_sources(self.land.sources_dir))
+
+    def _airflow_stack(self):  # noqa: ANN202
+        from airflow_stack import AirflowStack
+        from sapnhap_dev.embedded import Stack, airflow_env
+
+        services = self.services["airflow"]
+        a = self.admin
+        platform = {"host": a["host"], "port": a["port"], "login": a["user"], "password": a["password"],
+                    "schema": f"{self.args.db_prefix}_platform_af"}
+        stack = Stack(self.workdir, platform, services.s3, services.smtp, None)
+        connections = {}
+        for s in self.land.sources:
+            user, password = self.land.logins[s.source_id]
+            connections[f"legacy_{s.source_id}"] = json.dumps({
+                "conn_type": "postgres", "host": a["host"], "port": a["port"], "login": user, "password": password,
+                "schema": s.server})
+        env = airflow_env(stack, connections, sources_dir=self.land.sources_dir)
+        metadata = _fresh_db(self.admin, f"{self.args.db_prefix}_airflow")
+        return AirflowStack.create(self.workdir / "airflow", env, metadata, executor="LocalExecutor",
+                                   parallelism=self.args.workers, sources_dir=self.land.sources_dir)
+
+    # ---------------------------------------------------------------- one sync of one method
+
+    def run(self, method: str, label: str):  # noqa: ANN201
+        import baselines
+
+        since = self.cursors.get(method) if label == "incremental" else None
+        if method == "raw":
+            run = baselines.raw_copy(self.legacy, self.baseline_dsn, self.args.workers, label, since)
+            self.cursors[method] = run.notes.pop("cursors")
+        elif method == "naive":
+            run = baselines.naive_sync(self.legacy, self.baseline_dsn, self.args.workers, label, since)
+            self.cursors[method] = run.notes.pop("cursors")
+        elif method == "dlt":
+            legacy = {sid: (dsn, self.schemas[sid]) for sid, dsn in self.legacy.items()}
+            run = baselines.dlt_sync(legacy, self.dlt_dsn, self.args.workers, label, str(self.workdir / "dlt"))
+        elif method == "inprocess":
+            from sapnhap.sources import load_sources
+
+            sources = load_sources(self.land.sources_dir)
+            slots = {s.pool: s.pool_slots * self.args.pool_slots for s in sources}
+            res = run_sync(self.pool, self.args.workers, sources, self.services["inprocess"], label, slots)
+            if self.args.verbose:
+                print_sync(res, self.args.workers)
+            counts = _sapnhap_counts(self.services["inprocess"].platform_dsn)
+            run = baselines.MethodRun(LABELS[method], label, res.wall, res.extracted, counts["core"],
+                                      res.worker_maxrss, {**counts, "stages": {k: v.__dict__ for k, v in res.stages.items()}})
+        elif method == "airflow":
+            run_id = f"bench_{label}_{dt.datetime.now():%Y%m%dT%H%M%S}"
+            res = self.airflow.run_nightly(run_id)
+            if res.state != "success":
+                raise RuntimeError(f"the nightly run {run_id} under the scheduler {res.state}: failed tasks "
+                                   f"{self.airflow.failed_tasks(run_id)}\n{self.airflow.task_log_tail()}")
+            counts = _sapnhap_counts(self.services["airflow"].platform_dsn, run_id)
+            run = baselines.MethodRun(LABELS[method], label, res.seconds, int(counts["extracted"]), counts["core"],
+                                      res.peak_task_rss, {**counts, "task_instances": res.task_instances,
+                                                          "wall_from_trigger": res.wall, "tasks": res.tasks})
+            # Where the time of a run under the scheduler goes.
+            print(f"   {label} run under the scheduler: {res.task_instances} task instances; per kind: instances, "
+                  "seconds run (sum), mean seconds queued -> started")
+            for kind, k in res.tasks.items():
+                print(f"     {kind:<22}{k['instances']:>5}{k['seconds']:>9.1f} s{k['queued_to_start']:>8.1f} s")
+        else:
+            raise ValueError(method)
+        run.method = LABELS[method]
+        return run
+
+
+IMPORT_PROBES = ("airflow.sdk", "pandas", "pyarrow", "great_expectations", "sapnhap.quality")
+
+
+def import_probe() -> dict[str, float]:
+    """Seconds a fresh Python process takes to import what a task instance imports (at this moment's load)."""
+    import subprocess
+
+    out = {}
+    for module in IMPORT_PROBES:
+        code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                              env={**os.environ, "PYTHONPATH": str(HERE.parent / "include")})
+        out[module] = float(proc.stdout.strip() or "nan")
+    return out
+
+
+def print_table(results: dict, methods: list[str], changed: int) -> dict:
+    """The comparison table, and where each target of issue 12's "Done when" stands."""
+    def get(m: str, label: str):  # noqa: ANN202
+        return results.get((m, label))
+
+    def ratio(a, b) -> str:  # noqa: ANN001
+        return f"{a.wall / b.wall:8.1f}x" if a and b and b.wall else f"{'-':>9}"
+
+    print(f"\n== one run, same legacy sources; incremental = {changed:,} legacy rows changed")
+    head = (f"{'method':<47}{'full s':>9}{'incr s':>9}{'incr/full':>10}{'full/dlt':>9}{'full/COPY':>10}"
+            f"{'incr/dlt':>9}{'incr/COPY':>10}{'rows full':>11}{'rows incr':>11}{'peak RSS/worker':>17}")
+    print(head)
+    print("-" * len(head))
+    for m in methods:
+        full, incr = get(m, "full"), get(m, "incremental")
+        if not full:
+            continue
+        peak = max(full.worker_peak_rss, incr.worker_peak_rss if incr else 0)
+        print(f"{LABELS[m]:<47}{full.wall:9.1f}{incr.wall if incr else float('nan'):9.1f}"
+              f"{(incr.wall / full.wall if incr else float('nan')):10.2f}"
+              f"{ratio(full, get('dlt', 'full'))}{ratio(full, get('raw', 'full')):>10}"
+              f"{ratio(incr, get('dlt', 'incremental'))}{ratio(incr, get('raw', 'incremental')):>10}"
+              f"{full.rows_in:>11,}{incr.rows_in if incr else 0:>11,}{peak / 2**20:>13,.0f} MiB")
+    checks = {}
+    dlt_f, dlt_i, raw_f, naive_f = get("dlt", "full"), get("dlt", "incremental"), get("raw", "full"), get("naive", "full")
+    for m in ("airflow", "inprocess"):
+        full, incr = get(m, "full"), get(m, "incremental")
+        if not full or not incr:
+            continue
+        peak = max(full.worker_peak_rss, incr.worker_peak_rss)
+        rows = [("full <= 2x dlt's full", full.wall / dlt_f.wall if dlt_f else None, 2.0, "<="),
+                ("full <= 10x raw COPY", full.wall / raw_f.wall if raw_f else None, 10.0, "<="),
+                ("incremental <= 10% of full", incr.wall / full.wall, 0.10, "<="),
+                ("incremental <= 3x dlt's incremental", incr.wall / dlt_i.wall if dlt_i else None, 3.0, "<="),
+                (">= 10x the naive pipeline (naive full / full)", naive_f.wall / full.wall if naive_f else None, 10.0, ">="),
+                ("peak memory per worker < 1 GB (GiB)", peak / 2**30, 1.0, "<")]
+        print(f"\n== issue 12 targets, {LABELS[m]}")
+        checks[m] = {}
+        for name, value, target, op in rows:
+            if value is None:
+                print(f"   {name:<48} not measured")
+                continue
+            met = value <= target if op == "<=" else value >= target if op == ">=" else value < target
+            checks[m][name] = {"value": value, "target": target, "met": met}
+            print(f"   {name:<48} {value:8.2f}  (target {op} {target:g})  {'met' if met else 'MISSED'}")
+    return checks
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--residents", type=int, default=5_000_000)
-    parser.add_argument("--dossiers", type=int, default=5_000_000)
-    parser.add_argument("--sources", type=int, default=300)
+    parser.add_argument("--size", choices=sorted(SIZES), default="default",
+                        help="default: 5M + 5M rows over 300 sources; mid: 200k + 200k over 6 (~10 min); "
+                             "quick: 20k + 20k over 4 (CI-like); tiny: 300 + 300 from 1 source (the harness test)")
+    parser.add_argument("--quick", action="store_true", help="same as --size quick")
+    parser.add_argument("--residents", type=int, default=None)
+    parser.add_argument("--dossiers", type=int, default=None)
+    parser.add_argument("--sources", type=int, default=None)
     parser.add_argument("--servers", type=int, default=None, help="legacy servers (default: sources / 30, at least 2)")
     parser.add_argument("--pool-slots", type=int, default=1, help="connections each legacy server allows")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--changed", type=float, default=0.01, help="share of rows changed before the incremental run")
-    parser.add_argument("--naive-sample", type=int, default=5_000)
-    parser.add_argument("--quick", action="store_true", help="100k residents + 100k dossiers over 20 sources")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--db-prefix", default="sapnhap_bench", help="databases <prefix>_* on the benchmark's server")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the legacy landscape even if it exists")
-    parser.add_argument("--profile", type=Path, default=None, help="cProfile every job into this folder")
+    parser.add_argument("--keep", action="store_true", help="keep the targets' databases (default: dropped at the end)")
+    parser.add_argument("--verbose", action="store_true", help="also print sapnhap's per-stage table")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile every in-process job into this folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.residents, args.dossiers, args.sources = 100_000, 100_000, 20
+    size = SIZES["quick" if args.quick else args.size]
+    args.residents = args.residents or size[0]
+    args.dossiers = args.dossiers or size[1]
+    args.sources = args.sources or size[2]
     servers = args.servers or max(2, args.sources // 30)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
 
     import province
-    from sapnhap.services import S3Config, Services, SmtpConfig, libpq_dsn
+    from sapnhap.services import SmtpConfig
     from sapnhap_dev.embedded import MailSink, free_port
 
     t_start = time.perf_counter()
     admin, pgserver_handle = _pg_admin()
     workdir = Path(tempfile.mkdtemp(prefix="sapnhap-bench-"))
     stoppers = [pgserver_handle.cleanup] if pgserver_handle else []
+    results: dict = {}
+    bench = None
+    load = []
+    sampling = {"on": True}
+
+    def sample_load() -> None:
+        while sampling["on"]:
+            load.append(os.getloadavg()[0])
+            time.sleep(5)
+
+    threading.Thread(target=sample_load, daemon=True).start()
     try:
         from aiosmtpd.controller import Controller
         from moto.server import ThreadedMotoServer
@@ -397,89 +568,67 @@ def main(argv: list[str] | None = None) -> int:
         mail = Controller(MailSink(workdir / "mail"), hostname="127.0.0.1", port=smtp_port)
         mail.start()
         stoppers.append(mail.stop)
-        with psycopg.connect(libpq_dsn(dbname="postgres", **admin), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PLATFORM_DB)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PLATFORM_DB)))
-        services = Services(
-            platform_dsn=libpq_dsn(dbname=PLATFORM_DB, **admin),
-            s3=S3Config(endpoint_url=f"http://127.0.0.1:{s3_port}", access_key="bench", secret_key="bench"),
-            smtp=SmtpConfig(host="127.0.0.1", port=smtp_port),
-        )
-        from sapnhap.platform import ensure_platform
-
-        ensure_platform(services.platform_dsn)  # `python -m sapnhap migrate`: the nightly does no DDL
 
         t0 = time.perf_counter()
-        plan = province.plan(args.residents, args.dossiers, args.sources, servers)
+        plan = province.plan(args.residents, args.dossiers, args.sources, servers, prefix=args.db_prefix)
         land = province.build(admin, plan, workdir / "sources", reuse=not args.regenerate)
-        gen_seconds = time.perf_counter() - t0
         print(f"[bench] {len(plan)} sources on {servers} legacy servers, {args.residents:,} residents + "
-              f"{args.dossiers:,} dossiers; landscape ready in {gen_seconds:.1f} s; PostgreSQL {admin['host']}:{admin['port']}")
+              f"{args.dossiers:,} dossiers; landscape ready in {time.perf_counter() - t0:.1f} s; "
+              f"PostgreSQL {admin['host']}:{admin['port']}; methods: {', '.join(methods)}; workers {args.workers}")
         os.environ["SAPNHAP_SOURCES_DIR"] = str(land.sources_dir)
-        from sapnhap.sources import load_sources
-
-        sources = load_sources(land.sources_dir)
-        slots = {s.pool: s.pool_slots * args.pool_slots for s in sources}
+        bench = Bench(args, admin, land, workdir, f"http://127.0.0.1:{s3_port}",
+                      SmtpConfig(host="127.0.0.1", port=smtp_port, from_addr="bench@example.org"))
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        pool = ProcessPoolExecutor(
-            args.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-            initargs=(str(land.sources_dir), services, land.connections, str(args.profile) if args.profile else None),
-        )
-        with pool:
-            list(pool.map(time.sleep, [0.5] * args.workers))  # workers started and warm before the clock runs
-            full = run_sync(pool, args.workers, sources, services, "full", slots)
-            print_sync(full, args.workers)
-            copy = raw_copy(services.platform_dsn, workdir)
-            changed = province.mutate(admin, plan, args.changed)
-            incr = run_sync(pool, args.workers, sources, services, "incremental", slots)
-            print_sync(incr, args.workers)
-        first = next(iter(land.connections.values()))
-        nv = naive(first, services.platform_dsn, args.naive_sample)
+        bench.start(methods)
+        changed = 0
+        for label in ("full", "incremental"):
+            if label == "incremental":
+                changed = province.mutate(admin, plan, args.changed)
+            for m in methods:
+                run = bench.run(m, label)
+                results[m, label] = run
+                print(f"[bench] {label:<11} {LABELS[m]:<47} {run.wall:8.1f} s  {run.rows_in:>10,} rows read, "
+                      f"target holds {run.rows_out:,}; peak RSS/worker {run.worker_peak_rss / 2**20:,.0f} MiB", flush=True)
     finally:
+        sampling["on"] = False
+        if bench:
+            bench.stop()
         for stop in reversed(stoppers):
             stop()
-
-    naive_total = nv["per_row"] * full.extracted
-    ratios = {
-        "end_to_end_over_raw_copy": full.wall / copy["seconds"],
-        "incremental_over_full": incr.wall / full.wall,
-        "naive_over_ours": naive_total / full.wall,
-    }
-    print(f"\n== raw COPY of the {copy['rows']:,} loaded rows ({copy['bytes'] / 2**20:,.0f} MiB text) into a fresh table: "
-          f"{copy['seconds']:.1f} s ({copy['rows'] / copy['seconds']:,.0f} rows/s); with the core table's keys "
-          f"and indexes: {copy['seconds_indexed']:.1f} s")
-    print(f"== naive pipeline (read_sql + per-row Python + to_sql): {nv['rows']:,} rows in {nv['seconds']:.1f} s "
-          f"= {1 / nv['per_row']:,.0f} rows/s, extrapolated to {full.extracted:,} rows: {naive_total:,.0f} s")
-    print(f"== incremental: {changed:,} legacy rows changed ({args.changed:.0%})")
-    print("\n== ratios (targets: <= 4, <= 0.10, >= 30)")
-    print(f"   end-to-end full sync / raw COPY : {ratios['end_to_end_over_raw_copy']:6.1f}  "
-          f"({full.wall:,.1f} s / {copy['seconds']:,.1f} s)")
-    print(f"   incremental / full              : {ratios['incremental_over_full']:6.2f}  "
-          f"({incr.wall:,.1f} s / {full.wall:,.1f} s)")
-    print(f"   naive / ours                    : {ratios['naive_over_ours']:6.1f}  ({naive_total:,.0f} s / {full.wall:,.1f} s)")
-    print(f"   peak worker RSS                 : {max(full.worker_maxrss, incr.worker_maxrss) / 2**20:,.0f} MiB "
-          f"(target < 2048); bench process (holds the in-memory S3) "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
-    print(f"[bench] total {time.perf_counter() - t_start:,.0f} s")
+    checks = print_table(results, methods, changed)
+    imports = import_probe() if "airflow" in methods else {}
+    if imports:
+        print("\n== import time in a fresh process (each task instance under LocalExecutor/Celery pays what it imports): "
+              + ", ".join(f"{m} {t:.1f} s" for m, t in imports.items()))
+    loadavg = sum(load) / len(load) if load else 0.0
+    print(f"\n[bench] machine load average during the run: mean {loadavg:.1f}, max {max(load, default=0):.1f} "
+          f"({os.cpu_count()} cores); total {time.perf_counter() - t_start:,.0f} s")
     if args.profile:
         for stage in STAGES:
             files = sorted(str(p) for p in args.profile.glob(f"full-{stage}-*.prof"))
             if files:
-                print(f"\n== profile of the full sync's {stage} stage (cumulative, top 25)")
+                print(f"\n== profile of the in-process full sync's {stage} stage (cumulative, top 25)")
                 pstats.Stats(*files).sort_stats("cumulative").print_stats(25)
     if args.json:
-        def stages(res: SyncResult) -> dict:
-            return {k: v.__dict__ for k, v in res.stages.items()}
-
         args.json.write_text(json.dumps({
-            "args": {k: str(v) for k, v in vars(args).items()}, "servers": servers,
-            "full": {"wall": full.wall, "stages": stages(full), "worker_maxrss": full.worker_maxrss},
-            "incremental": {"wall": incr.wall, "stages": stages(incr), "worker_maxrss": incr.worker_maxrss,
-                            "changed": changed},
-            "raw_copy": copy, "naive": nv, "ratios": ratios,
-        }, indent=2))
+            "args": {k: str(v) for k, v in vars(args).items()}, "servers": servers, "changed": changed,
+            "generated_rows": args.residents + args.dossiers,
+            "runs": {f"{m}/{label}": run.__dict__ for (m, label), run in results.items()},
+            "targets": checks, "load_average": {"mean": loadavg, "max": max(load, default=0)}, "imports": imports,
+        }, indent=2, default=str))
+    if not args.keep:
+        with psycopg.connect(_fresh_dsn(admin), autocommit=True) as conn:
+            for name in ("baselines", "dlt", "platform", "platform_af", "airflow"):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(f"{args.db_prefix}_{name}")))
     return 0
+
+
+def _fresh_dsn(admin: dict) -> str:
+    from sapnhap.services import libpq_dsn
+
+    return libpq_dsn(dbname="postgres", **admin)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class Landscape:
 
     sources: list[LegacySource]
     sources_dir: Path
-    connections: dict[str, str]  # conn_id -> libpq DSN with the source's search_path
+    connections: dict[str, str]  # conn_id -> libpq DSN of the source's own login (its schema first on its search_path)
+    logins: dict[str, tuple[str, str]]  # source_id -> (login, password)
 
     @property
     def servers(self) -> list[str]:
@@ -81,15 +82,15 @@ def _districts(n: int) -> list[tuple[str, str, tuple[str, ...]]]:
     return [districts[i % len(districts)] for i in range(n)]
 
 
-def plan(residents: int, dossiers: int, sources: int, servers: int) -> list[LegacySource]:
-    """Split the rows evenly over ``sources`` systems on ``servers`` legacy servers."""
+def plan(residents: int, dossiers: int, sources: int, servers: int, prefix: str = "sapnhap_bench") -> list[LegacySource]:
+    """Split the rows evenly over ``sources`` systems on ``servers`` legacy servers (databases ``<prefix>_srv_NN``)."""
     out = []
     first = 0
     for i, (district, province, communes) in enumerate(_districts(sources)):
         n_r = residents // sources + (1 if i < residents % sources else 0)
         n_d = dossiers // sources + (1 if i < dossiers % sources else 0)
         out.append(LegacySource(
-            source_id=f"bench_src_{i:03d}", server=f"sapnhap_bench_srv_{i % servers:02d}", schema=f"src_{i:03d}",
+            source_id=f"bench_src_{i:03d}", server=f"{prefix}_srv_{i % servers:02d}", schema=f"src_{i:03d}",
             district=district, province=province, communes=communes, first_row=first,
             residents=n_r, dossiers=n_d,
         ))
@@ -212,9 +213,45 @@ def _marker(sources: list[LegacySource]) -> str:
     return json.dumps({"v": GENERATOR_VERSION, "sources": [s.__dict__ for s in sources]}, sort_keys=True)
 
 
+def _prefix(sources: list[LegacySource]) -> str:
+    return sources[0].server.rsplit("_srv_", 1)[0]
+
+
+def login_of(src: LegacySource) -> str:
+    """The legacy system's own login: it reads its schema, which comes first on its search_path."""
+    return f"{src.server.rsplit('_srv_', 1)[0]}_{src.schema}"
+
+
+def _logins(admin: dict, sources: list[LegacySource]) -> dict[str, tuple[str, str]]:
+    import secrets
+
+    out = {}
+    with psycopg.connect(libpq_dsn(dbname="postgres", **admin), autocommit=True) as conn:
+        for s in sources:
+            name, password = login_of(s), secrets.token_urlsafe(16)
+            ident = sql.Identifier(name)
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(password)))
+            conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}").format(
+                ident, sql.Identifier(s.server), sql.Identifier(s.schema)))
+            out[s.source_id] = (name, password)
+    by_server: dict[str, list[LegacySource]] = {}
+    for s in sources:
+        by_server.setdefault(s.server, []).append(s)
+    for server, group in by_server.items():
+        with psycopg.connect(libpq_dsn(dbname=server, **admin), autocommit=True) as conn:
+            for s in group:
+                ident, schema = sql.Identifier(login_of(s)), sql.Identifier(s.schema)
+                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(server), ident))
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, ident))
+                conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, ident))
+    return out
+
+
 def build(admin: dict, sources: list[LegacySource], sources_dir: Path, *, reuse: bool = True, jobs: int = 2,
           log=print) -> Landscape:  # noqa: ANN001
-    """Create the legacy servers' databases and schemas (skipped when an identical landscape exists).
+    """Create the legacy servers' databases, schemas and logins (data kept when an identical landscape exists).
 
     ``admin`` holds host/port/user/password of the PostgreSQL server standing for all legacy
     servers. Writes one YAML file per source to ``sources_dir``.
@@ -222,7 +259,8 @@ def build(admin: dict, sources: list[LegacySource], sources_dir: Path, *, reuse:
     servers = sorted({s.server for s in sources})
     marker = _marker(sources)
     with psycopg.connect(libpq_dsn(dbname="postgres", **admin), autocommit=True) as conn:
-        existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'sapnhap_bench_srv_%'")}
+        existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                               (_prefix(sources).replace("_", r"\_") + r"\_srv\_%",))}
         same = reuse and set(servers) <= existing
         if same:
             with psycopg.connect(libpq_dsn(dbname=servers[0], **admin)) as first:
@@ -241,6 +279,7 @@ def build(admin: dict, sources: list[LegacySource], sources_dir: Path, *, reuse:
             list(pool.map(lambda s: _generate_source(admin, s), sources))
         with psycopg.connect(libpq_dsn(dbname=servers[0], **admin), autocommit=True) as first:
             first.execute(sql.SQL("COMMENT ON SCHEMA public IS {}").format(sql.Literal(marker)))
+    logins = _logins(admin, sources)
     sources_dir.mkdir(parents=True, exist_ok=True)
     for old in sources_dir.glob("*.yaml"):
         old.unlink()
@@ -249,9 +288,20 @@ def build(admin: dict, sources: list[LegacySource], sources_dir: Path, *, reuse:
         (sources_dir / f"{s.source_id}.yaml").write_text(
             yaml.safe_dump(_source_yaml(s), allow_unicode=True, sort_keys=False), encoding="utf-8"
         )
-        dsn = libpq_dsn(dbname=s.server, **admin) + f" options='-c search_path={s.schema}'"
-        connections[f"legacy_{s.source_id}"] = dsn
-    return Landscape(sources, sources_dir, connections)
+        user, password = logins[s.source_id]
+        connections[f"legacy_{s.source_id}"] = libpq_dsn(admin["host"], admin.get("port"), user, password, s.server)
+    return Landscape(sources, sources_dir, connections, logins)
+
+
+def drop(admin: dict, prefix: str) -> None:
+    """Drop every database (``<prefix>_*``) and login (``<prefix>_src_*``) a landscape and its runs made."""
+    like = prefix.replace("_", r"\_") + r"\_%"
+    with psycopg.connect(libpq_dsn(dbname="postgres", **admin), autocommit=True) as conn:
+        for (db,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,)).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                                    (prefix.replace("_", r"\_") + r"\_src\_%",)).fetchall():
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def mutate(admin: dict, sources: list[LegacySource], fraction: float) -> int:

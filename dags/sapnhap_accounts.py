@@ -29,7 +29,8 @@ LOCAL_TZ = "Asia/Ho_Chi_Minh"
 def _run() -> tuple[str, object]:
     ctx = get_current_context()
     when = ctx.get("logical_date") or ctx["dag_run"].run_after
-    return ctx["dag_run"].run_id, when.in_timezone(LOCAL_TZ).date()
+    # Under the scheduler a triggered run's dates are plain datetimes (pendulum only under `dags test`).
+    return ctx["dag_run"].run_id, pendulum.instance(when).in_timezone(LOCAL_TZ).date()
 
 
 @dag(

@@ -48,7 +48,9 @@ log = logging.getLogger("sapnhap.nightly")
 
 def _run_ids() -> tuple[str, str]:
     ctx = get_current_context()
-    run_date = (ctx.get("logical_date") or ctx["dag_run"].run_after).in_timezone("Asia/Ho_Chi_Minh").date().isoformat()
+    # Under the scheduler a triggered run's dates are plain datetimes (pendulum only under `dags test`).
+    when = pendulum.instance(ctx.get("logical_date") or ctx["dag_run"].run_after)
+    run_date = when.in_timezone("Asia/Ho_Chi_Minh").date().isoformat()
     return ctx["dag_run"].run_id, run_date
 
 
