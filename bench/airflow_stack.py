@@ -234,7 +234,7 @@ class AirflowStack:
 
     def stop(self) -> None:
         self._sampling = False
-        from sapnhap.runner import stop_group
+        from sapnhap_dev.runner import stop_group
 
         for _name, proc in reversed(self.procs):
             stop_group(proc, grace=20)

@@ -83,11 +83,6 @@ def sqlalchemy_url(dsn: str, driver: str = "postgresql+psycopg2") -> str:
     return url.render_as_string(hide_password=False)
 
 
-def libpq_url(dsn: str) -> str:
-    """A ``postgresql://`` URL of a DSN (what dlt's postgres destination takes)."""
-    return sqlalchemy_url(dsn, "postgresql")
-
-
 def run_pool(workers: int, fn, jobs: list[tuple]) -> tuple[list, float, int]:  # noqa: ANN001
     """Run ``fn(*job)`` for every job on ``workers`` warm spawn processes; (results, wall, peak RSS)."""
     import multiprocessing as mp
@@ -169,7 +164,7 @@ def raw_copy(legacy: dict[str, str], platform_dsn: str, workers: int, label: str
 # --------------------------------------------------------------------------- dlt
 
 
-def _dlt_job(source_id: str, legacy_url: str, schema: str, dest_url: str, pipelines_dir: str) -> dict:
+def _dlt_job(source_id: str, legacy_url: str, schema: str, dest: dict, pipelines_dir: str) -> dict:
     import dlt
     from dlt.sources.sql_database import sql_database
 
@@ -178,7 +173,7 @@ def _dlt_job(source_id: str, legacy_url: str, schema: str, dest_url: str, pipeli
     for table, key, cursor, _ds in TABLES:
         getattr(source, table).apply_hints(primary_key=key, write_disposition="merge",
                                            incremental=dlt.sources.incremental(cursor))
-    pipeline = dlt.pipeline(pipeline_name=f"bench_{source_id}", destination=dlt.destinations.postgres(dest_url),
+    pipeline = dlt.pipeline(pipeline_name=f"bench_{source_id}", destination=dlt.destinations.postgres(credentials=dest),
                             dataset_name=f"dlt_{source_id}", pipelines_dir=pipelines_dir, progress=None)
     pipeline.run(source)
     counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace.last_normalize_info else {}
@@ -189,11 +184,17 @@ def _dlt_job(source_id: str, legacy_url: str, schema: str, dest_url: str, pipeli
 def dlt_sync(legacy: dict[str, tuple[str, str]], platform_dsn: str, workers: int, label: str,
              pipelines_dir: str) -> MethodRun:
     """One dlt pipeline per source (``legacy``: {source_id: (dsn, schema)}); the second call is incremental."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(platform_dsn)
-    # dlt insists on a password; a server that trusts the login never asks for it.
-    dest = libpq_url(make_conninfo(**{**params, "password": params.get("password") or "unused"}))
+    # dlt insists on a password and a host name; a server that trusts the login never asks for the
+    # password, and a unix-socket server (the embedded one) is reached through the query's host.
+    host = params.get("host") or "localhost"
+    dest = {"host": "localhost" if host.startswith("/") else host, "port": int(params.get("port") or 5432),
+            "database": params.get("dbname"), "username": params.get("user"),
+            "password": params.get("password") or "unused",
+            # libpq: a host in the query overrides the URL's; a folder there is the unix socket's
+            "query": {"host": host} if host.startswith("/") else {}}
     jobs = [(sid, sqlalchemy_url(dsn.split(" options=")[0]), schema, dest, pipelines_dir)
             for sid, (dsn, schema) in legacy.items()]
     results, wall, peak = run_pool(workers, _dlt_job, jobs)
