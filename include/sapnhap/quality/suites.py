@@ -382,6 +382,20 @@ def _citizen_id_checks(column: str, *, severity: str, with_birth: bool) -> list[
     return out
 
 
+def _step_no_check() -> dict:
+    """Steps of a processing history (dossier steps, document steps) are numbered from 1."""
+    return _exp(
+        "expect_column_values_to_be_between",
+        {"column": "step_no", "min_value": 1},
+        check="range.step_no",
+        severity="block",
+        notes="Steps are numbered from 1; the order of the processing history depends on it.",
+        reason_vi="Số thứ tự bước xử lý không hợp lệ (phải từ 1).",
+        fix_vi="Sửa số thứ tự bước trên hệ thống cũ.",
+        column="step_no",
+    )
+
+
 def _after(column_a: str, column_b: str, *, check: str, notes: str, reason_vi: str, fix_vi: str,
            severity: str = "block") -> dict:
     return _exp(
@@ -438,16 +452,7 @@ def _dataset_checks(ds: Dataset) -> list[dict]:
         ]
     if ds.name == "dossier_steps":
         return [
-            _exp(
-                "expect_column_values_to_be_between",
-                {"column": "step_no", "min_value": 1},
-                check="range.step_no",
-                severity="block",
-                notes="Steps are numbered from 1; the order of the processing history depends on it.",
-                reason_vi="Số thứ tự bước xử lý không hợp lệ (phải từ 1).",
-                fix_vi="Sửa số thứ tự bước trên hệ thống cũ.",
-                column="step_no",
-            ),
+            _step_no_check(),
             _after(
                 "started_at", H_PREV_STEP_STARTED, check="order.step_started_at",
                 notes=(
@@ -652,16 +657,7 @@ def _document_checks() -> list[dict]:
 def _document_step_checks() -> list[dict]:
     """The processing history of a document: numbered, in time order, by a unit of the new structure."""
     return [
-        _exp(
-            "expect_column_values_to_be_between",
-            {"column": "step_no", "min_value": 1},
-            check="range.step_no",
-            severity="block",
-            notes="Steps are numbered from 1; the order of the processing history depends on it.",
-            reason_vi="Số thứ tự bước xử lý không hợp lệ (phải từ 1).",
-            fix_vi="Sửa số thứ tự bước trên hệ thống cũ.",
-            column="step_no",
-        ),
+        _step_no_check(),
         _after(
             "acted_at", H_PREV_STEP_STARTED, check="order.step_acted_at",
             notes=(
