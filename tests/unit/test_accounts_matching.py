@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from pathlib import Path
 
@@ -108,7 +107,8 @@ def test_matching_rules_and_review(units) -> None:
     assert set(again["person_id"]) == set(people["person_id"])
 
 
-def test_match_people_is_vectorized_at_scale() -> None:
+def test_match_people_links_every_record_at_scale() -> None:
+    # Outcome at scale only: its cost belongs in the benchmark, never in a timed test.
     rng = np.random.default_rng(1)
     n = 100_000
     names = np.array(["Nguyễn Văn An", "Trần Thị Bình", "Lê Minh Châu", "Hoàng Đức Dũng"], dtype=object)
@@ -122,11 +122,9 @@ def test_match_people_is_vectorized_at_scale() -> None:
         "updated_at": pd.Timestamp("2025-11-01"),
     })
     mail = pd.DataFrame(columns=["address", "owner_full_name"])
-    started = time.perf_counter()
     people, links, _ = match_people(accounts, mail)
-    elapsed = time.perf_counter() - started
     assert len(links) == n and len(people) < n
-    assert elapsed < 30, f"{elapsed:.1f}s for {n} records"
+    assert links["record_id"].is_unique and links["person_id"].isin(people["person_id"]).all()
 
 
 def test_role_rules_file_is_valid_and_refuses_bad_rules(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -575,14 +574,11 @@ def _big_residents(n: int) -> pd.DataFrame:
     return frame
 
 
-def test_100k_rows_validate_in_a_few_seconds():
+def test_100k_rows_validate_with_exactly_the_failing_rows_blocked():
+    # Outcome at scale only: validate's cost is measured by `make bench`, never in a timed test.
     frame = _big_residents(100_000)
-    validate_batch(frame.head(10), "residents", **REGISTRY)  # imports and first-use caches
-    started = time.perf_counter()
     out = validate_batch(frame, "residents", **REGISTRY)
-    elapsed = time.perf_counter() - started
     assert out.blocked_rows == 1000
-    assert elapsed < 10, f"{elapsed:.1f}s"
 
 
 def _count_contexts(monkeypatch) -> list:
