@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sapnhap.engines import declared_columns
 from sapnhap.sources import DatasetMapping, Source, SourceConfigError
 from sapnhap.storage import sha256_file
 
@@ -371,7 +372,7 @@ def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None,
 
 def _consume(source: Source, dataset: str, result, out: Path, chunk: int) -> tuple[int, list[str], str | None, list[str]]:  # noqa: ANN001
     mapping = source.datasets[dataset]
-    columns = [str(c) for c in result.keys()]
+    columns = declared_columns(mapping, result.context.dialect, result.keys())  # Oracle: MAMVB or mamvb
     unmapped = _check_columns(source, dataset, mapping, columns)
     last: dict[str, str | None] = {"cursor": None}
     cursor_idx = columns.index(mapping.cursor) if mapping.cursor else None

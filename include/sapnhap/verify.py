@@ -14,8 +14,10 @@ legacy system's keys and row hashes with the platform's, the way AWS DMS validat
   split further, and only the smallest differing chunks are read row by row. A clean
   million-row table costs one aggregate query on each side. Hash ranges instead of key ranges:
   both databases order text by their own collations, the md5 of the key is the same everywhere.
-- SQLite, export files and legacy columns of types whose text cannot be reproduced in SQL
-  exactly are streamed once and hashed in Python with the extract's own text conversion.
+- SQLite, SQL Server and Oracle (through the extract's SQLAlchemy Core path), Access files
+  (through the extract's mdbtools reader), export files and legacy columns of types whose text
+  cannot be reproduced in SQL exactly are streamed once and hashed in Python with the extract's
+  own text conversion: the same driver and the same conversion make the hashes identical.
 
 Outcomes per (source, dataset): *missing* (in the source; not in core, not quarantined, not a
 merged duplicate), *extra* (in core, no longer in the source), *different* (row hash differs).
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -44,11 +48,17 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from sapnhap import storage
+from sapnhap.engines import declared_columns, dialect_name
 from sapnhap.extract import (
     CHUNK_ROWS,
+    ENGINE_NAMES,
+    SESSION_SQL,
     SOURCE_FILE_COLUMN,
+    ExtractResult,
     SourceSchemaError,
     SourceUnavailableError,
+    _is_schema_error,
+    extract_to_parquet,
     folder_of,
     used_columns,
 )
@@ -56,7 +66,7 @@ from sapnhap.extract import chunk_to_table as _chunk_to_table
 from sapnhap.extract import frame_to_table as _frame_to_table
 from sapnhap.extract import read_export as _read_export
 from sapnhap.services import Services
-from sapnhap.sources import DatasetMapping, Source
+from sapnhap.sources import DatasetMapping, Source, SourceConfigError
 
 log = logging.getLogger(__name__)
 
@@ -468,21 +478,125 @@ def _open_mysql(source: Source, dataset: str, uri: str) -> _Side:
         raise
 
 
-def _open_sqlite(source: Source, dataset: str, uri: str) -> _Side:
-    import sqlite3
+# -- SQLite, SQL Server, Oracle: the extract's SQLAlchemy Core path, hashed in Python ----------------
+
+
+@dataclass(frozen=True)
+class LegacyStatements:
+    """What verification sends a legacy database through SQLAlchemy Core, compiled for its dialect.
+
+    ``probe`` reads no row (the columns the source has), ``hashes`` streams the hashed columns of
+    every row, ``rows`` every column of every row (the rows of keys queued for re-sync).
+    """
+
+    session: list[str]
+    probe: str
+    hashes: str
+    rows: str
+    statements: dict = field(repr=False, compare=False, default_factory=dict)
+
+
+def legacy_statements(source: Source, dataset: str, dialect) -> LegacyStatements:  # noqa: ANN001 - sqlalchemy Dialect
+    """The statements verification runs for ``dataset`` on ``dialect``: the extract's session, names
+    quoted by the dialect (Oracle's as the DBA sees them, see :mod:`sapnhap.engines`), a ``query:``
+    as a subquery whose text binds nothing."""
+    import sqlalchemy as sa
 
     mapping = source.datasets[dataset]
-    path = unquote(urlparse(uri).path) if uri.startswith("sqlite:") else uri
-    if not Path(path).exists():
-        raise SourceUnavailableError(f"{source.id}: SQLite file not found: {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def columns() -> list:
+        return [sa.column(dialect_name(dialect, c)) for c in hash_columns(mapping)]
+
+    if mapping.query:
+        text = sa.text(mapping.query.replace(":", "\\:"))  # colons are the query's text, never parameters
+        whole, hashed, every = text.columns().subquery("src"), text.columns(*columns()).subquery("src"), text
+    else:
+        *schema, name = (mapping.table or "").split(".")
+        owner = dialect_name(dialect, schema[0]) if schema else None
+        whole = hashed = sa.table(dialect_name(dialect, name), *columns(), schema=owner)
+        every = sa.select(sa.literal_column("*")).select_from(whole)
+    statements = {
+        "probe": sa.select(sa.literal_column("*")).select_from(whole).where(sa.text("1 = 0")),
+        "hashes": sa.select(*hashed.c),
+        "rows": every,
+    }
+    compiled = {k: str(v.compile(dialect=dialect)) for k, v in statements.items()}
+    return LegacyStatements(list(SESSION_SQL.get(dialect.name, ())), compiled["probe"], compiled["hashes"],
+                            compiled["rows"], statements)
+
+
+@contextmanager
+def _core_connection(source: Source, dataset: str, connection: str) -> Iterator:
+    """A connection to the legacy database as the extract opens it (its engine, its session
+    statements: one snapshot, read-only where the engine has it); driver errors named."""
+    import sqlalchemy as sa
+
+    from sapnhap import extract
+
+    where = f"{source.id}/{dataset}"
+    engine = extract.legacy_engine(source, connection, dataset)
+    name = ENGINE_NAMES.get(source.kind, engine.dialect.name)
     try:
-        cur = conn.execute(f"SELECT * FROM ({_base_query(mapping, chr(34))}) AS src")
-        columns = [d[0] for d in cur.description]
-        _require_columns(source, dataset, mapping, columns)
-        return _Streamed(_stream_hashes(_fetch_chunks(cur), columns, mapping), queries=1)
+        try:
+            conn = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise SourceUnavailableError(f"{where}: cannot connect to legacy {name}: {str(exc.orig).strip()}") from exc
+        with conn, conn.begin():
+            for statement in SESSION_SQL.get(engine.dialect.name, ()):
+                conn.exec_driver_sql(statement)
+            yield conn
+    except sa.exc.DBAPIError as exc:
+        if _is_schema_error(engine.dialect.name, exc):
+            raise SourceSchemaError(
+                f"{where}: the legacy server refused the verification query: {str(exc.orig).strip()}. "
+                f"Check table/query and columns in {source.id}.yaml against the legacy system."
+            ) from exc
+        raise SourceUnavailableError(f"{where}: legacy {name} failed while being read: {str(exc.orig).strip()}") from exc
     finally:
-        conn.close()
+        engine.dispose()
+
+
+_STREAM = {"stream_results": True, "yield_per": CHUNK_ROWS}
+
+
+def _open_core(source: Source, dataset: str, connection: str) -> _Side:
+    """Stream the hashed columns through the extract's SQLAlchemy Core path; hash them in Python.
+
+    SQL Server and Oracle: the hash must be the md5 of the UTF-8 text the extract writes, which
+    their SQL cannot produce for every version and type (SQL Server hashes UTF-16 before 2019,
+    Oracle's STANDARD_HASH the database character set, up to 4000 bytes); the same driver and the
+    extract's own conversion (:func:`sapnhap.extract.chunk_to_table`) make the hashes identical
+    by construction. SQLite is read the same way.
+    """
+    mapping = source.datasets[dataset]
+    with _core_connection(source, dataset, connection) as conn:
+        stmts = legacy_statements(source, dataset, conn.dialect)
+        probe = conn.execute(stmts.statements["probe"])
+        present = declared_columns(mapping, conn.dialect, probe.keys())
+        probe.close()
+        _require_columns(source, dataset, mapping, present)
+        result = conn.execute(stmts.statements["hashes"], execution_options=_STREAM)
+        rows = _stream_hashes((list(part) for part in result.partitions()), hash_columns(mapping), mapping)
+    return _Streamed(rows, queries=2)
+
+
+# -- Access files: the extract's reader (mdbtools) -------------------------------------------------------
+
+
+@contextmanager
+def _access_extract(source: Source, dataset: str, connection: str) -> Iterator[ExtractResult]:
+    """The whole table as the extract reads it (mdbtools, the extract's text), in a temporary Parquet file."""
+    with tempfile.TemporaryDirectory(prefix="sapnhap-verify-") as tmp:
+        yield extract_to_parquet(source, dataset, connection, Path(tmp) / "access.parquet")
+
+
+def _open_access(source: Source, dataset: str, connection: str) -> _Side:
+    mapping = source.datasets[dataset]
+    rows: dict[str, str] = {}
+    with _access_extract(source, dataset, connection) as result:
+        for batch in pq.ParquetFile(result.path).iter_batches(batch_size=CHUNK_ROWS, columns=hash_columns(mapping)):
+            _hash_table(pa.Table.from_batches([batch]), mapping, rows)
+    return _Streamed(rows, queries=1)
 
 
 def _open_files(source: Source, dataset: str, connection: str) -> _Side:
@@ -501,7 +615,8 @@ def _open_files(source: Source, dataset: str, connection: str) -> _Side:
 
 def open_legacy(source: Source, dataset: str, connection: str) -> _Side:
     """The legacy side of ``source``/``dataset``: in-database digests where the types allow it."""
-    opener = {"postgres": _open_postgres, "mysql": _open_mysql, "sqlite": _open_sqlite, "files": _open_files}
+    opener = {"postgres": _open_postgres, "mysql": _open_mysql, "sqlite": _open_core, "mssql": _open_core,
+              "oracle": _open_core, "access": _open_access, "files": _open_files}
     return opener[source.kind](source, dataset, connection)
 
 
@@ -881,7 +996,8 @@ def verify_source(
         try:
             results.append(verify_dataset(services, source, d, connection, run_id=run_id, resync=resync,
                                           flag_deleted=flag_deleted, allow_mass_delete=allow_mass_delete).as_dict())
-        except (SourceUnavailableError, SourceSchemaError, psycopg.Error, storage.BackupError) as exc:
+        except (SourceUnavailableError, SourceSchemaError, SourceConfigError, psycopg.Error,
+                storage.BackupError) as exc:
             log.error("%s/%s: verification failed: %s", source.id, d, exc)
             failures.append(f"{d}: {exc}")
     if failures:
@@ -985,17 +1101,22 @@ def _legacy_rows_by_key(source: Source, dataset: str, connection: str, keys: set
                 return columns, pick(columns, _fetch_chunks(cur))
         finally:
             conn.close()
-    if source.kind == "sqlite":
-        import sqlite3
-
-        path = unquote(urlparse(connection).path) if connection.startswith("sqlite:") else connection
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            cur = conn.execute(f"SELECT * FROM ({_base_query(mapping, chr(34))}) AS src")
-            columns = [d[0] for d in cur.description]
-            return columns, pick(columns, _fetch_chunks(cur))
-        finally:
-            conn.close()
+    if source.kind in ("sqlite", "mssql", "oracle"):
+        # The extract's path; every row is read (no key column of known type to filter on) and picked.
+        with _core_connection(source, dataset, connection) as conn:
+            result = conn.execute(legacy_statements(source, dataset, conn.dialect).statements["rows"],
+                                  execution_options=_STREAM)
+            columns = declared_columns(mapping, conn.dialect, result.keys())
+            return columns, [tuple(r) for r in pick(columns, (list(part) for part in result.partitions()))]
+    if source.kind == "access":
+        with _access_extract(source, dataset, connection) as result:
+            columns, found = result.columns, []
+            for batch in pq.ParquetFile(result.path).iter_batches(batch_size=CHUNK_ROWS):
+                table = pa.Table.from_batches([batch])
+                batch_keys = [_key_text(p) for p in zip(*(table.column(c).to_pylist() for c in pk), strict=True)]
+                rows = zip(*(table.column(c).to_pylist() for c in columns), strict=True)
+                found += [row for key, row in zip(batch_keys, rows, strict=True) if key in keys]
+            return columns, found
     # Export files: every file of the folder is read again, the last export of a key wins.
     folder = folder_of(connection)
     if not folder.is_dir():

@@ -138,3 +138,39 @@ def test_which_refusals_mean_the_source_file_names_what_the_server_lacks(dialect
 
     exc = getattr(sa.exc, error)("SELECT ...", {}, Exception(*orig))
     assert _is_schema_error(dialect, exc) is schema
+
+
+# -- Oracle: names as the DBA sees them (upper case) or in lower case --------------------------------
+
+
+def test_oracle_names_are_taken_as_the_dba_sees_them_upper_or_lower_case() -> None:
+    from sqlalchemy.dialects import oracle
+
+    from sapnhap.engines import catalogue_name, declared_columns, dialect_name
+
+    upper = _source("oracle", table="HO_SO", primary_key=["ID"], cursor="NGAY_CAP_NHAT",
+                    columns={"dossier_code": "MA_HO_SO", "received_date": "NGAY_NHAN", "status": "TrangThai"})
+    _, select, _ = _sql("oracle", ORACLE, table="HO_SO", cursor="NGAY_CAP_NHAT")
+    # Quoted upper case is the catalogue's name: the same table and column as unquoted ho_so.
+    assert select == ('SELECT * FROM "HO_SO" WHERE "HO_SO"."NGAY_CAP_NHAT" >= :cursor_from '
+                      'ORDER BY "HO_SO"."NGAY_CAP_NHAT"')
+    dialect = legacy_dialect(upper, ORACLE)
+    # What SQLAlchemy's Oracle dialect reports for the catalogue's columns: case-insensitive names in
+    # lower case (TrangThai was created quoted, GHI_CHU is a column the source file does not map).
+    catalogue = ["ID", "MA_HO_SO", "NGAY_NHAN", "TrangThai", "NGAY_CAP_NHAT", "GHI_CHU"]
+    reported = [str(dialect.normalize_name(c)) for c in catalogue]
+    assert reported == ["id", "ma_ho_so", "ngay_nhan", "TrangThai", "ngay_cap_nhat", "ghi_chu"]
+    mapping = upper.datasets["dossiers"]
+    assert declared_columns(mapping, dialect, reported) == ["ID", "MA_HO_SO", "NGAY_NHAN", "TrangThai",
+                                                           "NGAY_CAP_NHAT", "ghi_chu"]
+    lower = _source("oracle")
+    assert declared_columns(lower.datasets["dossiers"], dialect, ["id", "ma_ho_so", "ngay_cap_nhat"]) == \
+        ["id", "ma_ho_so", "ngay_cap_nhat"]
+    # Both spellings are one name; mixed case is a quoted, case-sensitive name; a reserved word stays upper.
+    assert {catalogue_name(dialect, n) for n in ("MAMVB", "mamvb")} == {"MAMVB"}
+    assert [dialect_name(dialect, n) for n in ("MAMVB", "mamvb", "MaMvb", "level")] == \
+        ["mamvb", "mamvb", "MaMvb", "LEVEL"]
+    # Other engines keep names as written (their dialects report the catalogue's spelling).
+    mssql = legacy_dialect(_source("mssql"), MSSQL)
+    assert declared_columns(mapping, mssql, ["id", "MA_HO_SO"]) == ["id", "MA_HO_SO"]
+    assert declared_columns(mapping, oracle.dialect(), ["ma_ho_so"]) == ["MA_HO_SO"]

@@ -58,7 +58,8 @@ def qrow(i: int, source_id: str, dataset: str, *, status: str = "open", first_ru
         "expectation": f"{column}.format", "column_name": column, "value_masked": value,
         "reason_vi": "Số CCCD không đúng 12 chữ số", "fix_vi": "Sửa số CCCD trên hệ thống cũ", "severity": "block",
         "status": status, "first_batch_id": f"{first_run}|{source_id}|{dataset}",
-        "last_batch_id": f"{last_run}|{source_id}|{dataset}", "resolved_batch_id": None, "pii_values": [], **extra,
+        "last_batch_id": f"{last_run}|{source_id}|{dataset}", "resolved_batch_id": None, "pii_values": [],
+        "first_run_id": first_run, "last_run_id": last_run, "resolved_run_id": None, **extra,
     }
 
 
@@ -80,7 +81,7 @@ def run_rows() -> dict:
     quarantine.append(qrow(7, "src_alpha", "households", first_run="older_run", last_run="older_run",
                            column="household_code", value="H-01"))
     quarantine.append(qrow(8, "src_alpha", "households", status="resolved", first_run="older_run",
-                           resolved_batch_id=f"{RUN}|src_alpha|households"))
+                           resolved_batch_id=f"{RUN}|src_alpha|households", resolved_run_id=RUN))
     return {
         "batches": [
             batch("src_alpha", "residents", status="loaded", extracted=120, inserted=90, updated=12, unchanged=9,
@@ -290,7 +291,7 @@ def test_skip_rule_failure_or_quarantine_change_sends():
     failed = quiet_rows() | {"batches": [], "reconciliation": []}
     assert should_send(assemble_owner_reports(RUN, [src], **failed)[0])[0]
     resolved = quiet_rows()
-    resolved["quarantine"][0].update(status="resolved", resolved_batch_id=f"{RUN}|src_gamma|dossiers")
+    resolved["quarantine"][0].update(status="resolved", resolved_batch_id=f"{RUN}|src_gamma|dossiers", resolved_run_id=RUN)
     assert should_send(assemble_owner_reports(RUN, [src], **resolved)[0]) == (True, "1 quarantine rows opened or resolved")
 
 
@@ -299,7 +300,7 @@ def test_skip_rule_a_rerun_that_only_rereads_unchanged_rows_sends_nothing():
     rerun = quiet_rows()
     rerun["batches"] = [batch("src_gamma", "dossiers", status="loaded", extracted=12, unchanged=12, decision="ok",
                               failed_ratio=0.0)]
-    rerun["quarantine"][0].update(last_batch_id=f"{RUN}|src_gamma|dossiers")  # the same bad row, seen again
+    rerun["quarantine"][0].update(last_batch_id=f"{RUN}|src_gamma|dossiers", last_run_id=RUN)  # the same bad row, seen again
     send, reason = should_send(assemble_owner_reports(RUN, [src], **rerun)[0])
     assert not send and "nothing new" in reason
 
@@ -410,7 +411,8 @@ def test_a_failed_stage_names_itself_and_an_extract_note_is_not_the_cause(source
 
 def test_warnings_are_counted_listed_and_attached(sources, run_rows):
     run_rows["warnings"] = [
-        {"warning_id": 1, "batch_id": f"{RUN}|src_alpha|residents", "source_id": "src_alpha", "dataset": "residents",
+        {"warning_id": 1, "batch_id": f"{RUN}|src_alpha|residents", "run_id": RUN, "source_id": "src_alpha",
+         "dataset": "residents",
          "source_key": "K0900", "expectation": "old_code_after_merger", "column_name": "old_commune_code",
          "value_masked": "00703", "reason_vi": "Bản ghi phát sinh từ 01/07/2025 nhưng vẫn dùng mã xã cũ.",
          "fix_vi": "Cập nhật mã xã mới"},

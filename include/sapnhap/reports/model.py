@@ -107,11 +107,6 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def run_of(batch_id: str | None) -> str | None:
-    """The run id of a batch id ``<run_id>|<source_id>|<dataset>``."""
-    return batch_id.split("|", 1)[0] if batch_id else None
-
-
 @dataclass(frozen=True)
 class QuarantineRow:
     """One failing (record, check) of ``ops.quarantine``, masked for the owner."""
@@ -130,6 +125,10 @@ class QuarantineRow:
     first_batch_id: str
     last_batch_id: str
     resolved_batch_id: str | None = None
+    # The runs of those batches (``ops.batches.run_id``; a batch id is never parsed for it).
+    first_run_id: str | None = None
+    last_run_id: str | None = None
+    resolved_run_id: str | None = None
 
     @classmethod
     def from_ops(cls, row: dict[str, Any]) -> QuarantineRow:
@@ -152,6 +151,9 @@ class QuarantineRow:
             first_batch_id=row["first_batch_id"],
             last_batch_id=row["last_batch_id"],
             resolved_batch_id=row.get("resolved_batch_id"),
+            first_run_id=row.get("first_run_id"),
+            last_run_id=row.get("last_run_id"),
+            resolved_run_id=row.get("resolved_run_id"),
         )
 
     @classmethod
@@ -164,6 +166,8 @@ class QuarantineRow:
             "status": "open",
             "first_batch_id": row["batch_id"],
             "last_batch_id": row["batch_id"],
+            "first_run_id": row.get("run_id"),
+            "last_run_id": row.get("run_id"),
         })
 
 
@@ -375,7 +379,7 @@ def summarize_checks(rows: Sequence[QuarantineRow], run_id: str, examples: int =
     """Group the open rows seen in this run by (source, dataset, check, column, reason), with a few examples."""
     groups: dict[tuple, CheckSummary] = {}
     for r in rows:
-        if r.status != "open" or run_of(r.last_batch_id) != run_id:
+        if r.status != "open" or r.last_run_id != run_id:
             continue
         # Grouped by the check (its id, and its reason for rows recorded with the GX type only):
         # two checks of one expectation type are two reasons.
@@ -384,7 +388,7 @@ def summarize_checks(rows: Sequence[QuarantineRow], run_id: str, examples: int =
         if g is None:
             g = groups[key] = CheckSummary(r.source_id, r.dataset, r.expectation, r.column, r.severity, r.reason_vi, r.fix_vi)
         g.count += 1
-        g.new += int(run_of(r.first_batch_id) == run_id)
+        g.new += int(r.first_run_id == run_id)
         if len(g.examples) < examples:
             g.examples.append(r)
     return sorted(groups.values(), key=lambda g: (g.source_id, g.dataset, g.severity != "block", -g.count, g.expectation))
@@ -441,7 +445,7 @@ def assemble_owner_reports(
         ]
         mine = [r for r in q_rows if r.source_id == s.id]
         warned = [r for r in w_rows if r.source_id == s.id]
-        resolved = sum(1 for r in mine if r.status == "resolved" and run_of(r.resolved_batch_id) == run_id)
+        resolved = sum(1 for r in mine if r.status == "resolved" and r.resolved_run_id == run_id)
         results[s.id] = SourceResult(source=s, datasets=datasets, checks=summarize_checks(mine + warned, run_id),
                                      resolved=resolved,
                                      verifications=[v for v in verifications if v["source_id"] == s.id],
@@ -454,7 +458,7 @@ def assemble_owner_reports(
         changes = sum(
             1 for r in rows
             # Seen again is not news: a rerun re-reads the cursor boundary and meets the same rows.
-            if run_id in (run_of(r.first_batch_id), run_of(r.resolved_batch_id))
+            if run_id in (r.first_run_id, r.resolved_run_id)
         )
         reports.append(
             OwnerReport(

@@ -37,6 +37,9 @@ class RunData:
 _QUARANTINE = sql.SQL(
     """SELECT quarantine_id, source_id, dataset, source_key, expectation, column_name, value_masked,
               reason_vi, fix_vi, severity, status, first_batch_id, last_batch_id, resolved_batch_id,
+              (SELECT run_id FROM ops.batches b WHERE b.batch_id = first_batch_id) AS first_run_id,
+              (SELECT run_id FROM ops.batches b WHERE b.batch_id = last_batch_id) AS last_run_id,
+              (SELECT run_id FROM ops.batches b WHERE b.batch_id = resolved_batch_id) AS resolved_run_id,
               ARRAY[{pii}] AS pii_values
        FROM ops.quarantine
        WHERE source_id = ANY(%(sources)s)
@@ -67,11 +70,11 @@ ORDER BY recent.started, b.source_id, b.dataset
 
 # Warn-severity failures of this run's batches (their records were loaded).
 _WARNINGS = """
-SELECT warning_id, batch_id, source_id, dataset, source_key, expectation, column_name, value_masked, reason_vi, fix_vi
-FROM ops.warnings
-WHERE source_id = ANY(%(sources)s)
-  AND batch_id IN (SELECT batch_id FROM ops.batches WHERE run_id = %(run)s)
-ORDER BY source_id, dataset, expectation, column_name NULLS FIRST, source_key, warning_id
+SELECT w.warning_id, w.batch_id, b.run_id, w.source_id, w.dataset, w.source_key, w.expectation, w.column_name,
+       w.value_masked, w.reason_vi, w.fix_vi
+FROM ops.warnings w JOIN ops.batches b ON b.batch_id = w.batch_id
+WHERE w.source_id = ANY(%(sources)s) AND b.run_id = %(run)s
+ORDER BY w.source_id, w.dataset, w.expectation, w.column_name NULLS FIRST, w.source_key, w.warning_id
 """
 
 # Batches committed by other runs that no report to the owner covers yet (a killed run's, a
