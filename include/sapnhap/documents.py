@@ -323,16 +323,70 @@ def check_platform_numbering(services, source, batch):  # noqa: ANN001, ANN201 -
     return _with_quarantine(services, batch, objects, valid, quarantine, "numbered")
 
 
+CLASSIFIED_COLUMNS = ("summary",)
+
+
+def mask_classified_failures(failures: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine or warning rows with a classified document's summary kept out of them.
+
+    A failure on the summary of a document whose security level is not ``normal`` shows
+    :data:`CLASSIFIED_SUMMARY_VI` as its value, and the summary's text is cut from any reason:
+    these rows reach the owners' emails, the quarantine pages and downloads.
+    """
+    if failures.empty or "security_level" not in rows or not set(CLASSIFIED_COLUMNS) & set(rows.columns):
+        return failures
+    by_row = rows.drop_duplicates("_row_id").set_index("_row_id")
+    ids = failures["_row_id"]
+    level = ids.map(by_row["security_level"]).astype(object)
+    classified = (level != "normal").to_numpy(dtype=bool)
+    if not classified.any():
+        return failures
+    out = failures.copy()
+    for column in CLASSIFIED_COLUMNS:
+        if column not in by_row:
+            continue
+        secret = ids.map(by_row[column]).astype(object)
+        on_column = (out["column"] == column).to_numpy(dtype=bool) & classified & secret.notna().to_numpy(dtype=bool)
+        out.loc[on_column, "value"] = CLASSIFIED_SUMMARY_VI
+        for text_col in ("reason_vi", "fix_vi"):
+            if text_col in out:
+                out[text_col] = [t.replace(v, CLASSIFIED_SUMMARY_VI) if c and isinstance(t, str) and isinstance(v, str) and v
+                                 else t for t, v, c in zip(out[text_col], secret, classified, strict=True)]
+    return out
+
+
+def mask_classified_batch(services, batch):  # noqa: ANN001, ANN201 - Services, Batch
+    """The backup stage's last documents step: :func:`mask_classified_failures` on the batch's
+    quarantine and warnings (rewritten only when something was masked)."""
+    if batch.dataset != "documents" or "transformed" not in batch.objects:
+        return batch
+    from dataclasses import replace
+
+    objects = dict(batch.objects)
+    rows = None
+    for name in ("quarantine", "warnings"):
+        if name not in objects:
+            continue
+        failures = _read_object(services, objects, name)
+        if failures.empty or not {"column", "_row_id"} <= set(failures.columns):
+            continue
+        rows = _read_object(services, objects, "transformed") if rows is None else rows
+        masked = mask_classified_failures(failures, rows)
+        if not masked.equals(failures):
+            objects[name] = _put_object(services, batch, f"{name}.classified.parquet", masked)
+    return replace(batch, objects=objects) if objects != batch.objects else batch
+
+
 def attach_to_batch(services, source, batch):  # noqa: ANN001, ANN201 - Services, Source, sapnhap.sync.batch.Batch
     """The backup stage's documents steps: numbering on the platform, then attachments; return the new batch.
 
-    First :func:`check_platform_numbering`. Then, a batch of a dataset without ``attachment_paths``,
+    First :func:`check_platform_numbering` and :func:`mask_classified_batch`. Then, a batch of a dataset without ``attachment_paths``,
     or of a source declaring no attachment folder, comes back as it is. Otherwise the valid rows gain
     ``attachments`` (JSON links) and lose the documents whose files cannot be read (they join the
     quarantine, one row per file); the new valid and quarantine frames and an index of every stored
     file become objects of the batch, so the manifest lists them and the load reads them.
     """
-    batch = check_platform_numbering(services, source, batch)
+    batch = mask_classified_batch(services, check_platform_numbering(services, source, batch))
     mapping = source.datasets[batch.dataset]
     conn_id = mapping.attachments
     if not conn_id or ATTACHMENT_PATHS_COLUMN not in mapping.columns:

@@ -206,7 +206,11 @@ SECRET = "Về việc phương án bảo vệ mục tiêu quan trọng"
 def classified(services: Services, tmp_path: Path) -> str:
     source, conn = _register(tmp_path / "a", "hg_vx_vanban_a", [
         _doc("A1", "12/CV-VP"), _doc("A2", "3/KH-VP", level="secret", summary=SECRET),
-        _doc("A3", "4/KH-VP", level="confidential", summary=SECRET + " (2)")])
+        _doc("A3", "4/KH-VP", level="confidential", summary=SECRET + " (2)"),
+        # Classified documents that fail checks: their rows reach the quarantine, its pages and the emails.
+        _doc("A4", "5/KH-VP", level="top_secret", summary=SECRET + " (3)", issued="31/02/2024"),
+        _doc("A5", "5/KH-VP", level="secret", summary=SECRET + " (4)"),
+        _doc("A6", "5/KH-VP", level="secret", summary=SECRET + " (5)")])
     _sync(services, source, conn, "r1")
     return services.platform_dsn
 
@@ -251,3 +255,34 @@ def test_the_ui_document_lookup_masks_classified_summaries(classified: str) -> N
     by_new = find_documents(classified, "N08.00913.UBND")
     assert {d["document_code"] for d in by_new} == {"A1", "A2", "A3"}
     assert all(SECRET not in (d["summary"] or "") for d in by_new)
+
+
+def test_quality_outputs_never_show_a_classified_summary(classified: str, services: Services, tmp_path: Path,
+                                                          smtp_sink) -> None:
+    from sapnhap import storage
+    from sapnhap.reports import send_run_reports
+    from sapnhap.reports.attachment import read_quarantine_workbook
+    from sapnhap.ui_queries import QuarantineFilter, open_quarantine, quarantine_xlsx
+    from sapnhap_dev.embedded import read_mail
+
+    dsn = classified
+    q = _rows(dsn, "SELECT source_key, expectation, value_masked, reason_vi, fix_vi FROM ops.quarantine")
+    assert set(q["source_key"]) == {"A4", "A5", "A6"}  # the impossible date, the number used twice
+    assert not q.astype(str).apply(lambda c: c.str.contains(SECRET, regex=False)).any().any()
+    # The quarantine page, its download, the Data Docs of the batch, the owner's email.
+    page = open_quarantine(dsn, QuarantineFilter())
+    assert page and all(SECRET not in str(vars(r)) for r in page)
+    sheet = read_quarantine_workbook(quarantine_xlsx(dsn, QuarantineFilter()))
+    assert sheet and SECRET not in str(sheet)
+    docs_key = _rows(dsn, "SELECT data_docs_key FROM ops.batches WHERE dataset = 'documents'")["data_docs_key"].iloc[0]
+    pages = [k for k in storage.list_keys(services.s3, docs_key.rsplit("/", 1)[0] + "/") if k.endswith(".html")]
+    assert pages
+    assert all(SECRET not in storage.get_bytes(services.s3, k).decode("utf-8") for k in pages)
+    source = parse_source(tmp_path / "a" / "hg_vx_vanban_a.yaml")
+    send_run_reports(services, "r1", [source])
+    mails = read_mail(smtp_sink[1])
+    assert mails
+    for mail in mails:
+        for part in mail.walk():
+            payload = part.get_payload(decode=True)
+            assert payload is None or SECRET.encode() not in payload

@@ -56,5 +56,6 @@ def mask_classified(text: pd.Series | list, security_level: pd.Series | list, pl
     """
     values = _as_text(text).reset_index(drop=True)
     levels = _as_text(security_level).reset_index(drop=True)
-    shown = (levels == "normal") | values.isna()
-    return values.where(shown, placeholder)
+    shown = ((levels == "normal") | values.isna()).to_numpy(dtype=bool)
+    return pd.Series([(v if isinstance(v, str) else None) if keep else placeholder
+                      for v, keep in zip(values, shown, strict=True)], dtype="object")
