@@ -81,3 +81,49 @@ def remap_agencies(frame: pd.DataFrame, crosswalk: pd.DataFrame, *, code_col: st
     status[codes.isna() | (codes.str.strip() == "")] = "missing"
     out[f"{prefix}_agency_status"] = status
     return out.drop(columns="_row")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sapnhap.agencies impact|remap [--platform-url ...]``: a new agency crosswalk on the platform.
+
+    ``impact`` is the dry run (which loaded documents and steps would change agency, nothing
+    written); ``remap`` publishes the crosswalk and re-maps them (what the nightly's prepare does).
+    """
+    import argparse
+    import os
+    import sys
+
+    from sapnhap.documents import agency_impact, remap_loaded_documents
+    from sapnhap.services import postgres_dsn_from_url
+
+    parser = argparse.ArgumentParser(prog="python -m sapnhap.agencies", description=main.__doc__)
+    parser.add_argument("command", choices=["impact", "remap"])
+    parser.add_argument("--platform-url", help="postgresql://... (default: SAPNHAP_PLATFORM_URL)")
+    parser.add_argument("--dir", type=Path, help="folder of agencies_<province>.csv (default: SAPNHAP_AGENCIES_DIR "
+                                                  "or the files shipped)")
+    args = parser.parse_args(argv)
+    url = args.platform_url or os.environ.get("SAPNHAP_PLATFORM_URL")
+    if not url:
+        sys.stderr.write("Cần --platform-url hoặc biến môi trường SAPNHAP_PLATFORM_URL.\n")
+        return 2
+    dsn = postgres_dsn_from_url(url)
+    if args.command == "remap":
+        done = remap_loaded_documents(dsn, directory=args.dir)
+        sys.stdout.write(
+            f"Bảng chuyển đổi cơ quan {done['version']}: " + (
+                f"đã chuyển {done['documents']} văn bản và {done['document_steps']} bước xử lý sang phiên bản này.\n"
+                if done["applied"] else "đã áp dụng trước đó, không thay đổi gì.\n"))
+        return 0
+    report = agency_impact(dsn, args.dir)
+    changed = report[report["changed"]]
+    sys.stdout.write(
+        f"Chạy thử bảng chuyển đổi cơ quan {report.attrs['version']}: {int(changed['n_records'].sum())} / "
+        f"{int(report['n_records'].sum())} bản ghi (văn bản, bước xử lý) sẽ đổi cơ quan; "
+        f"{int(report['behind'].sum())} bản ghi đang theo phiên bản khác.\n")
+    pd.set_option("display.width", 200)
+    sys.stdout.write((changed.to_string(index=False) if not changed.empty else "Không có bản ghi nào đổi cơ quan.") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

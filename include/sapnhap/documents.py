@@ -58,19 +58,31 @@ def agencies_dir() -> Path:
     return Path(os.environ.get(AGENCIES_DIR_ENV) or DEFAULT_AGENCIES_DIR)
 
 
-@lru_cache(maxsize=4)
-def _crosswalk(directory: str) -> tuple[pd.DataFrame, str]:
+def _crosswalk_files(directory: str) -> list[tuple[Path, bytes]]:
     files = sorted(Path(directory).glob("agencies_*.csv"))
     if not files:
         raise FileNotFoundError(f"no agency crosswalk (agencies_<province>.csv) in {directory}")
-    frames = [load_agency_crosswalk(f) for f in files]
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    return pd.concat(frames, ignore_index=True), f"agencies-{digest[:12]}"
+    return [(f, f.read_bytes()) for f in files]
+
+
+def _version_of(contents: list[tuple[Path, bytes]]) -> str:
+    return f"agencies-{hashlib.sha256(b''.join(data for _, data in contents)).hexdigest()[:12]}"
+
+
+@lru_cache(maxsize=8)
+def _crosswalk(directory: str, version: str) -> pd.DataFrame:  # noqa: ARG001 - the version keys the cache
+    return pd.concat([load_agency_crosswalk(f) for f, _ in _crosswalk_files(directory)], ignore_index=True)
 
 
 def load_agencies(directory: Path | None = None) -> tuple[pd.DataFrame, str]:
-    """Every province's agency crosswalk in the folder, checked, and its version (a content hash)."""
-    return _crosswalk(str(directory or agencies_dir()))
+    """Every province's agency crosswalk in the folder, checked, and its version (a content hash).
+
+    The files are read each call (a province may publish a new version while the scheduler runs);
+    the parsed table is cached per version.
+    """
+    folder = str(directory or agencies_dir())
+    version = _version_of(_crosswalk_files(folder))
+    return _crosswalk(folder, version), version
 
 
 def derive_agency_columns(frame: pd.DataFrame, ds: Dataset, *, crosswalk: pd.DataFrame | None = None,
@@ -255,42 +267,133 @@ def _quarantine_rows(unreadable: pd.DataFrame, source_id: str) -> pd.DataFrame:
     }, columns=QUARANTINE_COLUMNS)
 
 
-def attach_to_batch(services, source, batch):  # noqa: ANN001, ANN201 - Services, Source, sapnhap.sync.batch.Batch
-    """The backup stage's attachment step: copy, link, quarantine the unreadable; return the new batch.
-
-    A batch of a dataset without ``attachment_paths``, or of a source declaring no attachment
-    folder, comes back unchanged. Otherwise the valid rows gain ``attachments`` (JSON links) and
-    lose the documents whose files cannot be read (they join the quarantine, one row per file); the
-    new valid and quarantine frames and an index of every stored file become objects of the batch,
-    so the manifest lists them and the load reads them.
-    """
-    from dataclasses import replace
+def _read_object(services, objects: dict, name: str) -> pd.DataFrame:  # noqa: ANN001 - Services
+    import pyarrow.parquet as pq
 
     from sapnhap import storage
 
+    obj = objects[name]
+    return pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
+
+
+def _put_object(services, batch, name: str, frame: pd.DataFrame) -> dict:  # noqa: ANN001 - Services, Batch
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sapnhap import storage
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+    return storage.put_bytes(services.s3, batch.prefix + name, buf.getvalue(), "application/vnd.apache.parquet").as_dict()
+
+
+def _with_quarantine(services, batch, objects: dict, valid: pd.DataFrame, quarantine: pd.DataFrame,  # noqa: ANN001
+                     suffix: str):  # noqa: ANN202
+    from dataclasses import replace
+
+    objects["valid"] = _put_object(services, batch, f"valid.{suffix}.parquet", valid)
+    objects["quarantine"] = _put_object(services, batch, f"quarantine.{suffix}.parquet", quarantine)
+    quarantined_rows = int(quarantine["_row_id"].nunique()) if len(quarantine) else 0
+    return replace(batch, objects=objects, valid_rows=len(valid), quarantined_rows=quarantined_rows)
+
+
+def check_platform_numbering(services, source, batch):  # noqa: ANN001, ANN201 - Services, Source, Batch
+    """The backup stage's numbering step: a document whose number another platform record holds waits.
+
+    The suite catches a number and symbol used twice in one batch; this catches one already held by
+    a record of another batch or source (:func:`numbering_taken`): the record already on the
+    platform stays, the newcomer joins the quarantine with both named. A batch of another dataset,
+    or with no conflict, comes back unchanged.
+    """
+    from sapnhap import db
+
+    if batch.dataset != "documents" or "valid" not in batch.objects:
+        return batch
+    objects = dict(batch.objects)
+    valid = _read_object(services, objects, "valid")
+    with db.connect(services.platform_dsn, "backup") as conn:
+        taken = numbering_taken(conn, valid)
+    if taken.empty:
+        return batch
+    quarantine = pd.concat([_read_object(services, objects, "quarantine"), _numbering_quarantine(taken, valid)],
+                           ignore_index=True)
+    valid = valid[~valid["_row_id"].isin(taken["_row_id"])].reset_index(drop=True)
+    log.warning("%s/%s: %d document(s) carry a number and symbol another platform record holds; they wait in quarantine",
+                source.id, batch.dataset, len(taken))
+    return _with_quarantine(services, batch, objects, valid, quarantine, "numbered")
+
+
+CLASSIFIED_COLUMNS = ("summary",)
+
+
+def mask_classified_failures(failures: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine or warning rows with a classified document's summary kept out of them.
+
+    A failure on the summary of a document whose security level is not ``normal`` shows
+    :data:`CLASSIFIED_SUMMARY_VI` as its value, and the summary's text is cut from any reason:
+    these rows reach the owners' emails, the quarantine pages and downloads.
+    """
+    if failures.empty or "security_level" not in rows or not set(CLASSIFIED_COLUMNS) & set(rows.columns):
+        return failures
+    by_row = rows.drop_duplicates("_row_id").set_index("_row_id")
+    ids = failures["_row_id"]
+    level = ids.map(by_row["security_level"]).astype(object)
+    classified = (level != "normal").to_numpy(dtype=bool)
+    if not classified.any():
+        return failures
+    out = failures.copy()
+    for column in CLASSIFIED_COLUMNS:
+        if column not in by_row:
+            continue
+        secret = ids.map(by_row[column]).astype(object)
+        on_column = (out["column"] == column).to_numpy(dtype=bool) & classified & secret.notna().to_numpy(dtype=bool)
+        out.loc[on_column, "value"] = CLASSIFIED_SUMMARY_VI
+        for text_col in ("reason_vi", "fix_vi"):
+            if text_col in out:
+                out[text_col] = [t.replace(v, CLASSIFIED_SUMMARY_VI) if c and isinstance(t, str) and isinstance(v, str) and v
+                                 else t for t, v, c in zip(out[text_col], secret, classified, strict=True)]
+    return out
+
+
+def mask_classified_batch(services, batch):  # noqa: ANN001, ANN201 - Services, Batch
+    """The backup stage's last documents step: :func:`mask_classified_failures` on the batch's
+    quarantine and warnings (rewritten only when something was masked)."""
+    if batch.dataset != "documents" or "transformed" not in batch.objects:
+        return batch
+    from dataclasses import replace
+
+    objects = dict(batch.objects)
+    rows = None
+    for name in ("quarantine", "warnings"):
+        if name not in objects:
+            continue
+        failures = _read_object(services, objects, name)
+        if failures.empty or not {"column", "_row_id"} <= set(failures.columns):
+            continue
+        rows = _read_object(services, objects, "transformed") if rows is None else rows
+        masked = mask_classified_failures(failures, rows)
+        if not masked.equals(failures):
+            objects[name] = _put_object(services, batch, f"{name}.classified.parquet", masked)
+    return replace(batch, objects=objects) if objects != batch.objects else batch
+
+
+def attach_to_batch(services, source, batch):  # noqa: ANN001, ANN201 - Services, Source, sapnhap.sync.batch.Batch
+    """The backup stage's documents steps: numbering on the platform, then attachments; return the new batch.
+
+    First :func:`check_platform_numbering` and :func:`mask_classified_batch`. Then, a batch of a dataset without ``attachment_paths``,
+    or of a source declaring no attachment folder, comes back as it is. Otherwise the valid rows gain
+    ``attachments`` (JSON links) and lose the documents whose files cannot be read (they join the
+    quarantine, one row per file); the new valid and quarantine frames and an index of every stored
+    file become objects of the batch, so the manifest lists them and the load reads them.
+    """
+    batch = mask_classified_batch(services, check_platform_numbering(services, source, batch))
     mapping = source.datasets[batch.dataset]
     conn_id = mapping.attachments
     if not conn_id or ATTACHMENT_PATHS_COLUMN not in mapping.columns:
         return batch
     objects = dict(batch.objects)
-
-    def read(name: str) -> pd.DataFrame:
-        import pyarrow.parquet as pq
-
-        obj = objects[name]
-        return pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
-
-    def put(name: str, frame: pd.DataFrame) -> dict:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
-        return storage.put_bytes(services.s3, batch.prefix + name, buf.getvalue(),
-                                 "application/vnd.apache.parquet").as_dict()
-
-    transformed = read("transformed")
-    valid, quarantine = read("valid"), read("quarantine")
+    transformed = _read_object(services, objects, "transformed")
+    valid, quarantine = _read_object(services, objects, "valid"), _read_object(services, objects, "quarantine")
     folder = attachment_folder(conn_id)
     # Every document's files, loaded or not: a quarantined document's attachments are kept too.
     stored, unreadable = copy_attachments(services.s3, source.id, folder, transformed)
@@ -303,13 +406,10 @@ def attach_to_batch(services, source, batch):  # noqa: ANN001, ANN201 - Services
         valid = valid[~valid["_row_id"].isin(unreadable["_row_id"])].reset_index(drop=True)
         log.warning("%s/%s: %d attachment(s) of %d document(s) cannot be read; those documents wait in quarantine",
                     source.id, batch.dataset, len(unreadable), unreadable["_row_id"].nunique())
-    objects["valid"] = put("valid.attached.parquet", valid)
-    objects["quarantine"] = put("quarantine.attached.parquet", quarantine)
-    objects["attachments"] = put("attachments.parquet", stored)
-    quarantined_rows = int(quarantine["_row_id"].nunique()) if len(quarantine) else 0
+    objects["attachments"] = _put_object(services, batch, "attachments.parquet", stored)
     log.info("%s/%s: %d attached files stored under attachments/%s/ and linked, %d unreadable",
              source.id, batch.dataset, len(stored), source.id, len(unreadable))
-    return replace(batch, objects=objects, valid_rows=len(valid), quarantined_rows=quarantined_rows)
+    return _with_quarantine(services, batch, objects, valid, quarantine, "attached")
 
 
 def account_for_attachments(s3, files: pd.DataFrame) -> dict[str, int]:  # noqa: ANN001 - S3Config
@@ -322,3 +422,372 @@ def account_for_attachments(s3, files: pd.DataFrame) -> dict[str, int]:  # noqa:
     keys = {attachment_key(s, h) for s, h in zip(files["source_id"], files["sha256"], strict=True)}
     stored = sum(storage.exists(s3, k) for k in sorted(keys))
     return {"stored": stored, "missing": len(keys) - stored}
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbering unique per issuer and year across the platform
+
+
+PLATFORM_NUMBER_CHECK = "unique.number_per_issuer_year.platform"
+
+
+def _numbering_keys(frame: pd.DataFrame) -> pd.Series:
+    return document_helper_columns(frame, {H_NUMBER_PER_ISSUER_YEAR})[H_NUMBER_PER_ISSUER_YEAR]
+
+
+def numbering_taken(conn, rows: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001 - psycopg connection
+    """The documents of ``rows`` whose number and symbol another platform record already holds.
+
+    Same key as the suite's in-batch check (direction, issuer, number and symbol, year; an incoming
+    one also by its receiver), looked up in ``core.documents`` among the records still in their
+    legacy system. The same record again (same ``source_id`` and ``source_key``, a re-sync) or the
+    same ``document_code`` (the load merges it) is no conflict. Returns ``_row_id, source_id,
+    source_key, number_symbol`` and the holder (``held_by_code``, ``held_by_source_id``,
+    ``held_by_source_key``), one row per conflicting document (its first holder by code).
+    """
+    columns = ["_row_id", "source_id", "source_key", "number_symbol", "held_by_code", "held_by_source_id",
+               "held_by_source_key"]
+    if rows.empty or not {"issuer_code", "number_symbol", "issued_date"} <= set(rows.columns):
+        return pd.DataFrame(columns=columns)
+    keys = _numbering_keys(rows)
+    wanted = rows[keys.notna()]
+    if wanted.empty:
+        return pd.DataFrame(columns=columns)
+    pairs = sorted({(i, n.upper()) for i, n in zip(wanted["issuer_code"], wanted["number_symbol"], strict=True)})
+    cur = conn.execute(
+        """SELECT document_code, direction, issuer_code, number_symbol, issued_date, receiver_code, source_id, source_key
+           FROM core.documents
+           WHERE deleted_in_source_at IS NULL
+             AND (issuer_code, upper(number_symbol)) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    )
+    held = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+    if held.empty:
+        return pd.DataFrame(columns=columns)
+    held["_key"] = _numbering_keys(held)
+    mine = wanted.assign(_key=keys[keys.notna()])
+    both = mine.merge(held.sort_values("document_code"), on="_key", suffixes=("", "_held"))
+    other = ((both["source_id"] != both["source_id_held"]) | (both["source_key"] != both["source_key_held"])) & (
+        both["document_code"] != both["document_code_held"])
+    hits = both[other].drop_duplicates("_row_id")
+    return pd.DataFrame({
+        "_row_id": hits["_row_id"].to_numpy(), "source_id": hits["source_id"].to_numpy(dtype=object),
+        "source_key": hits["source_key"].to_numpy(dtype=object),
+        "number_symbol": hits["number_symbol"].to_numpy(dtype=object),
+        "held_by_code": hits["document_code_held"].to_numpy(dtype=object),
+        "held_by_source_id": hits["source_id_held"].to_numpy(dtype=object),
+        "held_by_source_key": hits["source_key_held"].to_numpy(dtype=object),
+    }, columns=columns)
+
+
+def _numbering_quarantine(taken: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    from sapnhap.quality.validate import QUARANTINE_COLUMNS
+
+    by_row = rows.set_index("_row_id")
+    year = pd.to_datetime(by_row.loc[taken["_row_id"], "issued_date"], errors="coerce").dt.year
+    issuer = by_row.loc[taken["_row_id"], "issuer_code"].to_numpy(dtype=object)
+    reasons = [
+        f"Số, ký hiệu '{n}' của cơ quan {i} năm {int(y) if pd.notna(y) else ''} đã có trên nền tảng ở văn bản "
+        f"{code} (hệ thống {sid}, khoá {skey}). Văn bản này chưa được nạp để không trùng số."
+        for n, i, y, code, sid, skey in zip(taken["number_symbol"], issuer, year, taken["held_by_code"],
+                                            taken["held_by_source_id"], taken["held_by_source_key"], strict=True)
+    ]
+    return pd.DataFrame({
+        "_row_id": taken["_row_id"].astype("int64").to_numpy(),
+        "source_id": taken["source_id"].to_numpy(dtype=object),
+        "source_key": taken["source_key"].to_numpy(dtype=object),
+        "expectation": PLATFORM_NUMBER_CHECK,
+        "column": "number_symbol",
+        "value": taken["number_symbol"].to_numpy(dtype=object),
+        "reason_vi": reasons,
+        "fix_vi": "Đối chiếu với văn bản đã có: nếu là cùng một văn bản nhập hai lần, hủy bản nhập sau trong hệ thống "
+                  "cũ; nếu là văn bản khác, sửa số, ký hiệu cho đúng sổ đăng ký rồi cập nhật để đồng bộ lại.",
+        "severity": "block",
+        "check": PLATFORM_NUMBER_CHECK,
+    }, columns=QUARANTINE_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform: who may read a classified document's summary; the published agency crosswalk
+
+
+DOCUMENT_READER_ROLE = "sapnhap_document_reader"
+# What a reader without clearance sees in place of a classified document's summary (trích yếu).
+CLASSIFIED_SUMMARY_VI = "[Trích yếu văn bản mật: chỉ người được cấp quyền đọc văn bản mật xem được]"
+AGENCY_TABLES = ("agency_crosswalk_versions", "agency_crosswalk", "agency_remaps")
+
+
+def documents_access_ddl() -> str:
+    """Views of the documents with the summary masked by security level, the lookups through them,
+    and the registry tables of the published agency crosswalk.
+
+    ``core.v_documents`` and ``history.v_documents``: the summary of a document whose
+    ``security_level`` is not ``normal`` reads :data:`CLASSIFIED_SUMMARY_VI` unless the reader is a
+    member of :data:`DOCUMENT_READER_ROLE` (the view runs with its owner's rights on the table and
+    the reader's identity). ``core.find_documents_by_old_agency`` / ``_by_new_agency`` read them.
+    """
+    from sapnhap.datasets import DATASETS
+    from sapnhap.platform import LINEAGE_DDL
+
+    names = [c.name for c in DATASETS["documents"].columns] + [n for n, _ in LINEAGE_DDL]
+    mask = CLASSIFIED_SUMMARY_VI.replace("'", "''")
+
+    def view_columns(extra: tuple[str, ...] = ()) -> str:
+        return ", ".join(
+            f"CASE WHEN r.security_level = 'normal' OR core.document_summary_cleared() THEN r.summary ELSE '{mask}' "
+            "END AS summary" if c == "summary" else f"r.{c}" for c in [*names, *extra])
+
+    cols = ", ".join(names)
+
+    def as_of_rows() -> str:
+        return f"""
+        SELECT {cols} FROM core.v_documents WHERE valid_from < (as_of + 1)
+        UNION ALL
+        SELECT {cols} FROM history.v_documents WHERE valid_from < (as_of + 1) AND valid_to >= (as_of + 1)"""
+
+    return f"""
+-- Classified documents (R16): the summary only for the role cleared to read it.
+CREATE OR REPLACE FUNCTION core.document_summary_cleared() RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{DOCUMENT_READER_ROLE}'
+                   AND pg_has_role(current_user, oid, 'MEMBER')) $$;
+CREATE OR REPLACE VIEW core.v_documents AS SELECT {view_columns()} FROM core.documents r;
+CREATE OR REPLACE VIEW history.v_documents AS
+    SELECT {view_columns(("history_id", "valid_to", "change"))} FROM history.documents r;
+CREATE OR REPLACE FUNCTION core.find_documents_by_old_agency(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.documents LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows()}) r
+    WHERE r.issuer_code = code OR r.receiver_code = code $$;
+CREATE OR REPLACE FUNCTION core.find_documents_by_new_agency(code text, as_of date DEFAULT current_date)
+    RETURNS SETOF core.documents LANGUAGE sql STABLE AS $$
+    SELECT * FROM ({as_of_rows()}) r
+    WHERE r.issuer_new_agency_code = code OR r.receiver_new_agency_code = code $$;
+-- The agency crosswalk as published to the platform (one version per content), and the re-maps of
+-- the loaded documents to each version.
+CREATE TABLE IF NOT EXISTS registry.agency_crosswalk_versions (
+    version text PRIMARY KEY,
+    files jsonb NOT NULL,
+    n_rows integer NOT NULL,
+    published_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS registry.agency_crosswalk (
+    version text NOT NULL REFERENCES registry.agency_crosswalk_versions (version),
+    old_agency_code text NOT NULL,
+    old_agency_name text,
+    new_agency_code text NOT NULL,
+    new_agency_name text,
+    valid_from date NOT NULL,
+    valid_to date,
+    note text,
+    PRIMARY KEY (version, old_agency_code, valid_from)
+);
+CREATE TABLE IF NOT EXISTS registry.agency_remaps (
+    version text PRIMARY KEY REFERENCES registry.agency_crosswalk_versions (version),
+    run_id text,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    documents_changed integer NOT NULL,
+    steps_changed integer NOT NULL,
+    impact jsonb NOT NULL
+);
+"""
+
+
+def grant_document_access(conn) -> None:  # noqa: ANN001 - psycopg connection of ensure_roles
+    """Least privilege for the documents (called by :func:`sapnhap.platform.ensure_roles`).
+
+    The analyst and the auditor read every column of ``core.documents`` / ``history.documents``
+    but the summary (column privileges), and the masked views; :data:`DOCUMENT_READER_ROLE`
+    (granted to cleared officials) reads the tables whole. The loader publishes the agency
+    crosswalk and its re-maps (rows only).
+    """
+    from psycopg import sql
+
+    from sapnhap.platform import ANALYST_ROLE, AUDITOR_ROLE, LOADER_ROLE
+
+    readers = sql.SQL(", ").join(map(sql.Identifier, (ANALYST_ROLE, AUDITOR_ROLE)))
+    cleared = sql.Identifier(DOCUMENT_READER_ROLE)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA core, history TO {}").format(cleared))
+    for schema in ("core", "history"):
+        if conn.execute("SELECT to_regclass(%s)", (f"{schema}.documents",)).fetchone()[0] is None:
+            continue
+        table = sql.Identifier(schema, "documents")
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'documents' "
+            "ORDER BY ordinal_position", (schema,))]
+        conn.execute(sql.SQL("REVOKE SELECT ON {} FROM {}").format(table, readers))
+        conn.execute(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns if c != "summary"), table, readers))
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(table, cleared))
+        if conn.execute("SELECT to_regclass(%s)", (f"{schema}.v_documents",)).fetchone()[0] is not None:
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, "v_documents"), cleared))
+    for name in AGENCY_TABLES:
+        if conn.execute("SELECT to_regclass(%s)", (f"registry.{name}",)).fetchone()[0] is not None:
+            conn.execute(sql.SQL("GRANT INSERT ON {} TO {}").format(sql.Identifier("registry", name),
+                                                                    sql.Identifier(LOADER_ROLE)))
+
+
+def mask_summary(summary: pd.Series, security_level: pd.Series) -> pd.Series:
+    """The summaries a reader without clearance may see: a classified document's is replaced."""
+    from sapnhap.quality.masking import mask_classified
+
+    return mask_classified(summary, security_level, CLASSIFIED_SUMMARY_VI)
+
+
+# ---------------------------------------------------------------------------------------------
+# A new agency crosswalk: published, its impact on the loaded documents, the re-map
+
+
+def publish_agencies(dsn: str, directory: Path | None = None) -> dict:
+    """Publish the agency crosswalk in force (its version and rows) to ``registry``; idempotent."""
+    import psycopg
+
+    folder = str(directory or agencies_dir())
+    contents = _crosswalk_files(folder)
+    crosswalk, version = load_agencies(Path(folder))
+    files = [{"name": f.name, "sha256": hashlib.sha256(data).hexdigest()} for f, data in contents]
+    rows = crosswalk.assign(note=crosswalk["note"] if "note" in crosswalk else None)
+    records = [
+        (version, r.old_agency_code, r.old_agency_name or None, r.new_agency_code, r.new_agency_name or None,
+         r.valid_from.date(), None if pd.isna(r.valid_to) else r.valid_to.date(), r.note or None)
+        for r in rows.itertuples(index=False)
+    ]
+    with psycopg.connect(dsn) as conn:
+        added = conn.execute(
+            """INSERT INTO registry.agency_crosswalk_versions (version, files, n_rows) VALUES (%s, %s::jsonb, %s)
+               ON CONFLICT (version) DO NOTHING""", (version, json.dumps(files, ensure_ascii=False), len(records))
+        ).rowcount
+        if added:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO registry.agency_crosswalk (version, old_agency_code, old_agency_name, new_agency_code,
+                       new_agency_name, valid_from, valid_to, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT DO NOTHING""", records)
+    return {"version": version, "published": bool(added), "rows": len(records)}
+
+
+def _agency_columns(ds: Dataset) -> list[str]:
+    return [f"{prefix}_{suffix}" for _, _, prefix in ds.agency_roles
+            for suffix in ("new_agency_code", "new_agency_name", "agency_status")]
+
+
+def _loaded(conn, ds: Dataset) -> pd.DataFrame:  # noqa: ANN001
+    inputs = sorted({c for code, dates, _ in ds.agency_roles for c in (code, *dates)})
+    cols = [*ds.natural_key, *inputs, *_agency_columns(ds), "agency_crosswalk_version"]
+    cur = conn.execute(f"SELECT {', '.join(cols)} FROM core.{ds.name}")  # noqa: S608 - names from the code
+    return pd.DataFrame(cur.fetchall(), columns=cols, dtype=object)
+
+
+def _remapped(conn, ds: Dataset, crosswalk: pd.DataFrame, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:  # noqa: ANN001
+    """(rows as loaded, rows as the crosswalk ``version`` maps them), same order."""
+    before = _loaded(conn, ds)
+    after = derive_agency_columns(before.copy(), ds, crosswalk=crosswalk, version=version)
+    return before, after
+
+
+def agency_impact(dsn: str, directory: Path | None = None) -> pd.DataFrame:
+    """Dry run of the agency crosswalk in force on the loaded documents and steps: nothing is written.
+
+    One row per (dataset, role, old agency, new agency before, after, status before, after) with
+    ``n_records`` and ``changed`` (a different new agency or status; the rows only behind in
+    version have ``changed`` false). ``attrs["version"]``: the crosswalk version compared.
+    """
+    import psycopg
+
+    from sapnhap.datasets import DATASETS
+
+    crosswalk, version = load_agencies(directory)
+    parts = []
+    with psycopg.connect(dsn) as conn:
+        for name in ("documents", "document_steps"):
+            ds = DATASETS[name]
+            before, after = _remapped(conn, ds, crosswalk, version)
+            for code_col, _, prefix in ds.agency_roles:
+                code, status = f"{prefix}_new_agency_code", f"{prefix}_agency_status"
+                frame = pd.DataFrame({
+                    "dataset": name, "role": prefix, "old_agency_code": before[code_col],
+                    "new_agency_before": before[code], "new_agency_after": after[code],
+                    "status_before": before[status], "status_after": after[status],
+                    "version_before": before["agency_crosswalk_version"],
+                }).astype(object)
+                frame = frame.where(frame.notna(), None)
+                parts.append(frame)
+    columns = ["dataset", "role", "old_agency_code", "new_agency_before", "new_agency_after", "status_before",
+               "status_after", "n_records", "behind", "changed"]
+    if not parts or not sum(len(p) for p in parts):
+        out = pd.DataFrame(columns=columns)
+    else:
+        frame = pd.concat(parts, ignore_index=True)
+        frame["behind"] = frame["version_before"] != version
+        keys = columns[:7]
+        out = (frame.fillna({"old_agency_code": "", "new_agency_before": "", "new_agency_after": "",
+                             "status_before": "", "status_after": ""})
+               .groupby(keys, dropna=False).agg(n_records=("dataset", "size"), behind=("behind", "sum")).reset_index())
+        out["changed"] = (out["new_agency_before"] != out["new_agency_after"]) | (
+            out["status_before"] != out["status_after"])
+        out = out.sort_values(["changed", "n_records", "dataset", "role", "old_agency_code"],
+                              ascending=[False, False, True, True, True]).reset_index(drop=True)
+    out.attrs["version"] = version
+    return out
+
+
+def remap_loaded_documents(dsn: str, *, run_id: str | None = None, directory: Path | None = None) -> dict:
+    """Re-map the loaded documents and steps to the agency crosswalk in force; once per version.
+
+    Publishes the crosswalk (:func:`publish_agencies`); when ``registry.agency_remaps`` has no row
+    for its version yet, every row of ``core.documents`` / ``core.document_steps`` mapped by
+    another version gets the new agency columns and ``agency_crosswalk_version`` in one
+    transaction (the previous version goes to history with the trigger; ``valid_from`` is the
+    re-map's time, so a lookup as of an earlier date still sees what the platform showed then),
+    and the version's re-map is recorded with its impact. Run by the nightly's prepare and by
+    ``python -m sapnhap.agencies remap``; a second call for the same version changes nothing.
+    """
+    import psycopg
+    from psycopg import sql
+
+    from sapnhap.datasets import DATASETS
+
+    published = publish_agencies(dsn, directory)
+    version = published["version"]
+    crosswalk, _ = load_agencies(directory)
+    result = {"version": version, "applied": False, "documents": 0, "document_steps": 0}
+    with psycopg.connect(dsn) as conn:
+        # One re-map at a time (two schedulers' prepares); the second sees the first's row.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('sapnhap.agency_remap'))")
+        if conn.execute("SELECT 1 FROM registry.agency_remaps WHERE version = %s", (version,)).fetchone():
+            return result
+        impact = {}
+        for name in ("documents", "document_steps"):
+            ds = DATASETS[name]
+            before, after = _remapped(conn, ds, crosswalk, version)
+            agency_cols = _agency_columns(ds)
+            behind = (before["agency_crosswalk_version"] != version).to_numpy(dtype=bool)
+            changed = np.zeros(len(before), dtype=bool)
+            for col in agency_cols:
+                changed |= (before[col].fillna("").astype(str) != after[col].fillna("").astype(str)).to_numpy()
+            impact[name] = {"rows": len(before), "behind": int(behind.sum()), "changed": int((behind & changed).sum())}
+            todo = after[behind]
+            if todo.empty:
+                continue
+            key = list(ds.natural_key)
+            cols = [*key, *agency_cols, "agency_crosswalk_version"]
+            stage = sql.Identifier(f"_remap_{name}")
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                stage, sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier("core", name)))
+            with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    stage, sql.SQL(", ").join(map(sql.Identifier, cols)))) as copy:
+                for row in todo[cols].astype(object).where(todo[cols].notna(), None).itertuples(index=False, name=None):
+                    copy.write_row(row)
+            updated = conn.execute(sql.SQL("UPDATE {t} AS t SET {sets}, valid_from = now() FROM {s} AS s WHERE {on}").format(
+                t=sql.Identifier("core", name), s=stage,
+                sets=sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in cols[len(key):]),
+                on=sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key),
+            )).rowcount
+            result[name] = updated
+        conn.execute(
+            """INSERT INTO registry.agency_remaps (version, run_id, documents_changed, steps_changed, impact)
+               VALUES (%s, %s, %s, %s, %s::jsonb)""",
+            (version, run_id, impact["documents"]["changed"], impact["document_steps"]["changed"], json.dumps(impact)),
+        )
+    result["applied"] = True
+    log.info("agency crosswalk %s: %d documents and %d steps re-mapped", version, result["documents"],
+             result["document_steps"])
+    return result

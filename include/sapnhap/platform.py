@@ -546,6 +546,9 @@ def platform_ddl() -> str:
     parts.append(LOOKUP_COMMON_DDL)
     parts += [lookup_ddl(ds) for ds in DATASETS.values() if ds.has_unit]
     parts.append(document_lookup_ddl())
+    from sapnhap.documents import documents_access_ddl
+
+    parts.append(documents_access_ddl())
     return "\n".join(parts)
 
 
@@ -570,7 +573,9 @@ def ensure_platform(dsn: str, revision: str = "head", *, repair: bool = False) -
 LOADER_ROLE = "sapnhap_loader"
 ANALYST_ROLE = "sapnhap_analyst"
 AUDITOR_ROLE = "sapnhap_auditor"
-ROLES = (LOADER_ROLE, ANALYST_ROLE, AUDITOR_ROLE)
+# Cleared to read classified documents' summaries (sapnhap.documents.grant_document_access).
+DOCUMENT_READER_ROLE = "sapnhap_document_reader"
+ROLES = (LOADER_ROLE, ANALYST_ROLE, AUDITOR_ROLE, DOCUMENT_READER_ROLE)
 
 # Least privilege (R4). Group roles (NOLOGIN); grant them to login users:
 #   CREATE ROLE etl_airflow LOGIN PASSWORD '...' IN ROLE sapnhap_loader;
@@ -680,4 +685,7 @@ def ensure_roles(dsn: str) -> bool:
                 )
         conn.execute(_GRANTS)
         _grant_loader_ops(conn)
+        from sapnhap.documents import grant_document_access
+
+        grant_document_access(conn)
     return True

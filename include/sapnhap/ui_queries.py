@@ -533,6 +533,42 @@ def lookup_units(dsn: str, query: str, as_of: dt.date, *, limit: int = 200) -> L
     return Lookup(q, as_of, version, old_to_new, new_to_old, handover)
 
 
+# ---------------------------------------------------------------------------- Văn bản
+
+
+DOCUMENT_LOOKUP_COLUMNS = ("document_code", "direction", "number_symbol", "document_type", "issuer_code", "issuer_name",
+                           "issuer_new_agency_code", "receiver_code", "receiver_name", "receiver_new_agency_code",
+                           "issued_date", "received_date", "summary", "security_level", "status", "source_id")
+
+
+def find_documents(dsn: str, agency_code: str, as_of: dt.date | None = None, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Documents an agency issued or received (by its old code or its code in the new structure), as of a date.
+
+    Through ``core.find_documents_by_old_agency`` / ``_by_new_agency`` (which read the masked
+    views), and masked again here: the pages are read by the data team, never cleared for
+    classified documents, whatever role the UI's connection has. The summary of a document above
+    ``normal`` reads :data:`sapnhap.documents.CLASSIFIED_SUMMARY_VI`.
+    """
+    import pandas as pd
+
+    from sapnhap.documents import mask_summary
+
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in DOCUMENT_LOOKUP_COLUMNS)
+    query = sql.SQL(
+        """SELECT {cols} FROM (SELECT * FROM core.find_documents_by_old_agency(%(c)s, %(d)s)
+                             UNION SELECT * FROM core.find_documents_by_new_agency(%(c)s, %(d)s)) r
+           ORDER BY issued_date, document_code LIMIT %(n)s"""
+    ).format(cols=cols)
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, {"c": agency_code.strip(), "d": as_of or dt.date.today(), "n": limit}).fetchall()
+    if rows:
+        masked = mask_summary(pd.Series([r["summary"] for r in rows], dtype=object),
+                              pd.Series([r["security_level"] for r in rows], dtype=object))
+        for row, summary in zip(rows, masked, strict=True):
+            row["summary"] = summary
+    return rows
+
+
 # ---------------------------------------------------------------------------- Bucket
 
 

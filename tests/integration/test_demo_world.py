@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -57,6 +58,11 @@ def _read(world: World, source_id: str, dataset: str) -> pd.DataFrame:
         path = world.connections[conn_id].removeprefix("sqlite:///")
         with sqlite3.connect(path) as db:
             frame = pd.read_sql_query(f'SELECT * FROM "{mapping.table}"', db, dtype=object)
+    elif source.kind == "access":
+        path = Path(json.loads(world.connections[conn_id])["extra"]["path"])
+        lines = subprocess.run(["mdb-json", "-D", "%Y-%m-%d", "-T", "%Y-%m-%d %H:%M:%S", str(path), mapping.table],
+                               capture_output=True, check=True).stdout
+        frame = pd.DataFrame([json.loads(line) for line in lines.splitlines()], dtype=object)
     else:
         folder = Path(json.loads(world.connections[conn_id])["extra"]["path"])
         parts = []

@@ -1,7 +1,7 @@
 """The demo's document systems through the whole spine, on real services (R16).
 
-One PostgreSQL system in UTF-8 and one SQLite register in TCVN3, each with its processing history
-and a folder of attached files: after extract -> transform -> validate -> backup -> load, every
+One system per old district (two PostgreSQL systems in UTF-8, a SQLite register in TCVN3, an
+Access file), each with its processing history and a folder of attached files: after extract -> transform -> validate -> backup -> load, every
 document and every step is loaded, quarantined with a reason or merged; the processing history
 is complete in ``core.document_steps``, in time order, with each unit re-mapped to the new
 structure; every attached file is in the bucket under its sha256 and linked from its document,
@@ -183,7 +183,8 @@ def test_each_old_district_gets_a_handover_record_of_its_documents(synced, servi
     sources = [get_source(s) for s in DOCUMENT_SOURCE_IDS]
     records = build_handover(services, "r1", sources=sources)
     # One record per old district: documents name agencies, not communes.
-    assert sorted((r["old_unit_code"], r["old_unit_level"]) for r in records) == [("030", "district"), ("076", "district")]
+    assert sorted((r["old_unit_code"], r["old_unit_level"]) for r in records) == [
+        ("030", "district"), ("034", "district"), ("075", "district"), ("076", "district")]
     rows = _core(services.platform_dsn, "SELECT old_unit_code, datasets FROM ops.handover_records WHERE run_id = 'r1'")
     held = _core(services.platform_dsn, "SELECT source_id, count(*) AS n FROM core.documents GROUP BY 1").set_index("source_id")["n"]
     for row in rows.itertuples(index=False):
@@ -192,3 +193,29 @@ def test_each_old_district_gets_a_handover_record_of_its_documents(synced, servi
         doc = lines["documents"]
         assert doc["held_total"] == held[doc["source_id"]] > 0
         assert doc["extracted"] == doc["loaded"] + doc["quarantined"] + doc["merged"] and doc["manifest_key"]
+
+
+def test_one_document_system_per_old_district_including_an_access_file(synced, services: Services) -> None:
+    world, results = synced
+    sources = {s: get_source(s) for s in DOCUMENT_SOURCE_IDS}
+    # The four old districts of the demo world, each with its own document system.
+    assert sorted(d for s in sources.values() for d in s.old_units.districts) == ["030", "034", "075", "076"]
+    assert {s.kind for s in sources.values()} == {"postgres", "sqlite", "access"}
+    access = next(s for s in sources.values() if s.kind == "access")
+    assert world.connections[access.conn_id] and access.datasets["documents"].table == "Văn bản"
+    # The Access register: Vietnamese text intact, its history and its attachments through the same spine.
+    truth = world.document_systems.documents
+    mine = truth[(truth["source_id"] == access.id) & truth["_defect"].isna()]
+    core = _core(services.platform_dsn, "SELECT document_code, summary, issuer_name, signer, issued_date "
+                                        "FROM core.documents WHERE source_id = %s", access.id).set_index("document_code")
+    got = core.loc[mine["document_code"]]
+    assert len(mine) > 0
+    assert got["summary"].tolist() == mine["summary"].tolist()
+    assert got["signer"].tolist() == mine["signer"].tolist()
+    assert (pd.to_datetime(got["issued_date"]).to_numpy() == pd.to_datetime(mine["issued_date"]).to_numpy()).all()
+    steps = _core(services.platform_dsn, "SELECT count(*) AS n FROM core.document_steps WHERE source_id = %s", access.id)
+    assert steps["n"].iloc[0] > 0
+    assert results[(access.id, "document_steps")]["inserted"] > 0
+    linked = _core(services.platform_dsn, "SELECT count(*) AS n FROM core.documents WHERE source_id = %s "
+                                          "AND attachments IS NOT NULL", access.id)
+    assert linked["n"].iloc[0] > 0

@@ -46,3 +46,16 @@ def mask_name(series: pd.Series | list) -> pd.Series:
     masked = text.str.replace(r"(?<=\S)\S", "*", regex=True)
     masked = masked.where((masked != text) | text.isna(), text.str.replace(r"\S", "*", regex=True))
     return masked.astype("object").where(masked.notna(), None)
+
+
+def mask_classified(text: pd.Series | list, security_level: pd.Series | list, placeholder: str = "***") -> pd.Series:
+    """Text of classified documents replaced by ``placeholder``: only ``normal`` (or missing text) shows.
+
+    A document whose security level is confidential, secret, top secret, or not known at all is
+    classified here (the safe side); its text never reaches a reader without clearance.
+    """
+    values = _as_text(text).reset_index(drop=True)
+    levels = _as_text(security_level).reset_index(drop=True)
+    shown = ((levels == "normal") | values.isna()).to_numpy(dtype=bool)
+    return pd.Series([(v if isinstance(v, str) else None) if keep else placeholder
+                      for v, keep in zip(values, shown, strict=True)], dtype="object")

@@ -32,6 +32,10 @@ def prepare_run(services: Services, run_id: str, *, airflow_state: Callable[[str
     check_schema(db.dsn_for(services.platform_dsn, "prepare"))
     ref = load_reference()
     publish_reference(db.dsn_for(services.platform_dsn, "prepare"), ref)
+    # A new agency crosswalk re-maps the documents already loaded, once per version (R16).
+    from sapnhap.documents import remap_loaded_documents
+
+    agencies = remap_loaded_documents(db.dsn_for(services.platform_dsn, "prepare"), run_id=run_id)
     storage.ensure_bucket(services.s3, retention_days=storage.retention_days_from_env(),
                           object_lock=storage.object_lock_from_env())
     swept: dict[str, str] = {}
@@ -44,4 +48,4 @@ def prepare_run(services: Services, run_id: str, *, airflow_state: Callable[[str
             log.warning("prepare: runs left open by Airflow not swept (%s: %s)", type(exc).__name__, exc)
     with db.connect(services.platform_dsn, "prepare") as conn:
         ops.open_run(conn, run_id=run_id, code_version=sapnhap.__version__, crosswalk_version=ref.version)
-    return {"run_id": run_id, "crosswalk_version": ref.version, "swept": swept}
+    return {"run_id": run_id, "crosswalk_version": ref.version, "swept": swept, "agency_crosswalk": agencies}

@@ -1,11 +1,15 @@
-"""Demo document systems (văn bản đến/đi) of the former districts Vị Xuyên and Sơn Dương.
+"""Demo document systems (văn bản đến/đi) of the four former districts of the demo world.
 
-Two more legacy systems, described by ``include/sources/<source_id>.yaml``, one per old district:
+Legacy systems described by ``include/sources/<source_id>.yaml``, one per old district:
 
 - ``hg_vixuyen_qlvb``     PostgreSQL, document management of the Vị Xuyên district (Hà Giang),
   UTF-8, timestamps typed
+- ``hg_bacquang_vanban``  PostgreSQL, another vendor's document management of the Bắc Quang
+  district (Hà Giang): ISO date text, coded register, security level and status
 - ``tq_sonduong_vanban``  SQLite file of an old desktop register of the Sơn Dương district
   (Tuyên Quang), its Vietnamese text in TCVN3 (ABC) bytes shown as Latin text
+- ``tq_yenson_vanban``    an Access (.mdb) file of the Yên Sơn district office's register
+  (Tuyên Quang): Vietnamese table and column names with spaces, Date/Time update times
 
 Each holds incoming and outgoing documents with their processing history, and a folder of the
 attached files. Issuing, receiving and processing units are old agency codes taken from the
@@ -24,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DOCUMENT_SOURCE_IDS = ("hg_vixuyen_qlvb", "tq_sonduong_vanban")
+DOCUMENT_SOURCE_IDS = ("hg_vixuyen_qlvb", "hg_bacquang_vanban", "tq_sonduong_vanban", "tq_yenson_vanban")
 # Old province, old district, and the prefix of the system's document codes.
-_SYSTEMS = {"hg_vixuyen_qlvb": ("02", "030", "QLVB.030."), "tq_sonduong_vanban": ("08", "076", "VB076-")}
+_SYSTEMS = {"hg_vixuyen_qlvb": ("02", "030", "QLVB.030."), "hg_bacquang_vanban": ("02", "034", "BQ034/"),
+            "tq_sonduong_vanban": ("08", "076", "VB076-"), "tq_yenson_vanban": ("08", "075", "YS075-")}
 # An office the province's crosswalk does not list (a document of it waits for the province).
-_UNLISTED_OFFICE = {"hg_vixuyen_qlvb": "02.030.PVHTT", "tq_sonduong_vanban": "08.076.PVHTT"}
+_UNLISTED_OFFICE = {source_id: f"{province}.{district}.PVHTT" for source_id, (province, district, _) in _SYSTEMS.items()}
 DOCUMENT_DEFECTS = ("duplicate_number", "received_before_issued", "unknown_agency", "attachment_missing", "bad_date")
 _TYPES = (("Quyết định", "QĐ"), ("Công văn", "CV"), ("Báo cáo", "BC"), ("Kế hoạch", "KH"), ("Thông báo", "TB"),
           ("Tờ trình", "TTr"))
@@ -291,8 +296,32 @@ def _write_sqlite(path: Path, table: str, frame: pd.DataFrame, key: list[str]) -
         db.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
 
 
+def _write_access(path: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """An Access 2000 file of the tables: integers as Long Integer, timestamps as Date/Time, the rest Text."""
+    from sapnhap_dev.demo.access_mdb import DATETIME, LONG, TEXT, Column, write_mdb
+
+    content = {}
+    for name, frame in tables.items():
+        columns, values = [], {}
+        for col in frame.columns:
+            series = frame[col]
+            if pd.api.types.is_datetime64_any_dtype(series):
+                columns.append(Column(col, DATETIME))
+                values[col] = [None if pd.isna(v) else pd.Timestamp(v).to_pydatetime() for v in series]
+            elif pd.api.types.is_integer_dtype(series):
+                columns.append(Column(col, LONG))
+                values[col] = [int(v) for v in series]
+            else:
+                columns.append(Column(col, TEXT, 255))
+                values[col] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in series]
+        rows = [{c.name: values[c.name][i] for c in columns} for i in range(len(frame))]
+        content[name] = (columns, rows)
+    path.unlink(missing_ok=True)
+    write_mdb(path, content)
+
+
 def generate_document_systems(world, seed: int, size: int) -> DocumentSystems:  # noqa: ANN001 - generator's World
-    """Write the two document systems of the demo world; register their connections.
+    """Write the document systems of the demo world (one per old district); register their connections.
 
     Called by :func:`sapnhap_dev.demo.generator.generate_world`; adds connections and databases to
     ``world`` and returns what was written (the caller appends the ledger).
@@ -334,6 +363,10 @@ def generate_document_systems(world, seed: int, size: int) -> DocumentSystems:  
             _write_pg(uri, step_map.table, legacy_steps, step_map.primary_key,
                       {step_map.columns["step_no"]: "INTEGER", step_map.columns["acted_at"]: "TIMESTAMP",
                        step_map.columns["updated_at"]: "TIMESTAMP"})
+        elif source.kind == "access":
+            path = world.root / f"{source_id}.mdb"
+            world.connections[source.conn_id] = json.dumps({"conn_type": "fs", "extra": {"path": str(path)}})
+            _write_access(path, {doc_map.table: legacy_docs, step_map.table: legacy_steps})
         else:
             path = world.root / f"{source_id}.db"
             path.unlink(missing_ok=True)
