@@ -313,7 +313,7 @@ def _unmapped(mapping: DatasetMapping, columns: list[str]) -> list[str]:
     return sorted(set(columns) - used_columns(mapping) - {SOURCE_FILE_COLUMN})
 
 
-def _is_schema_error(dialect_name: str, exc: Exception) -> bool:
+def is_schema_error(dialect_name: str, exc: Exception) -> bool:
     """Whether the legacy server refused the extract's select because a table or column is not there."""
     import sqlalchemy as sa
 
@@ -355,7 +355,7 @@ def _stream_db(source: Source, dataset: str, uri: str, cursor_value: str | None,
                     conn.exec_driver_sql(sql)
                 result = conn.execute(statements.statement, execution_options={"stream_results": True, "yield_per": chunk})
             except sa.exc.DBAPIError as exc:
-                if _is_schema_error(engine.dialect.name, exc):
+                if is_schema_error(engine.dialect.name, exc):
                     # A table or column the source file names is not on the legacy server (renamed, dropped, no grant).
                     raise SourceSchemaError(
                         f"{where}: the legacy server refused the extract query: {str(exc.orig).strip()}. "

@@ -57,9 +57,9 @@ from sapnhap.extract import (
     ExtractResult,
     SourceSchemaError,
     SourceUnavailableError,
-    _is_schema_error,
     extract_to_parquet,
     folder_of,
+    is_schema_error,
     used_columns,
 )
 from sapnhap.extract import chunk_to_table as _chunk_to_table
@@ -546,7 +546,7 @@ def _core_connection(source: Source, dataset: str, connection: str) -> Iterator:
                 conn.exec_driver_sql(statement)
             yield conn
     except sa.exc.DBAPIError as exc:
-        if _is_schema_error(engine.dialect.name, exc):
+        if is_schema_error(engine.dialect.name, exc):
             raise SourceSchemaError(
                 f"{where}: the legacy server refused the verification query: {str(exc.orig).strip()}. "
                 f"Check table/query and columns in {source.id}.yaml against the legacy system."
