@@ -33,6 +33,30 @@ class PortalError(ValueError):
     """Content or a redirect map that cannot be published; the message names the URL and field."""
 
 
+# Vietnam joined the internet on 1997-11-19: no portal page is older.
+EARLIEST_PAGE = pd.Timestamp("1997-11-19")
+H_PUBLISHED_DATE_PLAUSIBLE = "_q_published_date_plausible"
+
+
+def page_helper_columns(df: pd.DataFrame, needed: set[str], today: date | None = None) -> dict[str, pd.Series]:
+    """The quality stage's helper columns of portal pages (``sapnhap.quality.helpers``).
+
+    ``_q_published_date_plausible``: published on or after :data:`EARLIEST_PAGE`, not after
+    tomorrow, not after the page's own last update; empty when there is no date (its own check).
+    """
+    out: dict[str, pd.Series] = {}
+    if H_PUBLISHED_DATE_PLAUSIBLE in needed and "published_date" in df.columns:
+        published = pd.to_datetime(df["published_date"], errors="coerce")
+        latest = pd.Timestamp(today or date.today()) + timedelta(days=1)
+        ok = (published >= EARLIEST_PAGE) & (published <= latest)
+        if "updated_at" in df.columns:
+            updated = pd.to_datetime(df["updated_at"], errors="coerce").dt.normalize()
+            ok &= updated.isna() | (published <= updated)
+        out[H_PUBLISHED_DATE_PLAUSIBLE] = pd.Series(pd.array(ok.to_numpy(dtype=bool), dtype="boolean"),
+                                                    index=df.index).where(published.notna(), pd.NA)
+    return out
+
+
 def normalize_url(url: str) -> str:
     """Scheme and host in lower case, no default port, no fragment, no trailing slash on the path."""
     parts = urlsplit(url.strip())
