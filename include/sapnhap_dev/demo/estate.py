@@ -273,5 +273,32 @@ def estate_night(world, *, revised: int = 3, new_pages: int = 2) -> pd.DataFrame
     return pd.concat(changes, ignore_index=True)
 
 
+def published_estate(dsn: str, s3) -> dict:  # noqa: ANN001 - S3Config
+    """What the ``sapnhap_estate`` DAG published last (the latest date under ``exports/``), for the
+    demo's closing printout: old values in core, indicator outputs by status, old URLs redirected."""
+    import psycopg
+
+    from sapnhap import storage
+    from sapnhap.indicators.publish import EXPORT_PREFIX as INDICATORS
+    from sapnhap.portal import EXPORT_PREFIX as PORTAL
+
+    def latest(prefix: str) -> list[str]:
+        keys = storage.list_keys(s3, prefix + "/")
+        if not keys:
+            raise FileNotFoundError(f"nothing published under {prefix}/")
+        day = max(k.split("/")[2] for k in keys)
+        return sorted(k for k in keys if k.split("/")[2] == day)
+
+    outputs = pd.concat([pd.read_csv(io.BytesIO(storage.get_bytes(s3, k)), dtype=str)
+                         for k in latest(INDICATORS) if k.endswith(".csv")], ignore_index=True)
+    (redirects,) = [k for k in latest(PORTAL) if k.endswith("redirects.csv")]
+    with psycopg.connect(dsn) as conn:
+        values = conn.execute("SELECT count(*) FROM core.indicator_values").fetchone()[0]
+    return {"values": int(values), "outputs": int(len(outputs)),
+            "status": {k: int(v) for k, v in outputs["status"].value_counts().sort_index().items()},
+            "old_urls": int(len(pd.read_csv(io.BytesIO(storage.get_bytes(s3, redirects)), dtype=str))),
+            "prefixes": f"{latest(INDICATORS)[0].rsplit('/', 1)[0]}/ and {redirects.rsplit('/', 1)[0]}/"}
+
+
 __all__ = ["ESTATE_SOURCE_IDS", "EstateSystems", "PORTAL_SOURCE_IDS", "REPORTING_SOURCE_IDS", "UNWEIGHTED_SPLIT",
-           "WEIGHTED_SPLIT", "estate_night", "generate_estate_systems"]
+           "WEIGHTED_SPLIT", "estate_night", "generate_estate_systems", "published_estate"]
