@@ -33,6 +33,30 @@ class PortalError(ValueError):
     """Content or a redirect map that cannot be published; the message names the URL and field."""
 
 
+# Vietnam joined the internet on 1997-11-19: no portal page is older.
+EARLIEST_PAGE = pd.Timestamp("1997-11-19")
+H_PUBLISHED_DATE_PLAUSIBLE = "_q_published_date_plausible"
+
+
+def page_helper_columns(df: pd.DataFrame, needed: set[str], today: date | None = None) -> dict[str, pd.Series]:
+    """The quality stage's helper columns of portal pages (``sapnhap.quality.helpers``).
+
+    ``_q_published_date_plausible``: published on or after :data:`EARLIEST_PAGE`, not after
+    tomorrow, not after the page's own last update; empty when there is no date (its own check).
+    """
+    out: dict[str, pd.Series] = {}
+    if H_PUBLISHED_DATE_PLAUSIBLE in needed and "published_date" in df.columns:
+        published = pd.to_datetime(df["published_date"], errors="coerce")
+        latest = pd.Timestamp(today or date.today()) + timedelta(days=1)
+        ok = (published >= EARLIEST_PAGE) & (published <= latest)
+        if "updated_at" in df.columns:
+            updated = pd.to_datetime(df["updated_at"], errors="coerce").dt.normalize()
+            ok &= updated.isna() | (published <= updated)
+        out[H_PUBLISHED_DATE_PLAUSIBLE] = pd.Series(pd.array(ok.to_numpy(dtype=bool), dtype="boolean"),
+                                                    index=df.index).where(published.notna(), pd.NA)
+    return out
+
+
 def normalize_url(url: str) -> str:
     """Scheme and host in lower case, no default port, no fragment, no trailing slash on the path."""
     parts = urlsplit(url.strip())
@@ -125,3 +149,53 @@ def export_redirects(redirects: pd.DataFrame, folder: Path) -> tuple[Path, Path]
     map_path.write_text(nginx_map(redirects), encoding="utf-8")
     redirects.to_csv(csv_path, index=False)
     return map_path, csv_path
+
+
+# The declared period of the redirects: from the merger, for a year (as the mail forwarding).
+REDIRECTS_VALID_FROM = date(2025, 7, 1)
+REDIRECTS_DAYS = 365
+EXPORT_PREFIX = "exports/portal"
+
+
+def read_pages(dsn: str) -> pd.DataFrame:
+    """The platform's portal pages (``core.portal_pages``) as :func:`merge_content` reads them.
+
+    Every page, hidden ones included (an old link to it still has to land somewhere), and pages
+    their portal no longer lists: an old URL keeps its redirect for the declared period.
+    """
+    from sapnhap import db
+
+    with db.connect(dsn, "report") as conn:
+        cur = conn.execute(
+            """SELECT url AS old_url, title, old_commune_code, published_date AS published_at, kind, status
+               FROM core.portal_pages ORDER BY url""")
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description], dtype=object)
+
+
+def publish_redirects(services, *, as_of: date, valid_from: date = REDIRECTS_VALID_FROM,  # noqa: ANN001 - Services
+                      days: int = REDIRECTS_DAYS) -> dict:
+    """Build the redirect map from the platform's pages, prove it, store ``redirects.map`` (nginx)
+    and ``redirects.csv`` under ``exports/portal/<as_of>/``; raise :class:`PortalError` when an
+    old URL does not reach exactly one live URL in one hop."""
+    import tempfile
+
+    from sapnhap import storage
+    from sapnhap.reference import load_reference
+
+    pages = read_pages(services.platform_dsn)
+    merged = merge_content(pages, load_reference())
+    redirects = redirect_map(merged, valid_from=valid_from, days=days)
+    problems = check_redirects(redirects, set(merged["new_url"]))
+    if problems:
+        raise PortalError(f"{len(problems)} redirects are wrong, e.g. {problems[0]}")
+    prefix = f"{EXPORT_PREFIX}/{as_of.isoformat()}/"
+    storage.ensure_bucket(services.s3)
+    objects = {}
+    with tempfile.TemporaryDirectory(prefix="sapnhap-portal-") as tmp:
+        for path in export_redirects(redirects, Path(tmp)):
+            kind = "text/csv" if path.suffix == ".csv" else "text/plain"
+            obj = storage.put_file(services.s3, prefix + path.name, path, f"{kind}; charset=utf-8")
+            storage.verify_object(services.s3, obj.as_dict())
+            objects[path.name] = obj.as_dict()
+    return {"pages": int(len(pages)), "old_urls": int(len(redirects)),
+            "to_province_archive": int(redirects["new_commune_code"].isna().sum()), "objects": objects}

@@ -27,6 +27,7 @@ from sapnhap_dev.embedded import PROJECT_ROOT, Stack, airflow, airflow_env, prep
 
 DAG_ID = "sapnhap_nightly"
 ACCOUNTS_DAG_ID = "sapnhap_accounts"
+ESTATE_DAG_ID = "sapnhap_estate"
 
 
 class NotAccountedError(RuntimeError):
@@ -199,16 +200,21 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: li
         if run_nightly(env, log, dag_id=ACCOUNTS_DAG_ID).state != "success":
             print(f"[sapnhap] the accounts run FAILED; see {log}", file=sys.stderr)
             return 1
+        # Likewise the estate DAG (core.indicator_values | core.portal_pages): indicators and redirects from core.
+        log = workdir / "estate-run.log"
+        print(f"[sapnhap] re-aggregating indicators and building the portal redirect map from the platform; log: {log}")
+        if run_nightly(env, log, dag_id=ESTATE_DAG_ID).state != "success":
+            print(f"[sapnhap] the estate run FAILED; see {log}", file=sys.stderr)
+            return 1
         outcome = account_for(stack.platform_dsn, world.ledger)
         summary = platform_summary(stack.platform_dsn)
         # Every file the document systems hold must be in the bucket (attachments/, by sha256).
         from sapnhap.documents import account_for_attachments
 
         files = account_for_attachments(stack.s3, world.document_systems.attachments)
-        # The reporting systems and portals of the old districts: indicators and redirects the province publishes.
-        from sapnhap_dev.demo.estate import estate_demo
+        from sapnhap_dev.demo.estate import published_estate
 
-        estate = estate_demo(world, stack.s3)
+        estate = published_estate(stack.platform_dsn, stack.s3)
         snapshot = workdir / "bucket"
         objects = snapshot_bucket(stack, snapshot)
         mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir else []
@@ -217,9 +223,9 @@ def run_demo(workdir: Path, *, size: int, seed: int, runs: int, sources_dirs: li
         counts = outcome["outcome"].value_counts().to_dict()
         print(f"\n[sapnhap] demo records accounted for: {counts} of {len(outcome)} written by the generator")
         print(f"[sapnhap] documents' attached files in the bucket (attachments/, by sha256): {files}")
-        print(f"[sapnhap] indicators re-aggregated to the new units ({estate['indicator_values']} old values -> "
-              f"{estate['indicator_outputs']} outputs, {estate['status']}) and {estate['old_urls']} old portal URLs "
-              "redirected, each to one live URL: exports/indicators/ and exports/portal/ in the bucket")
+        print(f"[sapnhap] indicators re-aggregated to the new units from core.indicator_values ({estate['values']} old "
+              f"values -> {estate['outputs']} outputs, {estate['status']}) and {estate['old_urls']} old portal URLs of "
+              f"core.portal_pages redirected, each to one live URL: {estate['prefixes']} in the bucket")
         missing = outcome[outcome["outcome"] == "missing"]
         if not missing.empty or not bool(summary["ok"].all()):
             print(missing.head(20).to_string(index=False), file=sys.stderr)

@@ -19,6 +19,7 @@ from sapnhap_dev.demo import World, generate_world, insert_rows, mutate_world
 from sapnhap_dev.demo import generator as g
 from sapnhap_dev.demo.accounts import ACCOUNT_SOURCE_IDS
 from sapnhap_dev.demo.documents import DOCUMENT_DEFECTS, DOCUMENT_SOURCE_IDS
+from sapnhap_dev.demo.estate import ESTATE_SOURCE_IDS, INDICATOR_DEFECTS, PAGE_DEFECTS
 
 SIZE = 20
 
@@ -91,7 +92,8 @@ def _cursor(frame: pd.DataFrame, mapping) -> pd.Series:  # noqa: ANN001 - Datase
 
 
 def test_connections_point_at_the_legacy_systems(world: World) -> None:
-    assert set(world.connections) == {f"legacy_{s}" for s in (*g.SOURCE_IDS, *ACCOUNT_SOURCE_IDS, *DOCUMENT_SOURCE_IDS)} | {
+    assert set(world.connections) == {f"legacy_{s}" for s in (*g.SOURCE_IDS, *ACCOUNT_SOURCE_IDS, *DOCUMENT_SOURCE_IDS,
+                                                              *ESTATE_SOURCE_IDS)} | {
         f"legacy_{s}_tep" for s in DOCUMENT_SOURCE_IDS}  # the folders of the documents' attached files
     for source_id in ("hg_vixuyen_motcua", "tq_sonduong_dancu"):
         uri = world.connections[f"legacy_{source_id}"]
@@ -114,12 +116,13 @@ def test_rows_in_each_legacy_system_equal_the_ledger(world: World) -> None:
 
 
 def test_every_defect_kind_is_in_the_ledger_and_counted(world: World) -> None:
-    defects = sorted(set(g.DEFECTS) | set(DOCUMENT_DEFECTS))
+    defects = sorted(set(g.DEFECTS) | set(DOCUMENT_DEFECTS) | set(INDICATOR_DEFECTS) | set(PAGE_DEFECTS))
     assert set(world.ledger["defect"].dropna()) == set(defects)
     counts = world.counts()
     assert counts["rows"].sum() == len(world.ledger)
     assert (counts[[*defects, "clean"]].sum(axis=1) == counts["rows"]).all()
-    assert set(counts["source_id"]) == set(g.SOURCE_IDS) | set(ACCOUNT_SOURCE_IDS) | set(DOCUMENT_SOURCE_IDS)
+    assert set(counts["source_id"]) == set(g.SOURCE_IDS) | set(ACCOUNT_SOURCE_IDS) | set(DOCUMENT_SOURCE_IDS) | set(
+        ESTATE_SOURCE_IDS)
 
 
 def test_same_seed_same_ledger(world: World, tmp_path: Path, pg_admin_dsn: str) -> None:

@@ -214,9 +214,28 @@ def document_steps(n: int = 3) -> pd.DataFrame:
     ).assign(step_no=lambda d: d["step_no"].astype("Int64"))
 
 
+def indicator_values(n: int = 3) -> pd.DataFrame:
+    # An additive count, a ratio with its parts (80 / 100 = 80.0 %), another additive count.
+    rows = [("DS_TONG", "5000", None, None), ("TL_DUNG_HAN", "80.0", "80", "100"), ("HS_TIEP_NHAN", "100", None, None)]
+    return _frame([
+        {"indicator_code": code, "period": "2025-Q2", "value": value, "numerator": num, "denominator": den,
+         "reported_date": "2025-07-10", "updated_at": "2025-07-10 08:00:00"}
+        for code, value, num, den in (rows * n)[:n]
+    ])
+
+
+def portal_pages(n: int = 3) -> pd.DataFrame:
+    return _frame([
+        {"url": f"https://xa{i}.vixuyen.hagiang.gov.vn/tin-tuc/{100 + i}", "title": f"Tin hoạt động {i}", "kind": "article",
+         "published_date": "2024-03-01", "summary": "Tin hoạt động của UBND xã.", "status": "published",
+         "updated_at": "2024-03-08 10:00:00"}
+        for i in range(n)
+    ])
+
+
 FACTORIES = {"residents": residents, "dossiers": dossiers, "dossier_steps": dossier_steps, "households": households,
              "accounts": accounts, "mail_directory": mail_directory, "documents": documents,
-             "document_steps": document_steps}
+             "document_steps": document_steps, "indicator_values": indicator_values, "portal_pages": portal_pages}
 
 
 def _set(column: str, value, row: int = 1):
@@ -325,6 +344,19 @@ SPECIFIC = {
     ("document_steps", "range.step_no"): _many(step_no=0),
     ("document_steps", "order.step_acted_at"): _set("acted_at", pd.Timestamp("2024-03-01 07:00:00"), row=2),
     ("document_steps", "agency.step_unit"): _many(unit_agency_status="unknown", unit_new_agency_code=None),
+    ("indicator_values", "unique.indicator_code+period+old_commune_code"): _duplicate(
+        ["indicator_code", "value", "numerator", "denominator"]),
+    ("indicator_values", "catalogue.indicator_code"): _set("indicator_code", "TUOI_BQ"),
+    ("indicator_values", "format.period"): _set("period", "Quý 2/2025"),
+    ("indicator_values", "number.value"): _set("value", "12,5"),
+    ("indicator_values", "range.value"): _set("value", "-5", row=2),
+    # 80 of 100 on time is not 99 %.
+    ("indicator_values", "ratio.consistent"): _set("value", "99.0"),
+    ("portal_pages", "unique.url"): _duplicate(["url"]),
+    ("portal_pages", "format.url"): _set("url", "https//xa1.vixuyen.hagiang.gov.vn/tin-tuc/101"),
+    ("portal_pages", "enum.kind"): _set("kind", "Tin bài"),
+    ("portal_pages", "enum.status"): _set("status", "Ẩn"),
+    ("portal_pages", "plausible.published_date"): _set("published_date", pd.Timestamp("1990-01-01")),
 }
 for _ds in ("accounts", "mail_directory"):
     SPECIFIC[(_ds, "enum.unit_level")] = _set("unit_level", "xa")

@@ -21,7 +21,9 @@ from sapnhap.datasets import (
     dossier_steps,
     dossiers,
     households,
+    indicator_values,
     mail_directory,
+    portal_pages,
     residents,
 )
 from sapnhap.datasets.accounts import ACCOUNT_STATUSES, ACCOUNTS
@@ -30,13 +32,16 @@ from sapnhap.datasets.documents import DOCUMENT_DIRECTIONS, DOCUMENT_STATUSES, D
 from sapnhap.datasets.dossier_steps import DOSSIER_STEPS
 from sapnhap.datasets.dossiers import DOSSIER_STATUSES, DOSSIERS
 from sapnhap.datasets.households import HOUSEHOLDS
+from sapnhap.datasets.indicator_values import INDICATOR_VALUES
 from sapnhap.datasets.mail_directory import MAIL_DIRECTORY
+from sapnhap.datasets.portal_pages import PAGE_KINDS, PAGE_STATUSES, PORTAL_PAGES
 from sapnhap.datasets.residents import RESIDENTS
 from sapnhap.datasets.schema import UNIT_LEVELS, Column, ColumnType, Dataset, agency_columns
 
 # The registry: every dataset's file, in the platform's order.
 DATASET_FILES: tuple[ModuleType, ...] = (
     dossiers, dossier_steps, residents, households, accounts, mail_directory, documents, document_steps,
+    indicator_values, portal_pages,
 )
 
 DATASETS: dict[str, Dataset] = {f.DATASET.name: f.DATASET for f in DATASET_FILES}
@@ -70,7 +75,11 @@ __all__ = [
     "DOSSIER_STATUSES",
     "DOSSIER_STEPS",
     "HOUSEHOLDS",
+    "INDICATOR_VALUES",
     "MAIL_DIRECTORY",
+    "PAGE_KINDS",
+    "PAGE_STATUSES",
+    "PORTAL_PAGES",
     "RESIDENTS",
     "SECURITY_LEVELS",
     "UNIT_LEVELS",

@@ -37,6 +37,9 @@ class Dataset:
     # Old agencies re-mapped through the province's agency crosswalk (sapnhap.agencies), each as
     # (old code column, date column(s) in order of preference, prefix of the derived columns).
     agency_roles: tuple[tuple[str, tuple[str, ...], str], ...] = field(default=())
+    # False: a record of a split old commune stays under its old commune (its output allocates it:
+    # indicator weights, the province portal's archive), neither queued for review nor quarantined.
+    split_review: bool = True
 
     @property
     def column_names(self) -> list[str]:

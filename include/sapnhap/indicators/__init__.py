@@ -88,6 +88,41 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Indicator]:
     return out
 
 
+# Rounding a legacy tool may apply to a ratio it stores: half a percent of the scale.
+RATIO_TOLERANCE = 0.005
+H_VALUE_NUMBER = "_q_value_number"
+H_RATIO_CONSISTENT = "_q_ratio_consistent"
+
+
+def indicator_helper_columns(df: pd.DataFrame, needed: set[str],
+                             catalogue: dict[str, Indicator] | None = None) -> dict[str, pd.Series]:
+    """The quality stage's helper columns of indicator values (``sapnhap.quality.helpers``).
+
+    ``_q_value_number``: the value as a number (NaN when it is not one: its own check reports it).
+    ``_q_ratio_consistent``: for a ratio indicator with numeric parts, whether value equals
+    numerator / denominator x scale within :data:`RATIO_TOLERANCE` of the scale, with a positive
+    denominator and, for a percentage or share (scale 1 or 100), a numerator not above it; empty
+    for other rows (nothing to compare).
+    """
+    out: dict[str, pd.Series] = {}
+    value = pd.to_numeric(df["value"], errors="coerce") if "value" in df else pd.Series(float("nan"), index=df.index)
+    if H_VALUE_NUMBER in needed:
+        out[H_VALUE_NUMBER] = value.astype(float)
+    if H_RATIO_CONSISTENT in needed and {"indicator_code", "numerator", "denominator"} <= set(df.columns):
+        catalogue = catalogue if catalogue is not None else load_catalogue()
+        scale = df["indicator_code"].map(lambda c: catalogue[c].scale if c in catalogue and catalogue[c].kind == "ratio"
+                                         else float("nan")).astype(float)
+        num = pd.to_numeric(df["numerator"], errors="coerce")
+        den = pd.to_numeric(df["denominator"], errors="coerce")
+        applies = scale.notna() & num.notna() & den.notna() & value.notna()
+        expected = num / den.where(den > 0) * scale
+        ok = (den > 0) & (num >= 0) & ((expected - value).abs() <= RATIO_TOLERANCE * scale)
+        ok &= ~scale.isin([1.0, 100.0]) | (num <= den)
+        out[H_RATIO_CONSISTENT] = pd.Series(pd.array(ok.fillna(False).to_numpy(dtype=bool), dtype="boolean"),
+                                            index=df.index).where(applies, pd.NA)
+    return out
+
+
 def load_weights(path: Path) -> pd.DataFrame:
     """A province's allocation weights for split communes (CSV: old_commune_code, new_commune_code, weight, basis).
 

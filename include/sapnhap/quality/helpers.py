@@ -217,6 +217,17 @@ def add_helper_columns(
         prev = order.groupby("d", sort=False, dropna=True)["s"].shift(1)
         put(H_PREV_STEP_STARTED, prev.reindex(out.index))
 
+    if ds.name == "indicator_values":
+        from sapnhap.indicators import indicator_helper_columns
+
+        for name, values in indicator_helper_columns(out, needed).items():
+            put(name, values)
+    if ds.name == "portal_pages":
+        from sapnhap.portal import page_helper_columns
+
+        for name, values in page_helper_columns(out, needed).items():
+            put(name, values)
+
     if ds.name == "documents":
         from sapnhap.documents import document_helper_columns
 

@@ -39,7 +39,8 @@ def transform_stage(services: Services, source: Source, payload: Batch | Mapping
         raw, source, batch.dataset, reference=ref, split_rules=load_split_rules() if len(raw) else None,
         decisions=_decisions(services) if len(raw) else None,
     )
-    if get_dataset(batch.dataset).has_unit and (result.frame["mapping_status"] == "review").any():
+    ds = get_dataset(batch.dataset)
+    if ds.has_unit and ds.split_review and (result.frame["mapping_status"] == "review").any():
         # Split-commune records with no rule and no decision wait for the data team, with their candidates.
         enqueue_reviews(
             db.dsn_for(services.platform_dsn, "transform"),

@@ -172,6 +172,8 @@ class World:
     account_systems: Any = field(default=None, repr=False)
     # sapnhap_dev.demo.documents.DocumentSystems: the document systems and their attached files.
     document_systems: Any = field(default=None, repr=False)
+    # sapnhap_dev.demo.estate.EstateSystems: the reporting tools and portals of the old districts.
+    estate_systems: Any = field(default=None, repr=False)
     _nights: int = 0
 
     def counts(self) -> pd.DataFrame:
@@ -1157,6 +1159,11 @@ def generate_world(root: Path, *, seed: int = 20250701, size: int = 200, pg_dsn:
 
     world.document_systems = generate_document_systems(world, seed, size)
     ledgers.append(world.document_systems.ledger)
+    # The reporting tools and portals (issue 14): indicator values and portal pages, same ledger.
+    from sapnhap_dev.demo.estate import generate_estate_systems
+
+    world.estate_systems = generate_estate_systems(world, seed)
+    ledgers.append(world.estate_systems.ledger)
     world.ledger = pd.concat(ledgers, ignore_index=True)
     return world
 
