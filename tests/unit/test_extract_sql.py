@@ -134,10 +134,10 @@ def test_which_refusals_mean_the_source_file_names_what_the_server_lacks(dialect
                                                                         schema: bool) -> None:
     import sqlalchemy as sa
 
-    from sapnhap.extract import _is_schema_error
+    from sapnhap.extract import is_schema_error
 
     exc = getattr(sa.exc, error)("SELECT ...", {}, Exception(*orig))
-    assert _is_schema_error(dialect, exc) is schema
+    assert is_schema_error(dialect, exc) is schema
 
 
 # -- Oracle: names as the DBA sees them (upper case) or in lower case --------------------------------

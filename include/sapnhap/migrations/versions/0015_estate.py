@@ -16,7 +16,7 @@ from pathlib import Path
 from sapnhap.migrations.helpers import execute_sql_file
 
 revision = "0010_estate"
-down_revision = "0009_perf"
+down_revision = "0010_documents"
 branch_labels = None
 depends_on = None
 
