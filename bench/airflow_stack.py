@@ -116,6 +116,7 @@ class AirflowStack:
     metadata_dsn: str  # libpq DSN of the metadata database (to watch runs)
     executor: str
     celery_workers: int = 0
+    dag_id: str = DAG_ID
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     _peaks: dict[int, int] = field(default_factory=dict)
     _sampling: bool = False
@@ -123,17 +124,21 @@ class AirflowStack:
     @classmethod
     def create(cls, home: Path, base_env: dict[str, str], metadata_dsn: str, *, executor: str = "LocalExecutor",
                parallelism: int = 2, celery_workers: int = 0, broker_url: str | None = None,
-               sources_dir: Path | None = None) -> AirflowStack:
+               sources_dir: Path | None = None, dags_folder: Path | None = None,
+               dag_id: str = DAG_ID) -> AirflowStack:
+        """The stack's environment: the product's Airflow settings (``sapnhap.preload.airflow_settings``:
+        warm task processes, the scheduler's idle sleep) on top of ``base_env``, then the bench's own."""
         from baselines import sqlalchemy_url
+        from sapnhap.preload import airflow_settings
 
         home.mkdir(parents=True, exist_ok=True)
         api_port, log_port = _free_port(), _free_port()
-        env = dict(base_env)
+        env = {**base_env, **airflow_settings(executor)}
         env.update({
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # Only the nightly runs: the accounts DAG (on the nightly's asset events) stays paused.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -165,7 +170,7 @@ class AirflowStack:
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "1"
         if sources_dir is not None:
             env["SAPNHAP_SOURCES_DIR"] = str(sources_dir)
-        return cls(home, env, metadata_dsn, executor, celery_workers)
+        return cls(home, env, metadata_dsn, executor, celery_workers, dag_id)
 
     # ------------------------------------------------------------------ processes
 
@@ -202,12 +207,12 @@ class AirflowStack:
         self._sampling = True
         threading.Thread(target=self._sample, daemon=True).start()
         deadline = time.monotonic() + timeout
-        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID):
+        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", self.dag_id):
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{DAG_ID} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
+                raise TimeoutError(f"{self.dag_id} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
             time.sleep(1)
-        self.cli("dags", "unpause", DAG_ID)
+        self.cli("dags", "unpause", self.dag_id)
 
     def _check_alive(self) -> None:
         for name, proc in self.procs:
@@ -259,14 +264,14 @@ class AirflowStack:
         """Trigger the nightly as a user would and wait until the scheduler ends the run."""
         self._peaks.clear()
         t0 = time.perf_counter()
-        args = ["dags", "trigger", DAG_ID, "--run-id", run_id]
+        args = ["dags", "trigger", self.dag_id, "--run-id", run_id]
         if conf is not None:
             args += ["--conf", json.dumps(conf)]
         self.cli(*args)
         deadline = time.monotonic() + timeout
         while True:
             rows = self._query("SELECT state, extract(epoch FROM end_date - queued_at) FROM dag_run "
-                               "WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+                               "WHERE dag_id = %s AND run_id = %s", self.dag_id, run_id)
             if rows and rows[0][0] in ("success", "failed"):
                 break
             self._check_alive()
@@ -277,20 +282,20 @@ class AirflowStack:
         state, seconds = rows[0]
         tis = self._query("SELECT count(*), array_remove(array_agg(DISTINCT hostname), NULL) FROM task_instance "
                           "WHERE dag_id = %s AND run_id = %s AND state IS NOT NULL AND state <> 'skipped'",
-                          DAG_ID, run_id)
+                          self.dag_id, run_id)
         peak = max(self._peaks.values(), default=0)
         kinds = {r[0]: {"instances": int(r[1]), "seconds": float(r[2] or 0), "queued_to_start": float(r[3] or 0)}
                  for r in self._query(
                      "SELECT split_part(task_id, '.', -1), count(*), sum(extract(epoch FROM end_date - start_date)), "
                      "avg(extract(epoch FROM start_date - queued_dttm)) FROM task_instance "
-                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", DAG_ID, run_id)}
+                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", self.dag_id, run_id)}
         return DagRunResult(run_id, state, float(seconds or 0), wall, int(tis[0][0]), sorted(tis[0][1] or []), peak,
                             kinds)
 
     def failed_tasks(self, run_id: str) -> list[str]:
         return [r[0] for r in self._query("SELECT task_id || coalesce('[' || map_index || ']', '') FROM task_instance "
                                           "WHERE dag_id = %s AND run_id = %s AND state IN ('failed', 'upstream_failed')",
-                                          DAG_ID, run_id)]
+                                          self.dag_id, run_id)]
 
     def task_log_tail(self, chars: int = 4000) -> str:
         logs = sorted((self.home / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)
