@@ -32,6 +32,52 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "sapnhap_nightly"
 
 
+# A DAG whose task records what its process found already imported (``sapnhap.preload``): its file
+# imports nothing but airflow.sdk, and the task looks before it imports anything.
+WARM_PROBE_DAG_ID = "sapnhap_warm_probe"
+WARM_PROBE_DAG = '''
+import json
+import os
+import sys
+
+import pendulum
+from airflow.sdk import dag, task
+
+OUT = {out!r}
+HEAVY = ("great_expectations", "pandas", "pyarrow", "sapnhap.sync.validate", "sapnhap.sync.load")
+
+
+@dag(dag_id="sapnhap_warm_probe", schedule=None, start_date=pendulum.datetime(2025, 7, 1), catchup=False)
+def sapnhap_warm_probe():
+    @task
+    def look() -> None:
+        # First thing in the task: what did the process find already imported?
+        found = [m for m in HEAVY if m in sys.modules]
+        preload = sys.modules.get("sapnhap.preload")
+        warmed = dict(preload.WARMED) if preload is not None else {{}}
+        with open(OUT, "w") as fh:
+            json.dump({{"pid": os.getpid(), "ppid": os.getppid(), "found": found,
+                        "warmed_by": warmed.get("pid"), "failed": warmed.get("failed")}}, fh)
+
+    look()
+
+
+sapnhap_warm_probe()
+'''
+
+
+def write_warm_probe(dags_folder: Path, out: Path) -> Path:
+    """Write the probe DAG into ``dags_folder``; its task writes what it found into ``out`` (JSON)."""
+    path = dags_folder / "sapnhap_warm_probe.py"
+    path.write_text(WARM_PROBE_DAG.format(out=str(out)))
+    return path
+
+
+def warm_probe_result(out: Path) -> dict:
+    """What the probe's task found: its pid and parent's, heavy modules already imported, who imported them."""
+    return json.loads(out.read_text())
+
+
 def _free_port() -> int:
     import socket
 
@@ -206,13 +252,17 @@ class AirflowStack:
                         env={"SAPNHAP_WORKER_NAME": f"bench{i + 1}"})
         self._sampling = True
         threading.Thread(target=self._sample, daemon=True).start()
+        self.unpause(self.dag_id, timeout)
+
+    def unpause(self, dag_id: str, timeout: float = 300) -> None:
+        """Wait until the DAG processor has parsed ``dag_id``, then unpause it."""
         deadline = time.monotonic() + timeout
-        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", self.dag_id):
+        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", dag_id):
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.dag_id} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
+                raise TimeoutError(f"{dag_id} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
             time.sleep(1)
-        self.cli("dags", "unpause", self.dag_id)
+        self.cli("dags", "unpause", dag_id)
 
     def _check_alive(self) -> None:
         for name, proc in self.procs:
@@ -260,18 +310,20 @@ class AirflowStack:
         except psycopg.errors.UndefinedTable:
             return []
 
-    def run_nightly(self, run_id: str, conf: dict | None = None, timeout: float = 7200) -> DagRunResult:
-        """Trigger the nightly as a user would and wait until the scheduler ends the run."""
+    def run_nightly(self, run_id: str, conf: dict | None = None, timeout: float = 7200,
+                    dag_id: str | None = None) -> DagRunResult:
+        """Trigger the nightly (or ``dag_id``) as a user would and wait until the scheduler ends the run."""
+        dag_id = dag_id or self.dag_id
         self._peaks.clear()
         t0 = time.perf_counter()
-        args = ["dags", "trigger", self.dag_id, "--run-id", run_id]
+        args = ["dags", "trigger", dag_id, "--run-id", run_id]
         if conf is not None:
             args += ["--conf", json.dumps(conf)]
         self.cli(*args)
         deadline = time.monotonic() + timeout
         while True:
             rows = self._query("SELECT state, extract(epoch FROM end_date - queued_at) FROM dag_run "
-                               "WHERE dag_id = %s AND run_id = %s", self.dag_id, run_id)
+                               "WHERE dag_id = %s AND run_id = %s", dag_id, run_id)
             if rows and rows[0][0] in ("success", "failed"):
                 break
             self._check_alive()
@@ -282,13 +334,13 @@ class AirflowStack:
         state, seconds = rows[0]
         tis = self._query("SELECT count(*), array_remove(array_agg(DISTINCT hostname), NULL) FROM task_instance "
                           "WHERE dag_id = %s AND run_id = %s AND state IS NOT NULL AND state <> 'skipped'",
-                          self.dag_id, run_id)
+                          dag_id, run_id)
         peak = max(self._peaks.values(), default=0)
         kinds = {r[0]: {"instances": int(r[1]), "seconds": float(r[2] or 0), "queued_to_start": float(r[3] or 0)}
                  for r in self._query(
                      "SELECT split_part(task_id, '.', -1), count(*), sum(extract(epoch FROM end_date - start_date)), "
                      "avg(extract(epoch FROM start_date - queued_dttm)) FROM task_instance "
-                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", self.dag_id, run_id)}
+                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", dag_id, run_id)}
         return DagRunResult(run_id, state, float(seconds or 0), wall, int(tis[0][0]), sorted(tis[0][1] or []), peak,
                             kinds)
 
