@@ -32,6 +32,52 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "sapnhap_nightly"
 
 
+# A DAG whose task records what its process found already imported (``sapnhap.preload``): its file
+# imports nothing but airflow.sdk, and the task looks before it imports anything.
+WARM_PROBE_DAG_ID = "sapnhap_warm_probe"
+WARM_PROBE_DAG = '''
+import json
+import os
+import sys
+
+import pendulum
+from airflow.sdk import dag, task
+
+OUT = {out!r}
+HEAVY = ("great_expectations", "pandas", "pyarrow", "sapnhap.sync.validate", "sapnhap.sync.load")
+
+
+@dag(dag_id="sapnhap_warm_probe", schedule=None, start_date=pendulum.datetime(2025, 7, 1), catchup=False)
+def sapnhap_warm_probe():
+    @task
+    def look() -> None:
+        # First thing in the task: what did the process find already imported?
+        found = [m for m in HEAVY if m in sys.modules]
+        preload = sys.modules.get("sapnhap.preload")
+        warmed = dict(preload.WARMED) if preload is not None else {{}}
+        with open(OUT, "w") as fh:
+            json.dump({{"pid": os.getpid(), "ppid": os.getppid(), "found": found,
+                        "warmed_by": warmed.get("pid"), "failed": warmed.get("failed")}}, fh)
+
+    look()
+
+
+sapnhap_warm_probe()
+'''
+
+
+def write_warm_probe(dags_folder: Path, out: Path) -> Path:
+    """Write the probe DAG into ``dags_folder``; its task writes what it found into ``out`` (JSON)."""
+    path = dags_folder / "sapnhap_warm_probe.py"
+    path.write_text(WARM_PROBE_DAG.format(out=str(out)))
+    return path
+
+
+def warm_probe_result(out: Path) -> dict:
+    """What the probe's task found: its pid and parent's, heavy modules already imported, who imported them."""
+    return json.loads(out.read_text())
+
+
 def _free_port() -> int:
     import socket
 
@@ -116,6 +162,7 @@ class AirflowStack:
     metadata_dsn: str  # libpq DSN of the metadata database (to watch runs)
     executor: str
     celery_workers: int = 0
+    dag_id: str = DAG_ID
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     _peaks: dict[int, int] = field(default_factory=dict)
     _sampling: bool = False
@@ -123,17 +170,21 @@ class AirflowStack:
     @classmethod
     def create(cls, home: Path, base_env: dict[str, str], metadata_dsn: str, *, executor: str = "LocalExecutor",
                parallelism: int = 2, celery_workers: int = 0, broker_url: str | None = None,
-               sources_dir: Path | None = None) -> AirflowStack:
+               sources_dir: Path | None = None, dags_folder: Path | None = None,
+               dag_id: str = DAG_ID) -> AirflowStack:
+        """The stack's environment: the product's Airflow settings (``sapnhap.preload.airflow_settings``:
+        warm task processes, the scheduler's idle sleep) on top of ``base_env``, then the bench's own."""
         from baselines import sqlalchemy_url
+        from sapnhap.preload import airflow_settings
 
         home.mkdir(parents=True, exist_ok=True)
         api_port, log_port = _free_port(), _free_port()
-        env = dict(base_env)
+        env = {**base_env, **airflow_settings(executor)}
         env.update({
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # Only the nightly runs: the accounts DAG (on the nightly's asset events) stays paused.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -165,7 +216,7 @@ class AirflowStack:
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "1"
         if sources_dir is not None:
             env["SAPNHAP_SOURCES_DIR"] = str(sources_dir)
-        return cls(home, env, metadata_dsn, executor, celery_workers)
+        return cls(home, env, metadata_dsn, executor, celery_workers, dag_id)
 
     # ------------------------------------------------------------------ processes
 
@@ -201,13 +252,17 @@ class AirflowStack:
                         env={"SAPNHAP_WORKER_NAME": f"bench{i + 1}"})
         self._sampling = True
         threading.Thread(target=self._sample, daemon=True).start()
+        self.unpause(self.dag_id, timeout)
+
+    def unpause(self, dag_id: str, timeout: float = 300) -> None:
+        """Wait until the DAG processor has parsed ``dag_id``, then unpause it."""
         deadline = time.monotonic() + timeout
-        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID):
+        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", dag_id):
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{DAG_ID} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
+                raise TimeoutError(f"{dag_id} was not parsed within {timeout:.0f} s; see {self.home}/dag-processor.log")
             time.sleep(1)
-        self.cli("dags", "unpause", DAG_ID)
+        self.cli("dags", "unpause", dag_id)
 
     def _check_alive(self) -> None:
         for name, proc in self.procs:
@@ -255,18 +310,20 @@ class AirflowStack:
         except psycopg.errors.UndefinedTable:
             return []
 
-    def run_nightly(self, run_id: str, conf: dict | None = None, timeout: float = 7200) -> DagRunResult:
-        """Trigger the nightly as a user would and wait until the scheduler ends the run."""
+    def run_nightly(self, run_id: str, conf: dict | None = None, timeout: float = 7200,
+                    dag_id: str | None = None) -> DagRunResult:
+        """Trigger the nightly (or ``dag_id``) as a user would and wait until the scheduler ends the run."""
+        dag_id = dag_id or self.dag_id
         self._peaks.clear()
         t0 = time.perf_counter()
-        args = ["dags", "trigger", DAG_ID, "--run-id", run_id]
+        args = ["dags", "trigger", dag_id, "--run-id", run_id]
         if conf is not None:
             args += ["--conf", json.dumps(conf)]
         self.cli(*args)
         deadline = time.monotonic() + timeout
         while True:
             rows = self._query("SELECT state, extract(epoch FROM end_date - queued_at) FROM dag_run "
-                               "WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+                               "WHERE dag_id = %s AND run_id = %s", dag_id, run_id)
             if rows and rows[0][0] in ("success", "failed"):
                 break
             self._check_alive()
@@ -277,20 +334,20 @@ class AirflowStack:
         state, seconds = rows[0]
         tis = self._query("SELECT count(*), array_remove(array_agg(DISTINCT hostname), NULL) FROM task_instance "
                           "WHERE dag_id = %s AND run_id = %s AND state IS NOT NULL AND state <> 'skipped'",
-                          DAG_ID, run_id)
+                          dag_id, run_id)
         peak = max(self._peaks.values(), default=0)
         kinds = {r[0]: {"instances": int(r[1]), "seconds": float(r[2] or 0), "queued_to_start": float(r[3] or 0)}
                  for r in self._query(
                      "SELECT split_part(task_id, '.', -1), count(*), sum(extract(epoch FROM end_date - start_date)), "
                      "avg(extract(epoch FROM start_date - queued_dttm)) FROM task_instance "
-                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", DAG_ID, run_id)}
+                     "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL GROUP BY 1 ORDER BY 1", dag_id, run_id)}
         return DagRunResult(run_id, state, float(seconds or 0), wall, int(tis[0][0]), sorted(tis[0][1] or []), peak,
                             kinds)
 
     def failed_tasks(self, run_id: str) -> list[str]:
         return [r[0] for r in self._query("SELECT task_id || coalesce('[' || map_index || ']', '') FROM task_instance "
                                           "WHERE dag_id = %s AND run_id = %s AND state IN ('failed', 'upstream_failed')",
-                                          DAG_ID, run_id)]
+                                          self.dag_id, run_id)]
 
     def task_log_tail(self, chars: int = 4000) -> str:
         logs = sorted((self.home / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)

@@ -17,7 +17,8 @@
      (one legacy-server slot per extract, downstream stages first), no Airflow;
    - ``airflow``: sapnhap's nightly DAG triggered on a running Airflow (scheduler, DAG
      processor, API server, LocalExecutor with parallelism ``--workers``, PostgreSQL metadata
-     DB; ``airflow_stack.py``): every task instance is its own process, as in production.
+     DB; ``airflow_stack.py``, with the product's settings of ``sapnhap.preload``): every task
+     instance is its own process, forked warm by an executor worker, as in production.
 
 3. Changes ``--changed`` (1%) of every source's rows, then the incremental sync of every method.
 4. Prints one table: full and incremental seconds, the ratios against dlt and raw COPY, rows

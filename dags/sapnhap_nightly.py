@@ -2,15 +2,18 @@
 ### Nightly sync of the legacy district/commune systems into the provincial platform
 
 **plan** reads the run's params (`sources`, `datasets`; default: all of them) and lists the
-(source, dataset) pairs the run syncs; a conf key that is not a param fails the run.
+(source, dataset) pairs the run syncs (a conf key that is not a param fails the run), then
+prepares the run (platform schema checked, reference data published, the run opened in
+`ops.runs`) and lists the selected sources never assessed.
 
-One task group per legacy system of the source registry (`include/sources/*.yaml`): **assess**
-(a new source is profiled and its owners told before its first load), then one mapped instance per
-dataset of the source of two tasks: **extract** (incremental, by cursor or new export files; in the
-legacy server's pool) and **process**: transform (old codes -> new province/commune codes, lineage
-kept) -> validate (GX suite of the dataset, failing rows quarantined with a reason) -> backup
-(Parquet + manifest, encrypted, verified) -> load (one transaction per batch, idempotent), one log
-line per stage. Why two tasks and not five: `docs/architecture.md`, "Task granularity". A pair the
+One task group per legacy system of the source registry (`include/sources/*.yaml`), with one
+mapped instance per dataset of the source of two tasks: **extract** (incremental, by cursor or new
+export files; in the legacy server's pool; for a new source, the source is first profiled and its
+owners told before its first load: the assessment, once per source whichever of its datasets gets
+there first) and **process**: transform (old codes -> new province/commune codes, lineage kept) ->
+validate (GX suite of the dataset, failing rows quarantined with a reason) -> backup (Parquet +
+manifest, encrypted, verified) -> load (one transaction per batch, idempotent), one log line per
+stage. Why these tasks and not more: `docs/architecture.md`, "Task granularity". A pair the
 params leave out is skipped; a failing dataset does not stop its siblings (it retries, and its
 owner is told).
 
@@ -63,14 +66,13 @@ def _close_run(context) -> None:  # noqa: ANN001 - Airflow callback context
 
 
 def _stage_failed(context) -> None:  # noqa: ANN001 - Airflow callback context
-    """A source's stage failed for good: its batches say which stage and why (the owner's email shows it)."""
+    """A dataset's stage failed for good: its batch says which stage and why (the owner's email shows it)."""
     from sapnhap.airflow_support import batch_of_task, services_from_airflow
-    from sapnhap.runs import record_stage_failure, stage_failure_from_context
+    from sapnhap.runs import record_stage_failure
 
     dsn = services_from_airflow().platform_dsn
     batch = batch_of_task(context)  # a mapped <source>.datasets.<stage> task: that one dataset
-    if batch is None:  # <source>.assess: every dataset of the source; other tasks are ignored
-        stage_failure_from_context(context, dsn, {s.id: list(s.datasets) for s in SOURCES})
+    if batch is None:  # plan, reconcile, report, ...: no batch of theirs to mark
         return
     source_id, dataset, stage = batch
     error = context.get("exception") or "the task ended without an exception (killed or timed out)"
@@ -113,11 +115,20 @@ def _skip_unless_selected(selected: list, source_id: str, dataset: str | None = 
     doc_md=__doc__,
 )
 def sapnhap_nightly() -> None:
-    @task(show_return_value_in_logs=False)
-    def plan() -> list[list[str]]:
+    @task(multiple_outputs=True, show_return_value_in_logs=False)
+    def plan() -> dict:
+        """The run's pairs, then what ``prepare`` did: one task, not two (see "Task granularity")."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from sapnhap.airflow_support import SelectionError, select_pairs
+        from sapnhap.airflow_support import (
+            SelectionError,
+            select_pairs,
+            selected_sources,
+            services_from_airflow,
+            sources_to_assess,
+        )
+        from sapnhap.runs import airflow_run_state
+        from sapnhap.sync.prepare import prepare_run
 
         ctx = get_current_context()
         try:
@@ -127,41 +138,27 @@ def sapnhap_nightly() -> None:
         total = sum(len(s.datasets) for s in SOURCES)
         log.info("plan: this run syncs %d of %d (source, dataset) pairs: %s", len(pairs), total,
                  ", ".join(f"{s}/{d}" for s, d in pairs))
-        return [list(p) for p in pairs]
-
-    @task(show_return_value_in_logs=False)
-    def prepare() -> dict:
-        from sapnhap.airflow_support import services_from_airflow
-        from sapnhap.runs import airflow_run_state
-        from sapnhap.sync.prepare import prepare_run
-
         run_id, _ = _run_ids()
+        services = services_from_airflow()
         # Runs Airflow ended without calling back (a scheduler restart, marked failed by hand) are closed first.
-        opened = prepare_run(services_from_airflow(), run_id, airflow_state=airflow_run_state(get_current_context()))
+        opened = prepare_run(services, run_id, airflow_state=airflow_run_state(ctx))
         log.info("prepare: platform schema and reference data %s published; run %s opened%s",
                  opened["crosswalk_version"], run_id,
                  "; closed runs Airflow had ended: " + ", ".join(f"{r} {s}" for r, s in opened["swept"].items())
                  if opened["swept"] else "")
-        return opened
-
-    @task(show_return_value_in_logs=False)
-    def assess(source_id: str, selected: list) -> dict:
-        from sapnhap.airflow_support import legacy_connection, services_from_airflow
-        from sapnhap.assessment import assessment_step
-        from sapnhap.sources import get_source
-
-        _skip_unless_selected(selected, source_id)
-        src = get_source(source_id)
-        run_id, _ = _run_ids()
-        # R13: a new source is profiled and its owners get the assessment (through the outbox) before its first load.
-        done = assessment_step(services_from_airflow(), src, legacy_connection(src.conn_id, src.kind), run_id=run_id)
-        log.info("assess %s: %s", source_id, "new source profiled, assessment queued for its owners"
-                 if done["assessed"] else "already assessed")
-        return {k: v for k, v in done.items() if k in ("source_id", "assessed", "profile_key", "row_counts")}
+        new = sources_to_assess(services.platform_dsn, [s.id for s in selected_sources(SOURCES, pairs)])
+        if new:
+            log.info("plan: %d new sources are assessed before their first load: %s", len(new), ", ".join(new))
+        return {"pairs": [list(p) for p in pairs], "new_sources": new}
 
     @task(**STAGE)
-    def extract(source_id: str, dataset: str, selected: list) -> dict:
-        from sapnhap.airflow_support import legacy_connection, log_stage, services_from_airflow
+    def extract(source_id: str, dataset: str, selected: list, new_sources: list) -> dict:
+        from sapnhap.airflow_support import (
+            assess_before_first_load,
+            legacy_connection,
+            log_stage,
+            services_from_airflow,
+        )
         from sapnhap.sources import get_source
         from sapnhap.sync.extract import extract_stage
 
@@ -169,9 +166,14 @@ def sapnhap_nightly() -> None:
         src = get_source(source_id)
         run_id, run_date = _run_ids()
         services = services_from_airflow()
-        batch = extract_stage(
-            services, src, dataset, legacy_connection(src.conn_id, src.kind), run_id=run_id, run_date=run_date
-        )
+        connection = legacy_connection(src.conn_id, src.kind)
+        if source_id in (new_sources or ()):
+            # R13: a new source is profiled and its owners get the assessment (through the outbox)
+            # before its first load; the first of its datasets' extracts does it, the others wait for it.
+            done = assess_before_first_load(services, src, connection, run_id=run_id)
+            log.info("assess %s: %s", source_id, "new source profiled, assessment queued for its owners"
+                     if done["assessed"] else "already assessed (by a sibling dataset's extract)")
+        batch = extract_stage(services, src, dataset, connection, run_id=run_id, run_date=run_date)
         log_stage("extract", batch, services)
         return batch
 
@@ -186,10 +188,11 @@ def sapnhap_nightly() -> None:
     loads = []
 
     @task_group(group_id="datasets")
-    def datasets(source_id: str, pool: str, selected: list, dataset: str) -> None:
+    def datasets(source_id: str, pool: str, selected: list, new_sources: list, dataset: str) -> None:
         """One mapped instance per dataset of the source: a failing dataset does not stop its siblings."""
         # Keyword arguments: the map index template names each instance by op_kwargs["dataset"].
-        batch = extract.override(pool=pool)(source_id=source_id, dataset=dataset, selected=selected)
+        batch = extract.override(pool=pool)(source_id=source_id, dataset=dataset, selected=selected,
+                                            new_sources=new_sources)
         loads.append(process(source_id=source_id, dataset=dataset, batch=batch))
 
     @task(trigger_rule="all_done", retries=0, show_return_value_in_logs=False)
@@ -243,15 +246,11 @@ def sapnhap_nightly() -> None:
         return {f"core.{d}": e["inserted"] + e["updated"] for d, e in events.items()}
 
     planned = plan()
-    started = prepare()
-    planned >> started
+    pairs = planned["pairs"]
     for source in SOURCES:
         with TaskGroup(group_id=source.id, tooltip=source.name):
-            assessed = assess.override(pool=source.pool)(source_id=source.id, selected=planned)
-            group = datasets.partial(source_id=source.id, pool=source.pool, selected=planned).expand(
-                dataset=list(source.datasets)
-            )
-            started >> assessed >> group
+            datasets.partial(source_id=source.id, pool=source.pool, selected=pairs,
+                             new_sources=planned["new_sources"]).expand(dataset=list(source.datasets))
 
     for bad in REGISTRY.invalid:
         with TaskGroup(group_id=bad.group_id, tooltip=f"invalid source file {bad.path.name}"):
@@ -269,9 +268,9 @@ def sapnhap_nightly() -> None:
 
     # Leaves: a failed dataset or an unreconciled batch fails the run, and the owners of what ran
     # are still told (these run whatever happened upstream).
-    loads >> reconcile(planned)
-    loads >> report(planned)
-    loads >> handover(planned)  # biên bản bàn giao per old unit, from what the loads committed
+    loads >> reconcile(pairs)
+    loads >> report(pairs)
+    loads >> handover(pairs)  # biên bản bàn giao per old unit, from what the loads committed
     publish(loads)
 
 

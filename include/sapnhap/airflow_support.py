@@ -202,6 +202,55 @@ def is_selected(pairs: Iterable[Iterable[str]], source_id: str, dataset: str | N
     return any(p[0] == source_id and (dataset is None or p[1] == dataset) for p in (tuple(x) for x in pairs))
 
 
+def sources_to_assess(platform_dsn: str, source_ids: Iterable[str]) -> list[str]:
+    """The sources of ``source_ids`` never assessed (no row in ``ops.assessments``), in that order: one query."""
+    import psycopg
+
+    ids = list(source_ids)
+    if not ids:
+        return []
+    with psycopg.connect(platform_dsn) as conn:
+        done = {r[0] for r in conn.execute("SELECT DISTINCT source_id FROM ops.assessments WHERE source_id = ANY(%s)",
+                                           (ids,))}
+    return [s for s in ids if s not in done]
+
+
+def _assessment_lock_key(source_id: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(f"sapnhap.assess:{source_id}".encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+def assess_before_first_load(services: Services, source: Source, connection: str, *, run_id: str) -> dict:
+    """Assess a new source (R13) from inside the extract of one of its datasets; once per source.
+
+    The nightly has no ``assess`` task per source (a task instance per source per night to find
+    that the source was assessed long ago; see "Task granularity"): ``plan`` lists the sources
+    never assessed and their extracts call this first. The extracts of a source's datasets run at
+    the same time: a PostgreSQL advisory lock per source lets the first one profile the source
+    and queue the owners' email while the others wait, then find it done. An error is marked as
+    the ``assess`` stage (the dataset's batch and its owners' report say so) and fails the extract:
+    nothing of a source is loaded before its owners got its assessment.
+    """
+    import psycopg
+
+    from sapnhap.assessment import assessment_step
+
+    key = _assessment_lock_key(source.id)
+    try:
+        with psycopg.connect(services.platform_dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                done = assessment_step(services, source, connection, run_id=run_id)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    except Exception as exc:
+        setattr(exc, STAGE_ATTRIBUTE, "assess")
+        raise
+    return {k: v for k, v in done.items() if k in ("source_id", "assessed", "profile_key", "row_counts")}
+
+
 # --- platform table assets -----------------------------------------------------------------------
 
 def core_asset(dataset: str):  # noqa: ANN201 - airflow.sdk.Asset

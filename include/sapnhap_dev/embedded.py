@@ -252,10 +252,16 @@ def airflow_env(stack: Stack, legacy_connections: dict[str, str], *, sources_dir
     """Environment for the Airflow CLI: SQLite metadata DB, the project's DAGs, connections."""
     home = stack.workdir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
+    from sapnhap.preload import airflow_settings
+
     include = str(PROJECT_ROOT / "include")
     env = dict(os.environ)
+    # `make airflow-ui` runs `airflow standalone` (scheduler + LocalExecutor): task processes fork
+    # warm (sapnhap.preload), one executor slot per core (a pandas task keeps a core busy).
+    env.update(airflow_settings("LocalExecutor"))
     env.update(
         {
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", str(max(2, os.cpu_count() or 2))),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),

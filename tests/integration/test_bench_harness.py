@@ -62,4 +62,4 @@ def test_every_method_of_the_benchmark_syncs_every_generated_row(pg_admin_dsn: s
             notes = runs[f"{method}/{label}"]["notes"]
             assert notes["core"] + notes["quarantined"] + notes["merged"] == generated, (method, label, notes)
             assert notes["quarantined"] > 0, "the generated defects reach quarantine"
-    assert runs["airflow/full"]["notes"]["task_instances"] >= 4 + 5  # plan, prepare, leaves; 5 per source
+    assert runs["airflow/full"]["notes"]["task_instances"] >= 5 + 4  # plan, 4 leaves; extract + process per dataset

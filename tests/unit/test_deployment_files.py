@@ -148,3 +148,20 @@ def test_the_production_package_does_not_import_the_dev_tools() -> None:
     assert offenders == []
     assert not (ROOT / "include" / "sapnhap" / "demo").exists()
     assert not (ROOT / "include" / "sapnhap" / "embedded.py").exists()
+
+
+def test_compose_and_the_embedded_stack_ship_the_warm_task_settings(tmp_path: Path) -> None:
+    from sapnhap.preload import airflow_settings
+    from sapnhap.services import S3Config, SmtpConfig
+    from sapnhap_dev.embedded import Stack, airflow_env
+
+    env = _compose()["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for key, value in airflow_settings("CeleryExecutor").items():
+        assert env.get(key) == value, key
+    stack = Stack(tmp_path, {"host": "127.0.0.1", "port": 5432, "login": "u", "password": "p", "schema": "db"},
+                  S3Config(), SmtpConfig(), None)
+    embedded = airflow_env(stack, {})  # `make demo` / `make airflow-ui`: airflow standalone, LocalExecutor
+    for key, value in airflow_settings("LocalExecutor").items():
+        assert embedded[key] == value, key
+    assert int(embedded["AIRFLOW__CORE__PARALLELISM"]) >= 2

@@ -1,0 +1,61 @@
+"""sapnhap.preload: what the executor's workers import before they fork task processes (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a fresh interpreter: what does importing the warm module leave behind in the process?
+PROBE = r"""
+import json, os, sys, threading
+import sapnhap.preload.warm as w
+fds = []
+for fd in os.listdir(f"/proc/{os.getpid()}/fd"):
+    try:
+        fds.append(os.readlink(f"/proc/{os.getpid()}/fd/{fd}"))
+    except OSError:
+        pass
+print(json.dumps({"warmed": w.WARMED, "threads": [t.name for t in threading.enumerate()],
+                  "sockets": [f for f in fds if f.startswith("socket:")],
+                  "modules": [m for m in ("great_expectations", "pandas", "sapnhap.sync.load") if m in sys.modules],
+                  "crosswalk_cached": __import__("sapnhap.reference", fromlist=["x"]).load_reference.cache_info().currsize}))
+"""
+
+
+def test_the_warm_module_imports_the_task_modules_and_leaves_nothing_open_to_fork() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), "GX_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["warmed"]["failed"] == {}
+    assert out["modules"] == ["great_expectations", "pandas", "sapnhap.sync.load"]
+    assert out["crosswalk_cached"] == 1
+    # A fork shares whatever is open: no thread but the main one, no socket (no database, no broker).
+    assert out["threads"] == ["MainThread"]
+    assert out["sockets"] == []
+
+
+def test_settings_per_executor() -> None:
+    from sapnhap.preload import FORKSERVER_PRELOAD, MODULES, airflow_settings
+
+    local = airflow_settings("LocalExecutor")
+    assert local["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    assert local["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == FORKSERVER_PRELOAD == "sapnhap.preload.warm"
+    celery = airflow_settings("CeleryExecutor")
+    assert celery["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "sapnhap.preload.CELERY_CONFIG"
+    assert "AIRFLOW__SCHEDULER__MP_START_METHOD" not in celery
+    assert "great_expectations" in MODULES and "sapnhap.sync.validate" in MODULES
+
+
+def test_the_celery_configuration_is_airflows_plus_the_warm_import() -> None:
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    from sapnhap.preload import CELERY_CONFIG
+
+    assert CELERY_CONFIG["imports"] == ("sapnhap.preload.warm",)
+    assert {k: v for k, v in CELERY_CONFIG.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
