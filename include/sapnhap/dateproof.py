@@ -55,29 +55,54 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
     counts), ``configured`` (the order ``fmt`` gives) and ``problem``: None, ``contradicts`` or
     ``unproven`` (rules above ``MIN_CONTRADICTING``). Vectorized; no value is returned.
     """
+    return evidence_from(date_tally(values), fmt)
+
+
+def date_tally(values: pd.Series) -> dict[str, Any]:
+    """What :func:`date_evidence` weighs, in a form chunks of one batch add up (:func:`add_tallies`):
+    the counts, and the sets of distinct dates behind them (bounded by the calendar, not the rows)."""
     text = values.astype("object").where(values.notna(), None).dropna().astype(str).str.strip()
     parts = text.str.extract(_NUMERIC_DATE).dropna()
     first = pd.to_numeric(parts[0], errors="coerce")
     second = pd.to_numeric(parts[1], errors="coerce")
     valid = (first >= 1) & (second >= 1)
     first, second = first[valid], second[valid]
-    day_month_only = int(((first > 12) & (second <= 12)).sum())
-    month_day_only = int(((second > 12) & (first <= 12)).sum())
     undecided = (first <= 12) & (second <= 12) & (first != second)
-    ambiguous = int(undecided.sum())
     year = parts[2].loc[first.index]
     dm_only, md_only = (first > 12) & (second <= 12), (second > 12) & (first <= 12)
-    evidence: dict[str, Any] = {
+    return {
         "numeric": int(len(first)),
+        "day_month_only": int(dm_only.sum()),
+        "month_day_only": int(md_only.sum()),
+        "neither": int(((first > 12) & (second > 12)).sum()),
+        "ambiguous": int(undecided.sum()),
+        # Distinct (day, month) pairs: a nightly batch of one day's records repeats one date many times.
+        "ambiguous_set": set(zip(first[undecided], second[undecided], strict=True)),
+        # Distinct dates (day, month, year as written) behind each count: the evidence the verdict weighs.
+        "day_month_only_set": _distinct_set(first, second, year, dm_only),
+        "month_day_only_set": _distinct_set(first, second, year, md_only),
+    }
+
+
+def add_tallies(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """The tally of two chunks of one column: counts added, distinct dates united."""
+    if a is None:
+        return b
+    return {k: (a[k] | b[k]) if isinstance(a[k], set) else a[k] + b[k] for k in a}
+
+
+def evidence_from(tally: dict[str, Any], fmt: str | None = None) -> dict[str, Any]:
+    """The evidence and the verdict of :func:`date_evidence` from a (possibly added-up) tally."""
+    day_month_only, month_day_only = tally["day_month_only"], tally["month_day_only"]
+    evidence: dict[str, Any] = {
+        "numeric": tally["numeric"],
         "day_month_only": day_month_only,
         "month_day_only": month_day_only,
-        "neither": int(((first > 12) & (second > 12)).sum()),
-        "ambiguous": ambiguous,
-        # Distinct (day, month) pairs: a nightly batch of one day's records repeats one date many times.
-        "ambiguous_distinct": int(len(set(zip(first[undecided], second[undecided], strict=True)))),
-        # Distinct dates (day, month, year as written) behind each count: the evidence the verdict weighs.
-        "day_month_only_distinct": _distinct(first, second, year, dm_only),
-        "month_day_only_distinct": _distinct(first, second, year, md_only),
+        "neither": tally["neither"],
+        "ambiguous": tally["ambiguous"],
+        "ambiguous_distinct": len(tally["ambiguous_set"]),
+        "day_month_only_distinct": len(tally["day_month_only_set"]),
+        "month_day_only_distinct": len(tally["month_day_only_set"]),
         "configured": configured_order(fmt),
         "problem": None,
     }
@@ -98,8 +123,8 @@ def date_evidence(values: pd.Series, fmt: str | None = None) -> dict[str, Any]:
     return evidence
 
 
-def _distinct(first: pd.Series, second: pd.Series, year: pd.Series, mask: pd.Series) -> int:
-    return int(len(set(zip(first[mask], second[mask], year[mask], strict=True))))
+def _distinct_set(first: pd.Series, second: pd.Series, year: pd.Series, mask: pd.Series) -> set:
+    return set(zip(first[mask], second[mask], year[mask], strict=True))
 
 
 def finding_vi(column: str, fmt: str | None, ev: dict[str, Any]) -> str:
@@ -124,11 +149,16 @@ def finding_vi(column: str, fmt: str | None, ev: dict[str, Any]) -> str:
 
 def date_findings(frame: pd.DataFrame, formats: dict[str, str | None]) -> list[dict[str, Any]]:
     """One finding per column of ``formats`` (column -> configured format) whose dates are not proven."""
+    return findings_from({c: date_tally(frame[c]) for c in formats if c in frame.columns}, formats)
+
+
+def findings_from(tallies: dict[str, dict[str, Any]], formats: dict[str, str | None]) -> list[dict[str, Any]]:
+    """:func:`date_findings` from the (added-up) tallies of the columns, e.g. of a batch read in chunks."""
     out = []
     for column, fmt in formats.items():
-        if column not in frame.columns:
+        if column not in tallies:
             continue
-        ev = date_evidence(frame[column], fmt)
+        ev = evidence_from(tallies[column], fmt)
         if ev["problem"]:
             out.append({"column": column, "format": fmt, **ev, "reason_vi": finding_vi(column, fmt, ev)})
     return out

@@ -12,7 +12,6 @@ document, stored in the bucket under ``handover/<run>/<old_unit>.html`` and list
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import psycopg
-import pyarrow.parquet as pq
 
 import sapnhap
 from sapnhap import db, storage
@@ -93,8 +91,7 @@ def _latest_run(conn: psycopg.Connection) -> str:
 
 def _run_frames(services: Services, manifest: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     def read(name: str) -> pd.DataFrame:
-        obj = manifest["objects"][name]
-        return pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
+        return storage.read_parquet(services.s3, manifest["objects"][name])  # one object, or its parts
 
     return read("transformed"), read("valid"), read("quarantine"), read("merged_in_batch")
 

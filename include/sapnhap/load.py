@@ -13,8 +13,10 @@ so a crash leaves nothing half-loaded and nothing skipped.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -112,7 +114,8 @@ def _refused_column(exc: psycopg.Error, row: pd.Series, columns: list[str]) -> s
     return None
 
 
-def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: list[str], *,
+                limit: int | None = None, refused_before: int = 0) -> pd.DataFrame:
     """COPY a DataFrame through CSV in chunks (no per-row Python); return the rows PostgreSQL refused.
 
     The COPY runs in a savepoint. When PostgreSQL refuses a value (a NUL, a number or date out
@@ -124,7 +127,7 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
     refused: list[tuple[object, str | None, str]] = []
-    limit = max(MAX_REFUSED, len(frame) // 100)
+    limit = max(MAX_REFUSED, len(frame) // 100) if limit is None else limit
     pending = [frame] if len(frame) else []
     while pending:
         part = pending.pop()
@@ -137,7 +140,7 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
                 pending += [part.iloc[mid:], part.iloc[:mid]]
                 continue
             refused.append((part.index[0], _refused_column(exc, part.iloc[0], columns), exc.sqlstate or ""))
-            if len(refused) > limit:
+            if refused_before + len(refused) > limit:
                 raise LoadRefusedError(
                     f"{table}: PostgreSQL refused more than {limit} rows ({exc.sqlstate}, column "
                     f"{refused[-1][1]}); a column type or constraint of the platform does not fit the data"
@@ -169,23 +172,28 @@ def merge_batch(
     *,
     dataset: str,
     batch_id: str,
-    valid: pd.DataFrame,
+    valid: pd.DataFrame | Iterable[pd.DataFrame],
     target: sql.Composable | None = None,
     record_merges: bool = True,
+    rows: int | None = None,
 ) -> LoadCounts:
     """Merge valid rows into ``core.<dataset>`` inside the caller's transaction; return the counts.
 
+    ``valid`` is one frame, or the batch's chunks (each staged as it comes, so no more than a chunk
+    of rows is held; ``rows``, their total, sets how many refusals are tolerated). The merge itself
+    runs once, set-based, on the whole staged batch.
     ``target`` (a table with the core table's columns and key) replaces ``core.<dataset>``, and
     ``record_merges=False`` leaves ``ops.merged_duplicates`` alone: restore replays backups so.
     """
     ds = get_dataset(dataset)
-    if not len(valid):
+    chunks = iter([valid] if isinstance(valid, pd.DataFrame) else valid)
+    first = next((c for c in chunks if len(c)), None)
+    if first is None:
         # Nothing changed in the legacy system: no staging table, no statement (issue 12).
         return LoadCounts(extracted=0)
     cols = target_columns(ds)
-    frame = _prepare(valid, ds, batch_id)
     key = list(ds.natural_key)
-    counts = LoadCounts(extracted=len(frame))
+    counts = LoadCounts(extracted=0)
     with conn.cursor() as cur:
         # Several batches may merge in one transaction (restore replays them so).
         cur.execute("DROP TABLE IF EXISTS pg_temp.stage_rows")
@@ -194,12 +202,19 @@ def merge_batch(
                 sql.Identifier(ds.name)
             )
         )
-        refused = _copy_frame(cur, "stage_rows", frame, cols)
-        if len(refused) and not record_merges:
-            # A replay (restore) of rows the platform once took: a refusal is the schema's fault, not a row's.
-            raise LoadRefusedError(f"{batch_id}: {len(refused)} row(s) refused on replay; columns "
-                                   f"{sorted(set(refused['_refused_column'].dropna()))}")
-        counts.quarantined = record_refused(conn, dataset=ds.name, batch_id=batch_id, refused=refused)
+        for chunk in itertools.chain([first], chunks):
+            if not len(chunk):
+                continue
+            frame = _prepare(chunk, ds, batch_id)
+            counts.extracted += len(frame)
+            limit = max(MAX_REFUSED, (rows if rows is not None else len(frame)) // 100)
+            refused = _copy_frame(cur, "stage_rows", frame, cols, limit=limit, refused_before=counts.quarantined)
+            del frame
+            if len(refused) and not record_merges:
+                # A replay (restore) of rows the platform once took: a refusal is the schema's fault, not a row's.
+                raise LoadRefusedError(f"{batch_id}: {len(refused)} row(s) refused on replay; columns "
+                                       f"{sorted(set(refused['_refused_column'].dropna()))}")
+            counts.quarantined += record_refused(conn, dataset=ds.name, batch_id=batch_id, refused=refused)
         key_sql = sql.SQL(", ").join(sql.Identifier(k) for k in key)
         key_join = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
         key_text = sql.SQL(" || '|' || ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key)

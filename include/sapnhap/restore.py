@@ -28,6 +28,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pyarrow.parquet as pq
@@ -310,20 +311,37 @@ def _bucket_backups(services: Services, dataset: str, *, source_id: str | None,
     return _cut(batches, lambda b: b.run_id, as_of_run, dataset)
 
 
+def _scratch_file() -> Path:
+    """A fresh local file name for one object being verified (streamed to disk, not held in memory)."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="sapnhap-verify-")
+    os.close(fd)
+    return Path(name)
+
+
 def verify_backups(services: Services, batches: list[BackupBatch]) -> int:
     """Check every object of every manifest against its sha256; raise :class:`RestoreError` listing every mismatch."""
     n = 0
     problems: list[str] = []
     for b in batches:
         for name, obj in b.manifest["objects"].items():
-            try:
-                storage.get_bytes(services.s3, str(obj["key"]), str(obj["sha256"]))
-            except storage.BackupError as exc:
-                if "checksum mismatch" not in str(exc) and "NoSuchKey" not in str(exc):
-                    raise  # the bucket is unreachable: worth trying again
-                problems.append(f"{name} of batch {b.batch_id} does not match manifest {b.manifest_key}: {exc}")
+            # An object in parts (a batch of more than one chunk): every part listed is checked.
+            parts = storage.parts_of(obj)
+            if len(parts) > 1 and storage.multipart(parts)["sha256"] != obj.get("sha256"):
+                problems.append(f"{name} of batch {b.batch_id}: its parts do not match manifest {b.manifest_key}")
                 continue
-            n += 1
+            bad = False
+            for part in parts:
+                try:
+                    storage.get_file(services.s3, str(part["key"]), _scratch_file(), str(part["sha256"])).unlink()
+                except storage.BackupError as exc:
+                    if "checksum mismatch" not in str(exc) and "NoSuchKey" not in str(exc):
+                        raise  # the bucket is unreachable: worth trying again
+                    problems.append(f"{name} of batch {b.batch_id} does not match manifest {b.manifest_key}: {exc}")
+                    bad = True
+            if not bad:
+                n += 1
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise RestoreError(f"restore refused: {len(problems)} backup objects do not match their manifests; "
@@ -479,9 +497,11 @@ def restore_dataset(services: Services, dataset: str, *, source_id: str | None =
             if isinstance(item, FlagBackup):
                 _apply_flags(conn, work, item)
                 continue
+            # Older manifests list one valid object, a batch of more than one chunk its parts: read part by part.
             obj = item.manifest["objects"]["valid"]
-            valid = pq.read_table(io.BytesIO(storage.get_bytes(services.s3, obj["key"], obj["sha256"]))).to_pandas()
-            merge_batch(conn, dataset=dataset, batch_id=item.batch_id, valid=valid, target=work, record_merges=False)
+            merge_batch(conn, dataset=dataset, batch_id=item.batch_id, target=work, record_merges=False,
+                        valid=(pq.read_table(io.BytesIO(storage.get_bytes(services.s3, p["key"], p["sha256"]))).to_pandas()
+                               for p in storage.parts_of(obj)))
         rows, checksum = table_fingerprint(conn, work, dataset)
         report = RestoreReport(dataset, source_id, as_of_run, target_schema, [b.batch_id for b in batches],
                                verified, rows, checksum, rows_by_source=_rows_by_source(conn, work),

@@ -264,9 +264,42 @@ def put_bytes(cfg: S3Config, key: str, data: bytes, content_type: str = "applica
     return StoredObject(key, digest, len(data))
 
 
+# Files above this size go up in parts (S3 multipart upload): a large raw extract is never held in memory whole.
+STREAM_THRESHOLD = 64 << 20
+_BLOCK = 1 << 20
+
+
 def put_file(cfg: S3Config, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
-    """Upload a local file (see :func:`put_bytes`)."""
-    return put_bytes(cfg, key, path.read_bytes(), content_type)
+    """Upload a local file (see :func:`put_bytes`); a large one is streamed from disk, never read whole."""
+    size = path.stat().st_size
+    if size <= STREAM_THRESHOLD:
+        return put_bytes(cfg, key, path.read_bytes(), content_type)
+    from boto3.s3.transfer import TransferConfig
+
+    digest = sha256_file(path)
+    extra = {"ContentType": content_type, "Metadata": {"sha256": digest}, **_sse_args(cfg)}
+    try:
+        with path.open("rb") as fh:
+            _client(cfg).upload_fileobj(fh, cfg.bucket, key, ExtraArgs=extra,
+                                        Config=TransferConfig(multipart_threshold=STREAM_THRESHOLD,
+                                                              multipart_chunksize=16 << 20, max_concurrency=2))
+    except (BotoCoreError, ClientError) as exc:
+        raise BackupError(f"object storage: upload {key} failed: {exc}") from exc
+    return StoredObject(key, digest, size)
+
+
+def _stream(cfg: S3Config, key: str, sink) -> str:  # noqa: ANN001 - a writable binary file or None
+    """Read an object block by block into ``sink`` (or nowhere); return its sha256."""
+    body = _call(f"download {key}", _client(cfg).get_object, Bucket=cfg.bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    try:
+        for block in body.iter_chunks(_BLOCK):
+            digest.update(block)
+            if sink is not None:
+                sink.write(block)
+    except (BotoCoreError, ClientError) as exc:
+        raise BackupError(f"object storage: download {key} failed: {exc}") from exc
+    return digest.hexdigest()
 
 
 def get_bytes(cfg: S3Config, key: str, expected_sha256: str | None = None) -> bytes:
@@ -278,21 +311,68 @@ def get_bytes(cfg: S3Config, key: str, expected_sha256: str | None = None) -> by
 
 
 def get_file(cfg: S3Config, key: str, dest: Path, expected_sha256: str | None = None) -> Path:
-    """Download to ``dest`` with verification (see :func:`get_bytes`)."""
+    """Download to ``dest`` block by block, verified (see :func:`get_bytes`); a mismatching file is removed."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(get_bytes(cfg, key, expected_sha256))
+    with dest.open("wb") as fh:
+        got = _stream(cfg, key, fh)
+    if expected_sha256 is not None and got != expected_sha256:
+        dest.unlink(missing_ok=True)
+        raise BackupError(f"checksum mismatch for {key}: expected {expected_sha256}, got {got}")
     return dest
 
 
+# --- objects in parts ------------------------------------------------------------------------------
+# A batch larger than one chunk stores its row objects (transformed, valid) as several Parquet
+# parts. The manifest lists every part (key, sha256, size, rows); the object itself is
+# ``{"parts": [...], "rows": n, "size": total, "sha256": <sha256 of the parts' sha256s>}``. An
+# object of one part is stored as before (``{"key", "sha256", "size"}``): older manifests and small
+# batches read the same way.
+
+
+def parts_of(obj: dict) -> list[dict]:
+    """The stored objects behind an object reference: its parts, or the object itself."""
+    return list(obj["parts"]) if "parts" in obj else [obj]
+
+
+def multipart(parts: list[dict]) -> dict:
+    """The reference of an object stored in ``parts`` (each a stored object's dict with its ``rows``)."""
+    return {
+        "parts": parts,
+        "rows": sum(int(p["rows"]) for p in parts),
+        "size": sum(int(p["size"]) for p in parts),
+        "sha256": sha256_bytes("\n".join(str(p["sha256"]) for p in parts).encode()),
+    }
+
+
 def verify_object(cfg: S3Config, obj: dict[str, object]) -> None:
-    """Re-read an object and check size, checksum and encryption; raise :class:`BackupError` if not."""
+    """Re-read an object (every part of it) and check size, checksum and encryption; raise :class:`BackupError` if not."""
+    if "parts" in obj:
+        parts = parts_of(obj)  # type: ignore[arg-type]
+        if multipart(parts)["sha256"] != obj.get("sha256"):
+            raise BackupError("an object in parts does not match the list of its parts")
+        for part in parts:
+            verify_object(cfg, part)
+        return
     s3 = _client(cfg)
     head = _call(f"inspect {obj['key']}", s3.head_object, Bucket=cfg.bucket, Key=obj["key"])
     if cfg.sse and head.get("ServerSideEncryption") != cfg.sse:
         raise BackupError(f"{obj['key']} is not encrypted at rest ({head.get('ServerSideEncryption')})")
     if int(head["ContentLength"]) != int(obj["size"]):
         raise BackupError(f"{obj['key']}: size {head['ContentLength']} != {obj['size']}")
-    get_bytes(cfg, str(obj["key"]), str(obj["sha256"]))
+    got = _stream(cfg, str(obj["key"]), None)
+    if got != str(obj["sha256"]):
+        raise BackupError(f"checksum mismatch for {obj['key']}: expected {obj['sha256']}, got {got}")
+
+
+def read_parquet(cfg: S3Config, obj: dict):  # noqa: ANN201 - pandas.DataFrame, imported lazily
+    """The whole frame of a Parquet object (all its parts, in order), every part's sha256 checked."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(io.BytesIO(get_bytes(cfg, str(p["key"]), str(p["sha256"])))) for p in parts_of(obj)]
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")).to_pandas()
 
 
 def put_json(cfg: S3Config, key: str, payload: dict, *, once: bool = False) -> StoredObject:

@@ -228,7 +228,45 @@ def transform_frame(
 
     Adds lineage (source_id, source_key, old codes, new codes, mapping method/status,
     crosswalk version, unit scheme, record era, record hash) to every row.
+
+    The same in three steps for a batch read in chunks (:mod:`sapnhap.sync.transform`):
+    :func:`prepare_rows` per chunk, :func:`dedupe_rows` once on the whole batch's keys, then
+    :func:`finish_rows` per chunk with the chunk's first row id.
     """
+    ds = get_dataset(dataset)
+    prepared = prepare_rows(raw, source, dataset)
+    findings = date_findings_of(prepared, source, dataset)
+    frame, merged = _dedupe(prepared.frame, ds)
+    frame = finish_rows(frame, source, dataset, reference=reference, split_rules=split_rules, decisions=decisions)
+    return TransformResult(frame, merged, prepared.text_cleaned, prepared.text_repaired, findings)
+
+
+@dataclass
+class PreparedRows:
+    """Canonical rows of (a chunk of) a batch before in-batch duplicates are merged."""
+
+    frame: pd.DataFrame
+    text_cleaned: int
+    text_repaired: int
+    dates: pd.DataFrame  # the legacy date columns (repaired text), for the date-format evidence
+
+
+def date_formats_of(source: Source, dataset: str) -> dict[str, str | None]:
+    """Canonical date column -> the format the source declares for it (the columns the source maps)."""
+    ds, mapping = get_dataset(dataset), source.datasets[dataset]
+    return {
+        col.name: mapping.date_format if col.type == "date" else mapping.timestamp_format
+        for col in ds.columns if col.type in ("date", "timestamp") and col.name in mapping.columns
+    }
+
+
+def date_findings_of(prepared: PreparedRows, source: Source, dataset: str) -> list[dict]:
+    """Dates proven by the values, not assumed from the source file (counts only, never values)."""
+    return date_findings(prepared.dates, date_formats_of(source, dataset))
+
+
+def prepare_rows(raw: pd.DataFrame, source: Source, dataset: str) -> PreparedRows:
+    """Legacy rows -> canonical rows with their keys and hashes (row by row: a chunk gives its rows' part)."""
     ds = get_dataset(dataset)
     mapping = source.datasets[dataset]
     missing = [c for c in mapping.primary_key if c not in raw.columns]
@@ -241,13 +279,8 @@ def transform_frame(
     labels = {legacy: canonical for canonical, legacy in mapping.columns.items()}
     # A column holding TCVN3/VNI bytes comes back as Latin text: decoded with the codec declared for it.
     raw, repairs = repair_frame(raw, labels, legacy_codecs=mapping.legacy_codecs(source.kind))
-    # Dates proven by the values, not assumed from the source file (counts only, never values).
-    date_formats = {
-        col.name: mapping.date_format if col.type == "date" else mapping.timestamp_format
-        for col in ds.columns if col.type in ("date", "timestamp") and col.name in mapping.columns
-    }
+    date_formats = date_formats_of(source, dataset)
     dates = pd.DataFrame({c: raw[mapping.columns[c]] for c in date_formats if mapping.columns[c] in raw}, index=raw.index)
-    findings = date_findings(dates, date_formats)
     frame = _canonical(raw, ds, mapping)
     # Old issuing/receiving/processing units -> the new structure (documents), before the record hash.
     frame = derive_agency_columns(frame, ds)
@@ -259,8 +292,36 @@ def transform_frame(
     frame["record_hash"] = row_hash(frame, ds.column_names)
     # The legacy row as extracted, hashed as sapnhap.verify hashes it inside the legacy database.
     frame["legacy_row_hash"] = legacy_row_hashes(extracted, mapping)
-    frame, merged = _dedupe(frame, ds)
+    return PreparedRows(frame, repairs.cleaned_rows, repairs.repaired_rows + repairs.decoded_rows, dates)
 
+
+def dedupe_columns(frame: pd.DataFrame, ds: Dataset) -> list[str]:
+    """The columns :func:`dedupe_rows` reads: the record, its natural key, its time and its legacy hash."""
+    return [c for c in ["source_key", *ds.natural_key, "updated_at", "legacy_row_hash"] if c in frame.columns]
+
+
+def dedupe_rows(keys: pd.DataFrame, ds: Dataset) -> tuple[pd.Index, pd.DataFrame]:
+    """The in-batch merge (:func:`_dedupe`) on the batch's :func:`dedupe_columns` only, indexed by row position.
+
+    Returns the positions of the rows kept and the merged rows, exactly as :func:`transform_frame`
+    gives them for the whole batch.
+    """
+    survivors, merged = _dedupe(keys, ds)
+    return survivors.index, merged
+
+
+def finish_rows(
+    frame: pd.DataFrame,
+    source: Source,
+    dataset: str,
+    *,
+    reference=None,  # noqa: ANN001 - sapnhap.reference.Reference, imported lazily
+    split_rules: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+    first_row_id: int = 0,
+) -> pd.DataFrame:
+    """Deduplicated canonical rows -> new unit codes, record era, scheme and ``_row_id`` (from ``first_row_id``)."""
+    ds = get_dataset(dataset)
     if ds.has_unit:
         frame = _map_units(frame, ds, reference, split_rules, decisions)
     else:
@@ -274,8 +335,8 @@ def transform_frame(
     # Every legacy system keys its records by pre-2025 units: the rows are old-scheme data.
     frame["unit_scheme"] = "old"
     frame = frame.reset_index(drop=True)
-    frame.insert(0, "_row_id", np.arange(len(frame), dtype="int64"))
-    return TransformResult(frame, merged, repairs.cleaned_rows, repairs.repaired_rows + repairs.decoded_rows, findings)
+    frame.insert(0, "_row_id", np.arange(first_row_id, first_row_id + len(frame), dtype="int64"))
+    return frame
 
 
 def _map_units(

@@ -519,3 +519,209 @@ def _name_rows_by_key(result: dict | None, display_keys: Any) -> None:
                             **{k: v for k, v in r.items() if k != ROW_ID}} for r in rows]
     if result.get("unexpected_index_column_names"):
         result["unexpected_index_column_names"] = ["source_key"]
+
+
+# --- a batch in chunks ------------------------------------------------------------------------------
+# A batch larger than one chunk (sapnhap.sync.frames.chunk_rows) is validated chunk by chunk: every
+# row-level expectation runs on each chunk, and the expectations that compare rows with each other
+# (uniqueness) run once on the whole batch's key columns only. The outcome is the one frame's:
+# the same quarantine and warning rows (in the same order), counts, failed ratio and decision.
+
+WHOLE_BATCH = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def whole_batch_columns(exp: dict) -> set[str]:
+    """The columns a whole-batch expectation needs beside the row's identity: what it reads and reports."""
+    meta = exp["meta"]
+    return referenced_columns(exp) | {meta.get("value_column") or meta["column"]}
+
+
+class _Tally:
+    """One expectation's results over the chunks, added up as GX adds them over one frame."""
+
+    def __init__(self) -> None:
+        self.success, self.raised, self.exception = True, False, None
+        self.count = self.elements = self.missing = 0
+        self.counted = self.has_missing = True
+
+    def add(self, r: dict, failing: int) -> None:
+        res = r["result"]
+        self.success &= bool(r["success"])
+        if r["raised"] and not self.raised:
+            self.raised, self.exception = True, r["exception"]
+        count = res.get("unexpected_count")
+        if count is None:
+            count = failing if not r["success"] else 0
+            self.counted = False
+        self.count += int(count)
+        if res.get("element_count") is None:
+            self.counted = False
+        self.elements += int(res.get("element_count") or 0)
+        if res.get("missing_count") is None:
+            self.has_missing = False
+        self.missing += int(res.get("missing_count") or 0)
+
+    def percent(self, n: int) -> float:
+        percent = None
+        if self.counted and self.elements > 0:
+            if self.has_missing:
+                nonmissing = self.elements - self.missing
+                percent = self.count / nonmissing * 100 if nonmissing > 0 else None
+            else:
+                percent = self.count / self.elements * 100
+        return percent if percent is not None else ((100.0 * self.count / n) if n else 0.0)
+
+
+def validate_chunks(
+    read: Any,
+    dataset: str,
+    *,
+    write_valid: Any,
+    thresholds: Any = None,
+    docs_dir: Path | None = None,
+    reference: Any = None,
+    suite_dir: Path | None = None,
+) -> ValidationOutcome:
+    """:func:`validate_batch` for a batch read in chunks; the valid rows of each chunk go to ``write_valid``.
+
+    ``read(columns)`` yields the batch's chunks (only ``columns`` when given, else every column), in
+    order, each with its ``_row_id`` (unique over the batch). The outcome's ``valid`` frame is empty:
+    its rows went to ``write_valid``; ``extra["valid_rows"]`` counts them. Data Docs are built for
+    each chunk with a failing check (the first in ``docs_dir``, the next ones in ``part-NNNNN/``).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    ds = get_dataset(dataset)
+    suite = load_suite(dataset, "transformed", suite_dir)
+    suite_version = str(suite.get("meta", {}).get("suite_version", ""))
+    registry = registry_from(valid_new_codes=None, valid_old_codes=None, valid_province_prefixes=None,
+                             reference=reference)
+    chunks = iter(read(None))
+    first = next(chunks)
+    input_columns = list(first.columns)
+    work, helpers = add_helper_columns(first, ds, suite, registry)
+    to_run, results = _select(suite, set(work.columns), registry)
+    whole = [i for i, e in enumerate(to_run) if e["type"] in WHOLE_BATCH]
+    per_chunk = [i for i in range(len(to_run)) if i not in whole]
+    tallies = {i: _Tally() for i in range(len(to_run))}
+    block_parts: dict[int, list[pd.DataFrame]] = {i: [] for i in range(len(to_run))}
+    warn_parts: dict[int, list[pd.DataFrame]] = {i: [] for i in range(len(to_run))}
+    docs: list[Path] = []
+
+    def docs_for_run() -> Path | None:
+        if docs_dir is None:
+            return None
+        return Path(docs_dir) if not docs else Path(docs_dir) / f"part-{len(docs):05d}"
+
+    def collect(frame: pd.DataFrame, indexes: list[int], gx: dict) -> set:
+        """Add one run's results; return the row ids it blocks."""
+        ids = pd.Index(frame[ROW_ID])
+        blocked: set = set()
+        for local, index in enumerate(indexes):
+            r, exp = gx[local], to_run[index]
+            meta = exp["meta"]
+            if r["raised"]:
+                log.error("%s: expectation %s raised: %s", suite["name"], meta["check"], r["exception"])
+            failing = (ids if not r["success"] else ids[:0]) if exp["type"] == "expect_column_to_exist" \
+                else pd.Index(r["failing"])
+            tallies[index].add(r, len(failing))
+            part = None
+            if len(failing):
+                part = _failures(frame, exp, failing, ds)
+            elif r["raised"] and meta["severity"] == "block":
+                part = _failures(frame, exp, ids, ds)  # an expectation that could not run vouches for no row
+            if part is not None:
+                (block_parts if meta["severity"] == "block" else warn_parts)[index].append(part)
+                if meta["severity"] == "block":
+                    blocked.update(part[ROW_ID].tolist())
+        return blocked
+
+    def run(frame: pd.DataFrame, indexes: list[int], display: bool) -> set:
+        if not indexes:
+            return set()
+        where = docs_for_run()
+        gx = _run_gx(frame, ds, suite, [to_run[i] for i in indexes], where,
+                     _DisplayKeys(frame, ds) if display and where is not None and "source_key" in frame.columns else None)
+        path = gx.pop("_docs_path", None)
+        if path is not None:
+            docs.append(path)
+        return collect(frame, indexes, gx)
+
+    # The checks across rows, once over the whole batch's key columns (no Data Docs of their own).
+    wanted = {ROW_ID, "source_id", "source_key"}.union(*(whole_batch_columns(to_run[i]) for i in whole))
+    keys_blocked: set = set()
+    n = 0
+    if whole:
+        # Only rows that can fail a uniqueness check are read whole: those whose key values (hashed)
+        # repeat in the batch, and those missing a key value. Every other row is unique by construction.
+        keyed = sorted(set().union(*(referenced_columns(to_run[i]) for i in whole)))
+        candidates, total = _uniqueness_candidates(read([ROW_ID, *keyed]), keyed)
+        narrow = pd.concat([p[p[ROW_ID].isin(candidates)] for p in read([c for c in input_columns if c in wanted])],
+                           ignore_index=True)
+        gx = _run_gx(narrow, ds, suite, [to_run[i] for i in whole], None)
+        for r in gx.values():  # the rows left out were counted by GX as present and expected
+            if r["result"].get("element_count") is not None:
+                r["result"]["element_count"] += total - len(narrow)
+        keys_blocked = collect(narrow, whole, gx)
+        del narrow, gx
+    valid_rows = 0
+    blocked_rows = 0
+    for chunk in _chain(first, chunks):
+        work, _ = add_helper_columns(chunk, ds, suite, registry)
+        n += len(work)
+        blocked = run(work, per_chunk, display=True)
+        blocked |= keys_blocked.intersection(chunk[ROW_ID].tolist()) if keys_blocked else set()
+        blocked_rows += len(blocked)
+        valid = chunk.loc[~chunk[ROW_ID].isin(blocked), input_columns]
+        valid_rows += len(valid)
+        write_valid(valid)
+        del work, valid
+    for i, exp in enumerate(to_run):
+        t = tallies[i]
+        results.append(_result_entry(
+            exp, success=bool(t.success), unexpected_count=int(t.count), unexpected_percent=float(t.percent(n)),
+            **({"exception": t.exception} if t.raised else {}),
+        ))
+    block = [p for i in range(len(to_run)) for p in block_parts[i]]
+    warn = [p for i in range(len(to_run)) for p in warn_parts[i]]
+    quarantine = pd.concat(block, ignore_index=True) if block else _empty_report()
+    warnings = pd.concat(warn, ignore_index=True) if warn else _empty_report()
+    failed_ratio = (blocked_rows / n) if n else 0.0
+    order = {e["meta"]["check"]: i for i, e in enumerate(suite["expectations"])}
+    results.sort(key=lambda e: order.get(e["check"], 0))
+    return ValidationOutcome(
+        valid=pd.DataFrame(columns=input_columns),
+        quarantine=quarantine,
+        warnings=warnings,
+        results=results,
+        failed_ratio=failed_ratio,
+        decision=decide(failed_ratio, thresholds),
+        suite_version=suite_version,
+        data_docs_path=docs[0] if docs else None,
+        suite_name=suite["name"],
+        row_count=n,
+        blocked_rows=blocked_rows,
+        extra={"helper_columns": helpers, "valid_rows": valid_rows, "data_docs_paths": docs},
+    )
+
+
+def _uniqueness_candidates(parts: Any, columns: list[str]) -> tuple[Any, int]:
+    """Row ids whose values of ``columns`` repeat in the batch (by a 64-bit hash) or miss a value; and the rows."""
+    import numpy as np
+    from pandas.core.util.hashing import combine_hash_arrays
+
+    hashes, ids, missing = [], [], []
+    for part in parts:
+        values = [part[c].astype("object").where(part[c].notna(), None).to_numpy(dtype=object) for c in columns]
+        hashes.append(combine_hash_arrays((pd.util.hash_array(v, categorize=False) for v in values), len(values))
+                      if len(part) else np.array([], dtype="uint64"))
+        ids.append(part[ROW_ID].to_numpy())
+        missing.append(part[columns].isna().any(axis=1).to_numpy())
+    hashed = np.concatenate(hashes)
+    row_ids = np.concatenate(ids)
+    repeat = pd.Series(hashed).duplicated(keep=False).to_numpy() | np.concatenate(missing)
+    return row_ids[repeat], len(row_ids)
+
+
+def _chain(first: pd.DataFrame, rest: Any) -> Any:
+    yield first
+    yield from rest

@@ -24,7 +24,7 @@ from sapnhap.sources import Source
 from sapnhap.storage import BackupError
 from sapnhap.sync.backup import data_docs_index, read_manifest
 from sapnhap.sync.batch import Batch
-from sapnhap.sync.frames import read_frame
+from sapnhap.sync.frames import iter_frames, read_frame
 
 
 def load_stage(services: Services, source: Source, payload: Batch | Mapping[str, Any]) -> dict:
@@ -37,10 +37,11 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
         raise BackupError(f"{batch.batch_id}: not backed up (no manifest); nothing loaded")
     manifest = read_manifest(services, batch.manifest_key)
     objects = manifest["objects"]
-    valid = read_frame(services, objects["valid"])
+    # A batch of one chunk is read whole as before; a larger one chunk by chunk (its parts), never whole.
+    in_parts = "parts" in objects["valid"] or "parts" in objects["transformed"]
+    valid = None if in_parts else read_frame(services, objects["valid"])
+    valid_total = int(manifest["counts"]["valid"]) if in_parts else len(valid)
     quarantine = read_frame(services, objects["quarantine"])
-    # The whole transformed batch is needed only for the payloads of quarantined rows.
-    transformed = read_frame(services, objects["transformed"]) if len(quarantine) else pd.DataFrame()
     merged_in_batch = read_frame(services, objects["merged_in_batch"])
     if (manifest.get("batch_id"), manifest.get("dataset")) != (batch.batch_id, batch.dataset):
         raise BackupError(f"{batch.manifest_key} is the backup of {manifest.get('batch_id')}, not of {batch.batch_id}; "
@@ -63,13 +64,26 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
         if blocked:
             counts = LoadCounts(extracted=manifest["counts"]["extracted"], quarantined=quarantined_rows,
                                 merged_in_batch=len(merged_in_batch))
-            counts.blocked = len(valid)
+            counts.blocked = valid_total
         else:
-            counts = merge_batch(conn, dataset=dataset, batch_id=batch_id, valid=valid)
+            counts = merge_batch(conn, dataset=dataset, batch_id=batch_id,
+                                 valid=iter_frames(services, objects["valid"]) if in_parts else valid, rows=valid_total)
             counts.extracted = manifest["counts"]["extracted"]
             counts.quarantined += quarantined_rows  # merge_batch counted the rows the platform refused
             counts.merged_in_batch = len(merged_in_batch)
-        ops.record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine, rows=transformed)
+        if len(quarantine):
+            # The transformed rows are needed only for the payloads of quarantined rows (chunk by chunk).
+            seen = pd.Series(False, index=quarantine.index)
+            for rows in iter_frames(services, objects["transformed"]):
+                here = quarantine["_row_id"].isin(rows["_row_id"])
+                if here.any():
+                    seen |= here
+                    ops.record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine[here],
+                                          rows=rows[rows["_row_id"].isin(quarantine.loc[here, "_row_id"])])
+            if not seen.all():  # rows the transformed batch does not hold (none today): recorded without payload
+                ops.record_quarantine(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine[~seen],
+                                      rows=pd.DataFrame({"_row_id": pd.Series(dtype="int64"),
+                                                         "record_hash": pd.Series(dtype="object")}))
         if "warnings" in objects:
             ops.record_warnings(conn, dataset=dataset, batch_id=batch_id, quarantine=quarantine,
                                 warnings=read_frame(services, objects["warnings"]))
@@ -86,8 +100,9 @@ def load_stage(services: Services, source: Source, payload: Batch | Mapping[str,
                 f"{counts.quarantined} + merged {counts.merged} + blocked {counts.blocked}; rolled back"
             )
         if not blocked:
-            ops.resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
-                                   loaded_keys=valid["source_key"].tolist())
+            for keys in ([valid] if valid is not None else iter_frames(services, objects["valid"], ["source_key"])):
+                ops.resolve_quarantine(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
+                                       loaded_keys=keys["source_key"].tolist())
             # The cursor moves only here, inside the load's transaction: after a crash it has not moved.
             advance_cursor(conn, source_id=source.id, dataset=dataset, batch_id=batch_id,
                            committed=committed_cursor, cursor_to=manifest["cursor"]["to"])

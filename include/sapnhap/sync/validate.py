@@ -17,7 +17,7 @@ from sapnhap import db, ops, storage
 from sapnhap.services import Services
 from sapnhap.sources import Source
 from sapnhap.sync.batch import Batch
-from sapnhap.sync.frames import put_frame, read_frame
+from sapnhap.sync.frames import PartWriter, iter_frames, put_frame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +27,30 @@ DATA_DOCS_SKIPPED = ("static/fonts/", "static/images/")
 def validate_stage(services: Services, source: Source, payload: Batch | Mapping[str, Any]) -> dict:
     """Run the dataset's GX suite; store valid rows, quarantine, warnings and the Data Docs."""
     from sapnhap.quality import validate_batch
+    from sapnhap.quality.validate import validate_chunks
     from sapnhap.reference import load_reference
 
     batch = Batch.from_xcom(payload)
-    frame = read_frame(services, batch.objects["transformed"])
+    transformed = batch.objects["transformed"]
+    in_parts = len(storage.parts_of(transformed)) > 1
     ref = load_reference()
     prefix = batch.prefix
+    valid_writer = PartWriter(services, prefix, "valid") if in_parts else None
     with tempfile.TemporaryDirectory(prefix="sapnhap-docs-") as tmp:
-        outcome = validate_batch(
-            frame,
-            batch.dataset,
-            reference=ref,  # new codes are checked against the registry as of each record's date
-            thresholds=source.quality,
-            docs_dir=Path(tmp),
-        )
+        if in_parts:
+            # A batch larger than one chunk: validated chunk by chunk, uniqueness over the whole batch's keys.
+            outcome = validate_chunks(
+                lambda columns: iter_frames(services, transformed, columns), batch.dataset,
+                write_valid=valid_writer.write, reference=ref, thresholds=source.quality, docs_dir=Path(tmp),
+            )
+        else:
+            outcome = validate_batch(
+                read_frame(services, transformed),
+                batch.dataset,
+                reference=ref,  # new codes are checked against the registry as of each record's date
+                thresholds=source.quality,
+                docs_dir=Path(tmp),
+            )
         docs = []
         if outcome.data_docs_path is not None:
             for path in sorted(Path(outcome.data_docs_path).rglob("*")):
@@ -66,7 +76,12 @@ def validate_stage(services: Services, source: Source, payload: Batch | Mapping[
         log.warning("%s/%s: load blocked, date format not proven: %s", source.id, batch.dataset,
                     "; ".join(f"{f['column']} {f['problem']}" for f in date_findings))
     objects = dict(batch.objects)
-    objects["valid"] = put_frame(services, prefix + "valid.parquet", outcome.valid)
+    if valid_writer is not None:
+        objects["valid"] = valid_writer.close()
+        valid_rows = int(outcome.extra["valid_rows"])
+    else:
+        objects["valid"] = put_frame(services, prefix + "valid.parquet", outcome.valid)
+        valid_rows = len(outcome.valid)
     objects["quarantine"] = put_frame(services, prefix + "quarantine.parquet", outcome.quarantine)
     objects["warnings"] = put_frame(services, prefix + "warnings.parquet", outcome.warnings)
     objects["validation"] = storage.put_json(
@@ -80,7 +95,7 @@ def validate_stage(services: Services, source: Source, payload: Batch | Mapping[
         batch,
         objects=objects,
         data_docs=docs,
-        valid_rows=len(outcome.valid),
+        valid_rows=valid_rows,
         quarantined_rows=quarantined_rows,
         failed_ratio=outcome.failed_ratio,
         decision=decision,
