@@ -705,21 +705,24 @@ def validate_chunks(
 
 
 def _uniqueness_candidates(parts: Any, columns: list[str]) -> tuple[Any, int]:
-    """Row ids whose values of ``columns`` repeat in the batch (by a 64-bit hash) or miss a value; and the rows."""
-    import numpy as np
-    from pandas.core.util.hashing import combine_hash_arrays
+    """Row ids whose values of ``columns`` repeat in the batch (by a 64-bit hash) or miss a value; and the rows.
 
-    hashes, ids, missing = [], [], []
-    for part in parts:
-        values = [part[c].astype("object").where(part[c].notna(), None).to_numpy(dtype=object) for c in columns]
-        hashes.append(combine_hash_arrays((pd.util.hash_array(v, categorize=False) for v in values), len(values))
-                      if len(part) else np.array([], dtype="uint64"))
-        ids.append(part[ROW_ID].to_numpy())
-        missing.append(part[columns].isna().any(axis=1).to_numpy())
-    hashed = np.concatenate(hashes)
-    row_ids = np.concatenate(ids)
-    repeat = pd.Series(hashed).duplicated(keep=False).to_numpy() | np.concatenate(missing)
-    return row_ids[repeat], len(row_ids)
+    The hashes are searched on disk, partition by partition (:class:`sapnhap.hashing.RepeatFinder`):
+    the memory held does not grow with the batch.
+    """
+    import numpy as np
+
+    from sapnhap.hashing import RepeatFinder, row_hashes
+
+    missing = []
+    with RepeatFinder() as finder:
+        for part in parts:
+            ids = part[ROW_ID].to_numpy(dtype="int64")
+            finder.add(row_hashes(part, columns), ids)
+            missing.append(ids[part[columns].isna().any(axis=1).to_numpy()])
+        repeated = finder.repeated()
+        total = finder.rows
+    return np.union1d(repeated, np.concatenate(missing)) if missing else repeated, total
 
 
 def _chain(first: pd.DataFrame, rest: Any) -> Any:

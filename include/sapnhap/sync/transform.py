@@ -111,7 +111,6 @@ def _transform_in_chunks(services: Services, source: Source, batch: Batch) -> Ba
     formats = date_formats_of(source, batch.dataset)
     tallies: dict[str, dict] = {}
     cleaned = repaired = 0
-    keys: list[pd.DataFrame] = []
     columns: list[str] | None = None
     raw_columns: set[str] = set()
     prefix = batch.prefix
@@ -120,6 +119,7 @@ def _transform_in_chunks(services: Services, source: Source, batch: Batch) -> Ba
         raw_path = download(services, batch.objects["raw"], folder)
         prepared_paths = []
         total = 0
+        merge_keys = _MergeKeys(folder, ds)
         for i, raw in enumerate(iter_file(raw_path, rows)):
             total += len(raw)
             prepared = prepare_rows(raw, source, batch.dataset)
@@ -133,7 +133,7 @@ def _transform_in_chunks(services: Services, source: Source, batch: Batch) -> Ba
             if columns is None:
                 columns = [c for c in frame.columns if not c.endswith(RAW_SUFFIX)]
             raw_columns |= {c for c in frame.columns if c.endswith(RAW_SUFFIX)}
-            keys.append(_key_hashes(frame, ds))
+            merge_keys.add(frame)
             path = folder / f"prepared-{i:05d}.parquet"
             pq.write_table(pa.Table.from_pandas(frame.assign(_position=frame.index), preserve_index=False), path,
                            compression="zstd")
@@ -143,14 +143,8 @@ def _transform_in_chunks(services: Services, source: Source, batch: Batch) -> Ba
         # The whole batch's merge of in-batch duplicates. Only rows whose record or natural key repeats
         # in the batch (by a 64-bit hash of it) can be merged: their keys are read back and merged
         # exactly as one frame merges them; every other row is kept.
-        hashes = pd.concat(keys)
-        del keys
-        repeated = hashes["record"].duplicated(keep=False)
-        keyed = hashes[hashes["keyed"]]
-        repeated |= pd.Series(keyed["key"].duplicated(keep=False), index=keyed.index).reindex(hashes.index,
-                                                                                            fill_value=False)
-        candidates = hashes.index[repeated.to_numpy()].to_numpy()
-        del hashes, keyed, repeated
+        candidates = merge_keys.candidates()
+        merge_keys.close()
         wanted = None
         key_parts = []
         for path in prepared_paths:
@@ -210,22 +204,35 @@ def _transform_in_chunks(services: Services, source: Source, batch: Batch) -> Ba
     )
 
 
-def _hash(frame: pd.DataFrame, columns: list[str]) -> Any:
-    """A 64-bit hash per row of the values of ``columns`` (equal values, equal hashes, in every chunk)."""
-    import numpy as np
-    from pandas.core.util.hashing import combine_hash_arrays
+class _MergeKeys:
+    """Pass 1's record and natural-key hashes of every row, spilled to disk (flat memory at any batch size).
 
-    if not len(frame):
-        return np.array([], dtype="uint64")
-    values = [frame[c].astype("object").where(frame[c].notna(), None).to_numpy(dtype=object) for c in columns]
-    return combine_hash_arrays((pd.util.hash_array(v, categorize=False) for v in values), len(values))
+    ``add(frame)`` per prepared chunk (indexed by its rows' positions in the batch); ``candidates()``:
+    the positions whose record key, or whose natural key (when complete), repeats in the batch.
+    """
 
+    def __init__(self, folder: Path, ds: Any) -> None:
+        from sapnhap.hashing import RepeatFinder
 
-def _key_hashes(frame: pd.DataFrame, ds: Any) -> pd.DataFrame:
-    """Per row (indexed by its position in the batch): hashes of its record and natural key, and whether it has one."""
-    key = list(ds.natural_key)
-    return pd.DataFrame({"record": _hash(frame, ["source_key"]), "key": _hash(frame, key),
-                         "keyed": frame[key].notna().all(axis=1).to_numpy()}, index=frame.index)
+        self.key = list(ds.natural_key)
+        self.by_record, self.by_key = RepeatFinder(folder), RepeatFinder(folder)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        from sapnhap.hashing import row_hashes
+
+        positions = frame.index.to_numpy(dtype="int64")
+        self.by_record.add(row_hashes(frame, ["source_key"]), positions)
+        keyed = frame[self.key].notna().all(axis=1).to_numpy()
+        self.by_key.add(row_hashes(frame.loc[keyed, self.key], self.key), positions[keyed])
+
+    def candidates(self) -> Any:
+        import numpy as np
+
+        return np.union1d(self.by_record.repeated(), self.by_key.repeated())
+
+    def close(self) -> None:
+        self.by_record.close()
+        self.by_key.close()
 
 
 def _as_objects(frame: pd.DataFrame) -> pd.DataFrame:
