@@ -696,3 +696,28 @@ def test_an_empty_batch_missing_a_column_still_fails_through_gx(monkeypatch):
     out = validate_batch(frame, "residents", **REGISTRY)
     exists = [r for r in out.results if r["expectation"] == "expect_column_to_exist" and r["column"] == "full_name"]
     assert exists and exists[0]["success"] is False
+
+
+def test_each_expectation_configuration_is_built_once_per_run(monkeypatch):
+    """Issue 12: GX rebuilt an expectation's configuration on every read (3,791 builds for 49
+    expectations, a third of a small batch's validation); within a run each expectation object
+    builds it once, and the class is left as it was."""
+    from collections import Counter
+
+    from great_expectations.expectations.expectation import Expectation
+
+    real = Expectation.__dict__["configuration"]
+    builds = []
+
+    def counting(self):  # noqa: ANN001, ANN202
+        builds.append(id(self))
+        return real.fget(self)
+
+    counted = property(counting)
+    monkeypatch.setattr(Expectation, "configuration", counted)
+    frame, _ = _set("citizen_id", "99909001234")(residents())
+    out = validate_batch(frame, "residents", **REGISTRY)
+    ran = [r for r in out.results if not r.get("skipped")]
+    assert len(ran) > 10 and not out.quarantine.empty
+    assert max(Counter(builds).values()) == 1
+    assert Expectation.__dict__["configuration"] is counted
