@@ -59,3 +59,20 @@ def test_the_celery_configuration_is_airflows_plus_the_warm_import() -> None:
 
     assert CELERY_CONFIG["imports"] == ("sapnhap.preload.warm",)
     assert {k: v for k, v in CELERY_CONFIG.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
+
+
+def test_the_task_supervisor_notices_a_finished_task_within_a_second() -> None:
+    """Measured under the scheduler (issue 12, bench/RESULTS.md): 15 of the 29 task instances of an
+    incremental nightly sat exactly 5 s after their task had returned. Airflow's supervisor stops
+    watching a task's sockets at their EOF and then sleeps in ``select`` for up to
+    ``[workers] min_heartbeat_interval`` (default 5 s) before it sees that the process exited. The
+    product's settings bound that wait to 1 s, in the supervisor as it reads them."""
+    from sapnhap.preload import airflow_settings
+
+    probe = "from airflow.sdk.execution_time import supervisor as s; print(s.MIN_HEARTBEAT_INTERVAL)"
+    for executor in ("LocalExecutor", "CeleryExecutor"):
+        env = {**os.environ, **airflow_settings(executor), "PYTHONPATH": str(ROOT / "include")}
+        proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert int(proc.stdout.strip().splitlines()[-1]) == 1, executor

@@ -121,10 +121,15 @@ def airflow_settings(executor: str = "LocalExecutor") -> dict[str, str]:
     """The ``AIRFLOW__*`` variables that make the executor's workers fork warm task processes.
 
     Plus the scheduler's idle sleep: a busy scheduler loops without sleeping, an idle one sleeps
-    this long before it looks again for tasks whose upstream just finished (default 1 s).
+    this long before it looks again for tasks whose upstream just finished (default 1 s). And the
+    task supervisor's longest wait: once a task has closed its sockets, Airflow's supervisor sleeps
+    in ``select`` for up to ``[workers] min_heartbeat_interval`` (default 5 s) before it sees the
+    process has exited, so about half the task instances held their executor slot 5 s after their
+    work was done (measured: bench/RESULTS.md); at 1 s the supervisor heartbeats once a second.
     """
     settings = {
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
     }
     if executor == "LocalExecutor":
         settings.update({
