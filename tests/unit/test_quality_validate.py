@@ -721,3 +721,33 @@ def test_each_expectation_configuration_is_built_once_per_run(monkeypatch):
     assert len(ran) > 10 and not out.quarantine.empty
     assert max(Counter(builds).values()) == 1
     assert Expectation.__dict__["configuration"] is counted
+
+
+def test_data_docs_templates_are_compiled_once_per_process(tmp_path, monkeypatch):
+    """Issue 12: every batch with a failing row rebuilt GX's Jinja templates from source (40% of
+    its Data Docs build); the second build reuses the first one's compiled templates, and the
+    pages are the same."""
+    import jinja2
+    from great_expectations.render.view.view import DefaultJinjaView
+
+    real_init = DefaultJinjaView.__dict__["__init__"]
+    compiled = []
+    real_compile = jinja2.Environment.compile
+
+    def counting(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        compiled.append(args[1] if len(args) > 1 else kwargs.get("name"))
+        return real_compile(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    frame, _ = _set("citizen_id", "99909001234")(residents())
+    frame["source_key"] = [f"SK{i}" for i in range(len(frame))]
+    pages = []
+    for run in ("first", "second"):
+        compiled.clear()
+        out = validate_batch(frame, "residents", docs_dir=tmp_path / run, **REGISTRY)
+        assert out.data_docs_index is not None and out.data_docs_index.exists()
+        pages.append(sorted(p.name for p in (tmp_path / run).rglob("*.html")))
+        if run == "second":
+            assert compiled == [], compiled  # nothing compiled again
+    assert pages[0] == pages[1] and pages[0]
+    assert DefaultJinjaView.__dict__["__init__"] is real_init
