@@ -12,7 +12,6 @@ so a crash leaves nothing half-loaded and nothing skipped.
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import re
@@ -92,11 +91,49 @@ _REFUSED_REASONS_VI = {
 def _copy_rows(cur: psycopg.Cursor, stmt: sql.Composable, frame: pd.DataFrame, columns: list[str]) -> None:
     with cur.copy(stmt) as copy:
         for start in range(0, len(frame), COPY_CHUNK):
-            buf = io.StringIO()
-            frame.iloc[start : start + COPY_CHUNK][columns].to_csv(
-                buf, header=False, index=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S"
-            )
-            copy.write(buf.getvalue())
+            copy.write(csv_for_copy(frame.iloc[start : start + COPY_CHUNK], columns))
+
+
+def csv_for_copy(frame: pd.DataFrame, columns: list[str]) -> bytes:
+    """The rows as CSV for ``COPY ... (FORMAT csv)``, written by Arrow's C++ writer (issue 12).
+
+    Every value is quoted and a missing value is an unquoted empty field, so NULL and the empty
+    string stay apart (and a text that reads ``\\N`` is text). Timestamps go as the platform has
+    always received them: wall-clock time to the second (floored), no zone. Arrow writes a 100k-row
+    chunk several times faster than ``DataFrame.to_csv`` and without a Python string per value; a
+    column Arrow cannot type (mixed Python objects) is written through pandas instead, the same way.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    part = frame[columns]
+    try:
+        table = pa.Table.from_pandas(part, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        table = pa.Table.from_pandas(
+            part.apply(lambda col: col.map(_as_csv_text, na_action="ignore") if col.dtype == object else col),
+            preserve_index=False,
+        )
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            values = table.column(i)
+            if field.type.tz is not None:
+                values = pc.local_timestamp(values)
+            values = pc.cast(pc.floor_temporal(values, unit="second"), pa.timestamp("s"))
+            table = table.set_column(i, field.name, values)
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return out.getvalue().to_pybytes()
+
+
+def _as_csv_text(value: object) -> str:
+    """A value of a column Arrow cannot type as one type, as text: timestamps to the second, else ``str()``."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value if isinstance(value, str) else str(value)
 
 
 def _refused_column(exc: psycopg.Error, row: pd.Series, columns: list[str]) -> str | None:
@@ -123,7 +160,7 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, columns: l
     alone; every other row is copied. The refused rows come back with ``_refused_column``,
     ``_refused_sqlstate`` and ``_refused_reason_vi`` (no value is ever put in a message).
     """
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
     refused: list[tuple[object, str | None, str]] = []

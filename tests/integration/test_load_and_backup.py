@@ -92,3 +92,49 @@ def test_a_batch_of_no_rows_merges_without_a_statement() -> None:
     empty = _dossiers("src_a", [("1", "HS1", "2024-02-01 10:00:00")]).iloc[0:0]
     counts = merge_batch(NoDatabase(), dataset="dossiers", batch_id="b0", valid=empty)  # type: ignore[arg-type]
     assert counts.reconciles() and (counts.extracted, counts.loaded, counts.quarantined) == (0, 0, 0)
+
+
+def test_copy_csv_round_trips_every_value_the_platform_stores(scratch_db: str) -> None:
+    """The load's CSV (Arrow's writer since issue 12) brings back exactly what the frame held: NULL
+    apart from the empty string and from a text reading \\N, quotes, commas, line breaks,
+    Vietnamese text, integers with gaps, booleans, dates, and timestamps to the second (floored,
+    also before 1970, an aware one as its wall-clock time)."""
+    import datetime as dt
+
+    from psycopg import sql
+
+    from sapnhap.load import _copy_frame
+
+    frame = pd.DataFrame({
+        "t": pd.Series(["Nguyễn Văn \"A\", tổ 3\nthôn Đông", "", None, "\\N", "plain"], dtype="object"),
+        "n": pd.array([1, None, -3, 0, 2**40], dtype="Int64"),
+        "b": [True, False, True, False, True],
+        "d": [dt.date(1990, 2, 28), None, dt.date(2025, 7, 1), dt.date(1900, 1, 1), dt.date(2024, 12, 31)],
+        "ts": pd.to_datetime(["2024-01-05 05:50:52.987654", None, "1969-12-31 23:59:59.5", "2025-07-01 00:00:00",
+                              "2000-02-29 12:00:01"], format="ISO8601"),
+        "tz": pd.to_datetime(["2024-01-05 05:50:52+07:00"] * 5, utc=True).tz_convert("Asia/Ho_Chi_Minh"),
+    })
+    with psycopg.connect(scratch_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE rt (t text, n bigint, b boolean, d date, ts timestamp, tz timestamp)")
+        refused = _copy_frame(cur, "rt", frame, list(frame.columns))
+        assert refused.empty
+        back = cur.execute(sql.SQL("SELECT t, n, b, d, ts, tz FROM rt")).fetchall()
+    assert [r[0] for r in back] == ["Nguyễn Văn \"A\", tổ 3\nthôn Đông", "", None, "\\N", "plain"]
+    assert [r[1] for r in back] == [1, None, -3, 0, 2**40]
+    assert [r[2] for r in back] == [True, False, True, False, True]
+    assert [r[3] for r in back] == list(frame["d"])
+    assert [r[4] for r in back] == [dt.datetime(2024, 1, 5, 5, 50, 52), None, dt.datetime(1969, 12, 31, 23, 59, 59),
+                                    dt.datetime(2025, 7, 1), dt.datetime(2000, 2, 29, 12, 0, 1)]
+    assert {r[5] for r in back} == {dt.datetime(2024, 1, 5, 5, 50, 52)}
+
+
+def test_copy_refuses_a_nul_row_alone_and_loads_the_rest(scratch_db: str) -> None:
+    from sapnhap.load import _copy_frame
+
+    frame = pd.DataFrame({"t": ["ok", "bad\x00value", "fine"], "k": [1, 2, 3]})
+    with psycopg.connect(scratch_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE rn (t text, k int)")
+        refused = _copy_frame(cur, "rn", frame, ["t", "k"])
+        assert list(refused["k"]) == [2] and list(refused["_refused_sqlstate"]) == ["22021"]
+        assert "bad" not in str(refused["_refused_reason_vi"].iloc[0])
+        assert sorted(cur.execute("SELECT k FROM rn").fetchall()) == [(1,), (3,)]
