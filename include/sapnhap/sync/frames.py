@@ -25,13 +25,15 @@ from sapnhap.services import Services
 PARQUET = "application/vnd.apache.parquet"
 
 # How many rows of a batch a stage holds at once (SAPNHAP_CHUNK_ROWS). A batch of at most this
-# many rows is one chunk: today's single-frame path, unchanged.
+# many rows is one chunk: today's single-frame path, unchanged. 50,000 (was 100,000): one source
+# of 1M rows peaked at 807 MiB per worker with 100k-row chunks and 674 MiB with 50k, and 10M rows
+# reached 954-1,001 MiB at 100k (bench/RESULTS.md, session 5).
 CHUNK_ROWS_ENV = "SAPNHAP_CHUNK_ROWS"
-DEFAULT_CHUNK_ROWS = 100_000
+DEFAULT_CHUNK_ROWS = 50_000
 
 
 def chunk_rows() -> int:
-    """Rows per chunk (``SAPNHAP_CHUNK_ROWS``, default 100,000)."""
+    """Rows per chunk (``SAPNHAP_CHUNK_ROWS``, default 50,000)."""
     text = os.environ.get(CHUNK_ROWS_ENV, "").strip()
     if not text:
         return DEFAULT_CHUNK_ROWS
