@@ -100,9 +100,10 @@ def csv_for_copy(frame: pd.DataFrame, columns: list[str]) -> memoryview:
 
     Every value is quoted and a missing value is an unquoted empty field, so NULL and the empty
     string stay apart (and a text that reads ``\\N`` is text). Timestamps go as the platform has
-    always received them: wall-clock time to the second (floored), no zone. Arrow writes a 100k-row
-    chunk several times faster than ``DataFrame.to_csv`` and without a Python string per value; a
-    column Arrow cannot type (mixed Python objects) is written through pandas instead, the same way.
+    always received them: wall-clock time to the second (floored), no zone. Arrow writes it several
+    times faster than ``DataFrame.to_csv`` and without a Python string per value. When a column
+    holds Python objects Arrow cannot type as one type, the object columns' values go as text
+    (:func:`_as_csv_text`).
     """
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -14,9 +14,10 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -413,7 +414,17 @@ def _gx_suite(state: dict, suite: dict, to_run: list[dict]):  # noqa: ANN202 - G
 
 
 @contextmanager
-def _configurations_built_once() -> Iterator[None]:
+def _swapped(cls: type, name: str, replacement: Any) -> Iterator[None]:
+    """``cls.<name>`` replaced by ``replacement(original)`` for the block, then restored (a scoped GX patch)."""
+    original = cls.__dict__[name]
+    setattr(cls, name, replacement(original))
+    try:
+        yield
+    finally:
+        setattr(cls, name, original)
+
+
+def _configurations_built_once() -> AbstractContextManager[None]:
     """Within one validation run, each expectation's ``configuration`` is built once, not on every read.
 
     GX 1.x rebuilds an ``ExpectationConfiguration`` from the pydantic model on every access of
@@ -424,20 +435,18 @@ def _configurations_built_once() -> Iterator[None]:
     """
     from great_expectations.expectations.expectation import Expectation
 
-    original = Expectation.__dict__["configuration"]
     built: dict[int, tuple[Any, Any]] = {}
 
-    def configuration(self: Any) -> Any:
-        hit = built.get(id(self))
-        if hit is None or hit[0] is not self:
-            hit = built[id(self)] = (self, original.fget(self))
-        return hit[1]
+    def once(original: property) -> property:
+        def configuration(self: Any) -> Any:
+            hit = built.get(id(self))
+            if hit is None or hit[0] is not self:
+                hit = built[id(self)] = (self, original.fget(self))
+            return hit[1]
 
-    Expectation.configuration = property(configuration)
-    try:
-        yield
-    finally:
-        Expectation.configuration = original
+        return property(configuration)
+
+    return _swapped(Expectation, "configuration", once)
 
 
 def _empty_results(work: pd.DataFrame, to_run: list[dict]) -> dict | None:
@@ -545,11 +554,28 @@ def _render_data_docs(run: Any, gx_suite: Any, batch_identifier: Any, docs_dir: 
 
 
 _DOCS_LOCK = threading.Lock()
-_TEMPLATES: Any = None  # the compiled Data Docs templates, one cache per process
 
 
-@contextmanager
-def _templates_compiled_once() -> Iterator[None]:
+@cache
+def _compiled_templates() -> Any:
+    """The process's Jinja bytecode cache for GX's Data Docs templates (in memory)."""
+    import jinja2
+
+    class InMemory(jinja2.BytecodeCache):
+        def __init__(self) -> None:
+            self.compiled: dict[str, bytes] = {}
+
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            if bucket.key in self.compiled:
+                bucket.bytecode_from_string(self.compiled[bucket.key])
+
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+    return InMemory()
+
+
+def _templates_compiled_once() -> AbstractContextManager[None]:
     """GX's Data Docs templates compiled once per process, not once per batch with failures.
 
     Every Data Docs build makes new Jinja environments (one per page view), each compiling the
@@ -557,34 +583,16 @@ def _templates_compiled_once() -> Iterator[None]:
     ~0.3 s for it). Jinja's bytecode cache (keyed by template, checked against the template's
     source) lets every environment reuse the first compilation. Callers hold ``_DOCS_LOCK``.
     """
-    import jinja2
     from great_expectations.render.view.view import DefaultJinjaView
 
-    global _TEMPLATES
-    if _TEMPLATES is None:
-        class _InMemory(jinja2.BytecodeCache):
-            def __init__(self) -> None:
-                self.compiled: dict[str, bytes] = {}
+    def cached(original: Any) -> Any:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.env.bytecode_cache = _compiled_templates()
 
-            def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-                if bucket.key in self.compiled:
-                    bucket.bytecode_from_string(self.compiled[bucket.key])
+        return __init__
 
-            def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-                self.compiled[bucket.key] = bucket.bytecode_to_string()
-
-        _TEMPLATES = _InMemory()
-    original = DefaultJinjaView.__dict__["__init__"]
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.env.bytecode_cache = _TEMPLATES
-
-    DefaultJinjaView.__init__ = __init__
-    try:
-        yield
-    finally:
-        DefaultJinjaView.__init__ = original
+    return _swapped(DefaultJinjaView, "__init__", cached)
 
 
 def _name_rows_by_key(result: dict | None, display_keys: Any) -> None:
