@@ -56,8 +56,11 @@ def sapnhap_warm_probe():
         preload = sys.modules.get("sapnhap.preload")
         warmed = dict(preload.WARMED) if preload is not None else {{}}
         with open(OUT, "w") as fh:
+            # The runner loads the plugins folder before the task runs, preloaded or not: what the
+            # warm process loaded is what says it was done once, before the fork.
             json.dump({{"pid": os.getpid(), "ppid": os.getppid(), "found": found,
-                        "warmed_by": warmed.get("pid"), "failed": warmed.get("failed")}}, fh)
+                        "warmed_by": warmed.get("pid"), "failed": warmed.get("failed"),
+                        "plugins_preloaded": warmed.get("plugins")}}, fh)
 
     look()
 
@@ -186,6 +189,9 @@ class AirflowStack:
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # The UI plugin, as make airflow-ui and docker-compose.yml deploy it: every task's runner
+            # loads the plugins folder (preloaded by sapnhap.preload.warm where tasks are forked from).
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             # Only the nightly runs: the accounts DAG (on the nightly's asset events) stays paused.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(metadata_dsn),

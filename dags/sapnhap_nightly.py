@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 
 import pendulum
-from airflow.sdk import AssetAlias, TaskGroup, dag, get_current_context, task, task_group
+from airflow.sdk import AssetAlias, TaskGroup, dag, get_current_context, get_parsing_context, task, task_group
 
 from sapnhap.airflow_support import CORE_TABLES_ALIAS, default_args, nightly_params
 from sapnhap.review_hitl import REVIEW_WAITING_ALIAS
@@ -40,6 +40,26 @@ from sapnhap.sources import load_registry
 # disables its source only (a failing task below); the DAG still imports and the others run.
 REGISTRY = load_registry()
 SOURCES = list(REGISTRY.sources)
+
+
+def _sources_to_build() -> list:
+    """The sources whose task groups this parse builds: all of them, except in a task's own process.
+
+    Airflow parses the DAG file again for every task instance it runs, and building one group per
+    source grows with the registry (1.8 s per task instance at 300 sources: docs/architecture.md,
+    "What a task instance parses"). The task runner says which task it runs (Airflow's parsing
+    context): a task of one source's group gets that group, ``plan`` and the leaves, the same task
+    as in the whole DAG. The scheduler, the DAG processor and every other task get all sources.
+    """
+    context = get_parsing_context()
+    if context.dag_id == "sapnhap_nightly" and context.task_id:
+        mine = [s for s in SOURCES if s.id == context.task_id.split(".", 1)[0]]
+        if mine:
+            return mine
+    return SOURCES
+
+
+BUILT = _sources_to_build()
 CORE_TABLES = AssetAlias(CORE_TABLES_ALIAS)
 REVIEW_WAITING = AssetAlias(REVIEW_WAITING_ALIAS)  # an event only when records wait: sapnhap_review asks
 # Per-batch stage tasks: one summary line in the log instead of Airflow's dump of the returned
@@ -247,12 +267,12 @@ def sapnhap_nightly() -> None:
 
     planned = plan()
     pairs = planned["pairs"]
-    for source in SOURCES:
+    for source in BUILT:
         with TaskGroup(group_id=source.id, tooltip=source.name):
             datasets.partial(source_id=source.id, pool=source.pool, selected=pairs,
                              new_sources=planned["new_sources"]).expand(dataset=list(source.datasets))
 
-    for bad in REGISTRY.invalid:
+    for bad in REGISTRY.invalid if BUILT is SOURCES else ():
         with TaskGroup(group_id=bad.group_id, tooltip=f"invalid source file {bad.path.name}"):
 
             # No retry: the file does not fix itself, and each try would mail the owners again.

@@ -302,15 +302,22 @@ def _source_records(services: Services, conn: psycopg.Connection, source: Source
     run_counts: dict[str, pd.DataFrame] = {}
     holdings: dict[str, pd.DataFrame] = {}
     district_lines: list[DatasetLine] = []
+    manifests: dict[str, bytes] = {}  # each manifest downloaded once: its checksum, body and attempts
+
+    def manifest_bytes(key: str) -> bytes:
+        if key not in manifests:
+            manifests[key] = storage.get_bytes(services.s3, key)
+        return manifests[key]
+
     for dataset in source.datasets:
         ds = get_dataset(dataset)
         batch = batches.get((source.id, dataset))
         manifest_key = batch[0] if batch else None
-        manifest = storage.get_json(services.s3, manifest_key) if manifest_key else None
-        manifest_sha = (storage.sha256_bytes(storage.get_bytes(services.s3, manifest_key)) if manifest_key else None)
+        manifest = json.loads(manifest_bytes(manifest_key)) if manifest_key else None
+        manifest_sha = storage.sha256_bytes(manifest_bytes(manifest_key)) if manifest_key else None
         total = DatasetLine(dataset, ds.title_vi, source.id, manifest_key=manifest_key, manifest_sha256=manifest_sha,
                             valid_sha256=manifest["objects"]["valid"]["sha256"] if manifest else None)
-        entries = _night_outcomes(services, [storage.get_json(services.s3, k) for k in batch[6]]) if batch else None
+        entries = _night_outcomes(services, [json.loads(manifest_bytes(k)) for k in batch[6]]) if batch else None
         if entries is not None and batch[6]:
             # Every attempt that loaded; rows merged into another source's record are merged, not loaded.
             night = _counts(entries)

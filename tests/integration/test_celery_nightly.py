@@ -74,6 +74,8 @@ def test_the_nightly_runs_on_two_celery_workers_through_a_redis_broker(pg_admin_
     # The probe's task found the heavy modules imported by a process that is neither it nor its supervisor.
     probe = warm_probe_result(tmp_path / "probe.json")
     assert probe["found"] == ["great_expectations", "pandas", "pyarrow", "sapnhap.sync.validate", "sapnhap.sync.load"]
+    # ... and the deployment's plugins folder (the UI plugin), which every task's runner loads at start.
+    assert probe["plugins_preloaded"] == ["sapnhap"]
     assert probe["warmed_by"] not in (None, probe["pid"], probe["ppid"]) and probe["failed"] == {}
     with psycopg.connect(services.platform_dsn) as conn:
         core = conn.execute("SELECT (SELECT count(*) FROM core.residents) + (SELECT count(*) FROM core.dossiers)").fetchone()[0]

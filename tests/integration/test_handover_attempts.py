@@ -57,3 +57,34 @@ def test_a_cleared_and_rerun_source_is_handed_over_with_every_attempt_that_loade
     assert commune["held_total"] == 5
     district = _line(services.platform_dsn, "n1", source.old_units.districts[0], "district")
     assert (district["extracted"], district["loaded"]) == (5, 5)
+
+
+def test_the_handover_downloads_each_backup_object_once(tmp_path: Path, services: Services,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handover runs at the night's tail over every source: it read each batch's manifest three
+    times (its body, its checksum, and again as the last attempt that loaded)."""
+    from collections import Counter
+
+    from sapnhap import storage
+    from sapnhap.handover import build_handover
+
+    source = residents_source()
+    legacy = Legacy(tmp_path / "legacy.db")
+    legacy.upsert(*(resident(str(i), f"00219000000{i}", f"2025-08-0{i} 08:00:00") for i in range(1, 6)))
+    prepare_run(services, "n1")
+    load_stage(services, source, until_backup(services, source, legacy.uri, "n1"))
+    load_stage(services, source, until_backup(services, source, legacy.uri, "n1"))  # a second attempt
+    downloads: Counter = Counter()
+    real = storage.get_bytes
+
+    def counting(cfg, key, *args, **kwargs):  # noqa: ANN001, ANN202
+        downloads[key] += 1
+        return real(cfg, key, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "get_bytes", counting)
+    build_handover(services, "n1", sources=[source])
+    manifests = [k for k in downloads if k.endswith("manifest.json")]
+    assert len(manifests) == 2  # both attempts that loaded are read ...
+    assert set(downloads.values()) == {1}, downloads  # ... and no object twice
+    commune = _line(services.platform_dsn, "n1", COMMUNE, "commune")
+    assert (commune["extracted"], commune["loaded"], commune["held_total"]) == (5, 5, 5)

@@ -47,6 +47,8 @@ def test_a_task_under_the_local_executor_finds_the_heavy_modules_already_importe
             conn.execute(f'DROP DATABASE IF EXISTS "{metadata_db}" WITH (FORCE)')
     probe = warm_probe_result(out)
     assert probe["found"] == ["great_expectations", "pandas", "pyarrow", "sapnhap.sync.validate", "sapnhap.sync.load"]
+    # ... and the deployment's plugins folder (the UI plugin), which every task's runner loads at start.
+    assert probe["plugins_preloaded"] == ["sapnhap"]
     assert probe["failed"] == {}
     # Imported once, before the executor's worker was forked: not by the task, not by its supervisor.
     assert probe["warmed_by"] not in (None, probe["pid"], probe["ppid"])

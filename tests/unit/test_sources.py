@@ -91,9 +91,21 @@ def test_the_file_name_is_the_source_id(tmp_path: Path) -> None:
 
 def test_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
-    path.write_text("id: [unclosed", encoding="utf-8")
-    with pytest.raises(SourceConfigError, match="not valid YAML"):
+    path.write_text("id: x\nname: y\nold_units: [unclosed\nkind: postgres\n", encoding="utf-8")
+    with pytest.raises(SourceConfigError, match="not valid YAML") as caught:
         parse_source(path)
+    assert str(path) in str(caught.value) and "line 3" in str(caught.value)  # file and line named
+
+
+def test_source_files_are_read_by_libyaml() -> None:
+    """Every task instance reads the whole registry when Airflow parses the nightly: PyYAML's pure
+    Python parser took 1.4 s for 300 source files, libyaml (PyYAML's C loader) a tenth of that."""
+    import yaml
+
+    from sapnhap import sources
+
+    assert yaml.__with_libyaml__  # the wheels of PyYAML ship it
+    assert sources.YAML_LOADER is yaml.CSafeLoader
 
 
 def _registry_dir(tmp_path: Path) -> tuple[Path, Path]:

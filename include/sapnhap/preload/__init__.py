@@ -47,6 +47,9 @@ MODULES: tuple[str, ...] = (
     "airflow.sdk",
     "airflow.sdk.execution_time.task_runner",
     "airflow.sdk.execution_time.supervisor",
+    # What the task runner imports to parse the DAG file (its DagBag pulls Airflow's serialization):
+    # 0.4-0.5 s of every task instance when it was not preloaded (bench/RESULTS.md, session 6).
+    "airflow.dag_processing.dagbag",
     "airflow.providers.standard.operators.python",
     "pandas",
     "numpy",
@@ -106,11 +109,32 @@ def warm() -> dict[str, Any]:
         _lookup(load_reference())  # the crosswalk (lru_cache per process) and its lookup arrays
     except Exception as exc:  # noqa: BLE001
         failed["sapnhap.reference"] = f"{type(exc).__name__}: {exc}"
+    plugins = _load_airflow_plugins(failed)
     WARMED.update(pid=os.getpid(), seconds=round(time.perf_counter() - started, 2), failed=failed,
-                  modules=[m for m in MODULES if m not in failed])
+                  modules=[m for m in MODULES if m not in failed], plugins=plugins)
     if failed:
         log.warning("sapnhap.preload: %d modules not preloaded (tasks import them themselves): %s", len(failed), failed)
     return WARMED
+
+
+def _load_airflow_plugins(failed: dict[str, str]) -> list[str]:
+    """Load the deployment's Airflow plugins (its plugins folder: the sapnhap UI plugin) once, here.
+
+    Each task's runner starts Airflow's listener manager and template macros, which import every
+    plugin of the plugins folder: 0.25-0.37 s of every task instance (bench/RESULTS.md, session 6).
+    Both are cached per process, so a task forked from here finds them loaded. Loading a plugin
+    imports it (the UI plugin builds its FastAPI app); it opens nothing.
+    """
+    try:
+        from airflow.listeners.listener import get_listener_manager
+        from airflow.sdk.plugins_manager import _get_plugins, integrate_macros_plugins
+
+        get_listener_manager()
+        integrate_macros_plugins()
+        return sorted(str(p.name) for p in _get_plugins()[0])
+    except Exception as exc:  # noqa: BLE001 - the task loads them itself, as without a preload
+        failed["airflow.plugins"] = f"{type(exc).__name__}: {exc}"
+        return []
 
 
 # ``[scheduler] mp_forkserver_preload``: the module the LocalExecutor's fork server imports.
