@@ -72,6 +72,7 @@ def test_one_task_group_per_source_with_mapped_stages_per_dataset(dagbag) -> Non
             assert task.get_closest_mapped_task_group() is group
             assert task.show_return_value_in_logs is False  # the summary line tells the story, not a dict
             assert task.map_index_template  # mapped instances are named by their dataset in the UI
+            assert task.multiple_outputs is False  # one XCom per instance, not one more per key of the batch
         extract = dag.task_dict[f"{source.id}.datasets.extract"]
         assert extract.pool == source.pool  # legacy servers keep serving their users
         assert extract.upstream_task_ids == {"plan"}  # plan also prepares the run: no prepare, no assess hop
@@ -84,6 +85,7 @@ def test_one_task_group_per_source_with_mapped_stages_per_dataset(dagbag) -> Non
     assert leaves == {"reconcile", "report", "handover", "publish"}
     for task_id in ("reconcile", "report", "handover", "publish"):
         assert dag.task_dict[task_id].trigger_rule == "all_done"
+        assert dag.task_dict[task_id].multiple_outputs is False
         assert "plan" in dag.task_dict[task_id].upstream_task_ids or task_id == "publish"
 
 

@@ -307,6 +307,15 @@ def test_xcom_holds_small_references(nightly) -> None:
     assert any(t.endswith(".datasets.process") for t in sizes)
     too_big = {t: n for t, n in sizes.items() if n > 16000}
     assert not too_big, too_big
+    # One XCom per task instance (its return value): before, each key of a returned dict was pushed
+    # again as an XCom of its own, one API call each (~30 per extract).
+    with _airflow_db(nightly) as db:
+        keys = db.execute(
+            """SELECT task_id, map_index, group_concat(key) FROM xcom WHERE dag_id = 'sapnhap_nightly'
+               GROUP BY run_id, task_id, map_index""").fetchall()
+    extra = {(t, m): k for t, m, k in keys if t != "plan" and k != "return_value"}
+    assert not extra, extra
+    assert any(t.endswith(".datasets.extract") for t, _, _ in keys)
 
 
 def test_table_asset_events_carry_the_row_counts(nightly) -> None:
