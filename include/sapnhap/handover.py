@@ -90,10 +90,12 @@ def _latest_run(conn: psycopg.Connection) -> str:
 
 
 def _run_frames(services: Services, manifest: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    def read(name: str) -> pd.DataFrame:
-        return storage.read_parquet(services.s3, manifest["objects"][name])  # one object, or its parts
+    def read(name: str, columns: list[str]) -> pd.DataFrame:
+        # One object, or its parts; only the columns the counts need (a full night reads every row).
+        return storage.read_parquet(services.s3, manifest["objects"][name], columns)
 
-    return read("transformed"), read("valid"), read("quarantine"), read("merged_in_batch")
+    return (read("transformed", ["_row_id", "source_key", "old_commune_code"]), read("valid", ["source_key"]),
+            read("quarantine", ["_row_id"]), read("merged_in_batch", ["source_key", "kept_source_key"]))
 
 
 def _attempt_outcomes(services: Services, manifest: dict) -> pd.DataFrame:

@@ -364,14 +364,22 @@ def verify_object(cfg: S3Config, obj: dict[str, object]) -> None:
         raise BackupError(f"checksum mismatch for {obj['key']}: expected {obj['sha256']}, got {got}")
 
 
-def read_parquet(cfg: S3Config, obj: dict):  # noqa: ANN201 - pandas.DataFrame, imported lazily
-    """The whole frame of a Parquet object (all its parts, in order), every part's sha256 checked."""
+def read_parquet(cfg: S3Config, obj: dict, columns: list[str] | None = None):  # noqa: ANN201 - pandas.DataFrame
+    """The frame of a Parquet object (all its parts, in order), every part's sha256 checked.
+
+    ``columns``: only these, of those the object has (a reader that needs three columns of a
+    large batch does not decode the other twenty).
+    """
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(io.BytesIO(get_bytes(cfg, str(p["key"]), str(p["sha256"])))) for p in parts_of(obj)]
+    tables = []
+    for part in parts_of(obj):
+        file = pq.ParquetFile(io.BytesIO(get_bytes(cfg, str(part["key"]), str(part["sha256"]))))
+        wanted = None if columns is None else [c for c in columns if c in file.schema_arrow.names]
+        tables.append(file.read(columns=wanted))
     return (tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")).to_pandas()
 
 

@@ -88,3 +88,26 @@ def test_the_handover_downloads_each_backup_object_once(tmp_path: Path, services
     assert set(downloads.values()) == {1}, downloads  # ... and no object twice
     commune = _line(services.platform_dsn, "n1", COMMUNE, "commune")
     assert (commune["extracted"], commune["loaded"], commune["held_total"]) == (5, 5, 5)
+
+
+def test_a_parquet_object_in_parts_is_read_with_only_the_columns_asked_for(services: Services) -> None:
+    """The handover reads every row a night extracted (all of a large batch's parts): only the
+    columns its counts need, of those the object has."""
+    import io
+
+    import pandas as pd
+
+    from sapnhap import storage
+
+    refs = []
+    for i, frame in enumerate([pd.DataFrame({"_row_id": [1, 2], "source_key": ["a", "b"], "name": ["x", "y"]}),
+                               pd.DataFrame({"_row_id": [3], "source_key": ["c"], "name": ["z"]})]):
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        stored = storage.put_bytes(services.s3, f"tests/columns/part-{i}.parquet", buf.getvalue())
+        refs.append({"key": stored.key, "sha256": stored.sha256, "rows": len(frame), "size": len(buf.getvalue())})
+    obj = storage.multipart(refs)
+    read = storage.read_parquet(services.s3, obj, ["source_key", "_row_id", "old_commune_code"])
+    assert list(read.columns) == ["source_key", "_row_id"]  # a column the object lacks is left out
+    assert read["source_key"].tolist() == ["a", "b", "c"]
+    assert list(storage.read_parquet(services.s3, obj).columns) == ["_row_id", "source_key", "name"]
