@@ -286,10 +286,15 @@ def source_dirs() -> list[Path]:
     return dirs or [DEFAULT_SOURCES_DIR]
 
 
+def _read_yaml(path: Path) -> object:
+    """A source file's YAML, read with :data:`YAML_LOADER` (a safe loader)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)  # noqa: S506 - a safe loader
+
+
 def parse_source(path: Path) -> Source:
     """Parse and validate one source file; raise :class:`SourceConfigError` naming file and field."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)  # noqa: S506 - a safe loader
+        raw = _read_yaml(path)
     except yaml.YAMLError as exc:
         raise SourceConfigError(f"{path}: not valid YAML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -330,7 +335,7 @@ class Registry:
 def readable_owners(path: Path) -> tuple[str, ...]:
     """The owner addresses a broken file still lets us read (empty if none can be read)."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)  # noqa: S506 - a safe loader
+        raw = _read_yaml(path)
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return ()
     owners = raw.get("owners") if isinstance(raw, dict) else None
