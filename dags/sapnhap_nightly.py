@@ -38,6 +38,7 @@ from sapnhap.sources import load_registry
 
 # Declarative files only: no connection or database is touched at parse time. An invalid file
 # disables its source only (a failing task below); the DAG still imports and the others run.
+DAG_ID = "sapnhap_nightly"
 REGISTRY = load_registry()
 SOURCES = list(REGISTRY.sources)
 
@@ -52,7 +53,7 @@ def _sources_to_build() -> list:
     as in the whole DAG. The scheduler, the DAG processor and every other task get all sources.
     """
     context = get_parsing_context()
-    if context.dag_id == "sapnhap_nightly" and context.task_id:
+    if context.dag_id == DAG_ID and context.task_id:
         mine = [s for s in SOURCES if s.id == context.task_id.split(".", 1)[0]]
         if mine:
             return mine
@@ -125,7 +126,7 @@ def _skip_unless_selected(selected: list, source_id: str, dataset: str | None = 
 
 
 @dag(
-    dag_id="sapnhap_nightly",
+    dag_id=DAG_ID,
     schedule="0 1 * * *",
     start_date=pendulum.datetime(2025, 7, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
